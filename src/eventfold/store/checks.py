@@ -1,0 +1,233 @@
+"""Input checks and idempotency rules shared by every backend, so that all of
+them reject the same input with the same typed error before touching storage."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from eventfold.errors import (
+    DuplicateEventId,
+    InvalidArgument,
+    InvalidStreamId,
+    WrongExpectedVersion,
+)
+from eventfold.store.api import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AppendResult,
+    ExpectedVersion,
+    JsonText,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+    StreamState,
+)
+
+MAX_STREAM_ID = 200
+MAX_TYPE_NAME = 200
+# No whitespace, no control characters; "$" first is reserved for system streams.
+_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
+_TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
+_json_object = msgspec.json.Decoder(dict[str, Any])
+
+
+def validate_stream_id(stream_id: object) -> str:
+    if not isinstance(stream_id, str):
+        raise InvalidStreamId(stream_id, "must be a string")
+    if not stream_id:
+        raise InvalidStreamId(stream_id, "must not be empty")
+    if len(stream_id) > MAX_STREAM_ID:
+        raise InvalidStreamId(stream_id[:40] + "...", f"longer than {MAX_STREAM_ID} characters")
+    if _FORBIDDEN.search(stream_id):
+        raise InvalidStreamId(stream_id, "contains whitespace or control characters")
+    if stream_id.startswith("$"):
+        raise InvalidStreamId(stream_id, "names starting with '$' are reserved")
+    return stream_id
+
+
+def category_of(stream_id: str) -> str:
+    """``order-42`` -> ``order``; a stream id without a dash is its own category."""
+    return stream_id.partition("-")[0]
+
+
+def validate_type_name(name: object) -> str:
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_TYPE_NAME:
+        raise InvalidArgument(f"invalid event type name {name!r}", argument="type")
+    if not _TYPE_NAME.fullmatch(name):
+        raise InvalidArgument(
+            f"invalid event type name {name!r}: letters, digits, '_', '.', ':', '-'",
+            argument="type",
+        )
+    return name
+
+
+def validate_expected(expected: object) -> ExpectedVersion:
+    if isinstance(expected, StreamState):
+        return expected
+    if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
+        raise InvalidArgument(
+            f"expected version must be ANY, NO_STREAM, STREAM_EXISTS or an int >= 0, "
+            f"not {expected!r}",
+            argument="expected_version",
+        )
+    return expected
+
+
+def check_expected(stream_id: str, expected: ExpectedVersion, actual: int) -> None:
+    """Raise WrongExpectedVersion unless ``actual`` (0 = no stream) satisfies ``expected``."""
+    if expected is ANY:
+        return
+    if expected is NO_STREAM:
+        ok = actual == 0
+    elif expected is STREAM_EXISTS:
+        ok = actual > 0
+    else:
+        ok = actual == expected
+    if not ok:
+        raise WrongExpectedVersion(stream_id, expected, actual)
+
+
+def _check_json_object(raw: object, what: str, event_type: str) -> None:
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise InvalidArgument(f"{event_type}: {what} must be JSON bytes", argument=what)
+    try:
+        _json_object.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidArgument(
+            f"{event_type}: {what} is not a JSON object: {exc}", argument=what
+        ) from None
+
+
+def validate_new_event(event: object) -> NewEvent:
+    if not isinstance(event, NewEvent):
+        raise InvalidArgument(f"expected a NewEvent, got {type(event).__name__}", argument="events")
+    validate_type_name(event.type)
+    if not isinstance(event.event_id, uuid.UUID):
+        raise InvalidArgument(f"{event.type}: event_id must be a UUID", argument="event_id")
+    sv = event.schema_version
+    if isinstance(sv, bool) or not isinstance(sv, int) or sv < 1:
+        raise InvalidArgument(
+            f"{event.type}: schema_version must be >= 1", argument="schema_version"
+        )
+    _check_json_object(event.data, "data", event.type)
+    _check_json_object(event.metadata, "metadata", event.type)
+    return event
+
+
+def validate_appends(appends: Iterable[object]) -> list[StreamAppend]:
+    """Validate a multi-stream append: ids, expected versions, events, and that no
+    stream and no event id appears twice."""
+    checked: list[StreamAppend] = []
+    streams: set[str] = set()
+    ids: set[uuid.UUID] = set()
+    for item in appends:
+        if not isinstance(item, StreamAppend):
+            raise InvalidArgument("append_many takes StreamAppend items", argument="appends")
+        validate_stream_id(item.stream_id)
+        validate_expected(item.expected_version)
+        if item.stream_id in streams:
+            raise InvalidArgument(
+                f"stream {item.stream_id!r} appears twice in one append", argument="appends"
+            )
+        streams.add(item.stream_id)
+        if isinstance(item.events, str | bytes) or not isinstance(item.events, Sequence):
+            raise InvalidArgument("events must be a sequence of NewEvent", argument="events")
+        for event in item.events:
+            validate_new_event(event)
+            if event.event_id in ids:
+                raise InvalidArgument(
+                    f"event id {event.event_id} appears twice in one append", argument="event_id"
+                )
+            ids.add(event.event_id)
+        checked.append(item)
+    if not checked:
+        raise InvalidArgument("append_many needs at least one StreamAppend", argument="appends")
+    return checked
+
+
+def validate_read_stream(
+    stream_id: str, from_version: int, to_version: int | None, limit: int | None
+) -> None:
+    validate_stream_id(stream_id)
+    for name, value in (
+        ("from_version", from_version),
+        ("to_version", to_version),
+        ("limit", limit),
+    ):
+        if value is None and name != "from_version":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidArgument(f"{name} must be an int >= 0, not {value!r}", argument=name)
+
+
+def validate_read_all(
+    from_position: int,
+    categories: Sequence[str] | None,
+    types: Sequence[str] | None,
+    limit: int | None,
+) -> None:
+    for name, value in (("from_position", from_position), ("limit", limit)):
+        if value is None and name == "limit":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidArgument(f"{name} must be an int >= 0, not {value!r}", argument=name)
+    for name, seq in (("categories", categories), ("types", types)):
+        if seq is None:
+            continue
+        if isinstance(seq, str | bytes) or not all(isinstance(s, str) for s in seq):
+            raise InvalidArgument(f"{name} must be a sequence of strings", argument=name)
+
+
+def same_json(a: JsonText, b: JsonText) -> bool:
+    if a == b:
+        return True
+    try:
+        return bool(msgspec.json.decode(a) == msgspec.json.decode(b))
+    except msgspec.DecodeError:
+        return False
+
+
+def replayed_result(
+    append: StreamAppend, stored: dict[uuid.UUID, RecordedEvent]
+) -> AppendResult | None:
+    """Decide what a batch whose ids may already be stored means.
+
+    ``stored`` maps the batch's event ids that already exist to their records.
+    None of them stored: a new append (returns None). All of them stored in this
+    stream, contiguous, in order, with the same type and data: a retry of an
+    append that succeeded (returns its original result). Anything else raises
+    DuplicateEventId naming the first offending id.
+    """
+    events = append.events
+    if not stored or not events:
+        return None
+    first = stored.get(events[0].event_id)
+    for i, event in enumerate(events):
+        record = stored.get(event.event_id)
+        if record is None:
+            raise DuplicateEventId(
+                next(iter(stored)),
+                append.stream_id,
+                "some events of this append are already stored and others are not",
+            )
+        if record.stream_id != append.stream_id:
+            raise DuplicateEventId(
+                event.event_id, append.stream_id, f"already stored in stream {record.stream_id!r}"
+            )
+        assert first is not None
+        if record.version != first.version + i:
+            raise DuplicateEventId(
+                event.event_id, append.stream_id, "already stored at another version"
+            )
+        if record.type != event.type or not same_json(record.data, event.data):
+            raise DuplicateEventId(
+                event.event_id, append.stream_id, "already stored with different content"
+            )
+    last = stored[events[-1].event_id]
+    return AppendResult(append.stream_id, last.version, last.position)
