@@ -1,5 +1,31 @@
-"""eventfold: event sourcing and CQRS for Python."""
+"""eventfold: event sourcing and CQRS for Python.
 
+Events are recorded in an ordered, append-only store; state is a fold over
+them. Start with ``connect(url)``, an ``EventRegistry`` for your event types,
+a ``Decider`` and a ``Repository``.
+"""
+
+from eventfold.domain.aggregate import Aggregate
+from eventfold.domain.decider import Decider
+from eventfold.domain.events import Envelope, EventRegistry, Metadata
+from eventfold.errors import (
+    CommandRejected,
+    ConcurrencyError,
+    ConfigurationError,
+    DuplicateEventId,
+    EventfoldError,
+    InvalidArgument,
+    InvalidStreamId,
+    NotAnEventStore,
+    SchemaVersionError,
+    SerializationError,
+    StoreClosed,
+    StoreError,
+    UnknownEventType,
+    WrongExpectedVersion,
+)
+from eventfold.repository import Handled, Loaded, Repository, SnapshotPolicy
+from eventfold.serialization.codec import Codec, RawEvent
 from eventfold.store import (
     ANY,
     NO_STREAM,
@@ -8,18 +34,49 @@ from eventfold.store import (
     EventStore,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StreamAppend,
+    category_of,
     connect,
 )
+
+__version__ = "0.1.0"
 
 __all__ = [
     "ANY",
     "NO_STREAM",
     "STREAM_EXISTS",
+    "Aggregate",
     "AppendResult",
+    "Codec",
+    "CommandRejected",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "Decider",
+    "DuplicateEventId",
+    "Envelope",
+    "EventRegistry",
     "EventStore",
+    "EventfoldError",
+    "Handled",
+    "InvalidArgument",
+    "InvalidStreamId",
+    "Loaded",
+    "Metadata",
     "NewEvent",
+    "NotAnEventStore",
+    "RawEvent",
     "RecordedEvent",
+    "Repository",
+    "SchemaVersionError",
+    "SerializationError",
+    "Snapshot",
+    "SnapshotPolicy",
+    "StoreClosed",
+    "StoreError",
     "StreamAppend",
+    "UnknownEventType",
+    "WrongExpectedVersion",
+    "category_of",
     "connect",
 ]

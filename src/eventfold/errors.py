@@ -144,3 +144,12 @@ class StreamNotFound(EventfoldError):
 def _fmt_expected(expected: object) -> str:
     name = getattr(expected, "name", None)
     return name if isinstance(name, str) else repr(expected)
+
+
+class CommandRejected(EventfoldError):
+    """A decider refused a command because of a business rule. Raise it (or a
+    subclass) from ``decide``; nothing is written."""
+
+    def __init__(self, message: str, *, stream_id: str | None = None) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id

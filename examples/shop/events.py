@@ -1,0 +1,50 @@
+"""The shop's events: orders and inventory. Names are stable, not Python paths."""
+
+from __future__ import annotations
+
+import msgspec
+
+from eventfold import EventRegistry
+
+registry = EventRegistry()
+
+
+@registry.register("OrderPlaced")
+class OrderPlaced(msgspec.Struct, frozen=True):
+    order_id: str
+    customer_id: str
+
+
+@registry.register("OrderLineAdded")
+class LineAdded(msgspec.Struct, frozen=True):
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+@registry.register("OrderConfirmed")
+class OrderConfirmed(msgspec.Struct, frozen=True):
+    total_cents: int
+
+
+@registry.register("OrderCancelled")
+class OrderCancelled(msgspec.Struct, frozen=True):
+    reason: str
+
+
+@registry.register("StockReceived")
+class StockReceived(msgspec.Struct, frozen=True):
+    sku: str
+    quantity: int
+
+
+@registry.register("StockReserved")
+class StockReserved(msgspec.Struct, frozen=True):
+    order_id: str
+    quantity: int
+
+
+@registry.register("StockReleased")
+class StockReleased(msgspec.Struct, frozen=True):
+    order_id: str
+    quantity: int

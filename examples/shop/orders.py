@@ -1,0 +1,99 @@
+"""Orders as a Decider: place, add a line, confirm, cancel."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from eventfold import CommandRejected, Decider
+from examples.shop.events import LineAdded, OrderCancelled, OrderConfirmed, OrderPlaced
+
+OrderEvent = OrderPlaced | LineAdded | OrderConfirmed | OrderCancelled
+Status = Literal["none", "open", "confirmed", "cancelled"]
+
+
+class OrderRejected(CommandRejected):
+    pass
+
+
+class Line(msgspec.Struct, frozen=True):
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+class Order(msgspec.Struct, frozen=True):
+    status: Status = "none"
+    order_id: str = ""
+    customer_id: str = ""
+    lines: tuple[Line, ...] = ()
+
+    @property
+    def total_cents(self) -> int:
+        return sum(line.quantity * line.unit_price_cents for line in self.lines)
+
+
+class PlaceOrder(msgspec.Struct, frozen=True):
+    order_id: str
+    customer_id: str
+
+
+class AddLine(msgspec.Struct, frozen=True):
+    sku: str
+    quantity: int
+    unit_price_cents: int
+
+
+class ConfirmOrder(msgspec.Struct, frozen=True):
+    pass
+
+
+class CancelOrder(msgspec.Struct, frozen=True):
+    reason: str
+
+
+OrderCommand = PlaceOrder | AddLine | ConfirmOrder | CancelOrder
+
+
+def decide(command: OrderCommand, state: Order) -> list[OrderEvent]:
+    match command:
+        case PlaceOrder(order_id, customer_id):
+            if state.status != "none":
+                raise OrderRejected(f"order {state.order_id} already exists")
+            return [OrderPlaced(order_id, customer_id)]
+        case AddLine(sku, quantity, price):
+            if state.status != "open":
+                raise OrderRejected(f"cannot add lines to a {state.status} order")
+            if quantity <= 0 or price < 0:
+                raise OrderRejected("quantity must be positive and price not negative")
+            return [LineAdded(sku, quantity, price)]
+        case ConfirmOrder():
+            if state.status == "confirmed":
+                return []
+            if state.status != "open" or not state.lines:
+                raise OrderRejected(f"cannot confirm a {state.status} order without lines")
+            return [OrderConfirmed(state.total_cents)]
+        case CancelOrder(reason):
+            if state.status == "cancelled":
+                return []
+            if state.status == "none":
+                raise OrderRejected("no such order")
+            return [OrderCancelled(reason)]
+    raise OrderRejected(f"unknown command {command!r}")
+
+
+def evolve(state: Order, event: OrderEvent) -> Order:
+    match event:
+        case OrderPlaced(order_id, customer_id):
+            return Order("open", order_id, customer_id)
+        case LineAdded(sku, quantity, price):
+            return msgspec.structs.replace(state, lines=(*state.lines, Line(sku, quantity, price)))
+        case OrderConfirmed():
+            return msgspec.structs.replace(state, status="confirmed")
+        case OrderCancelled():
+            return msgspec.structs.replace(state, status="cancelled")
+    return state
+
+
+orders: Decider[OrderCommand, OrderEvent, Order] = Decider(decide, evolve, Order)

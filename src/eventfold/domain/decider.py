@@ -1,0 +1,30 @@
+"""The Decider: ``decide(command, state) -> events`` and ``evolve(state, event)
+-> state``, starting from ``initial_state()``. Pure, synchronous, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+C = TypeVar("C")
+E = TypeVar("E")
+S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class Decider(Generic[C, E, S]):
+    """A write model as three functions. ``initial_state`` is a factory so that a
+    mutable state is never shared between folds."""
+
+    decide: Callable[[C, S], Sequence[E]]
+    evolve: Callable[[S, E], S]
+    initial_state: Callable[[], S]
+
+    def fold(self, events: Iterable[E], state: S | None = None) -> S:
+        """Apply ``events`` to ``state`` (or to a fresh initial state)."""
+        current = self.initial_state() if state is None else state
+        evolve = self.evolve
+        for event in events:
+            current = evolve(current, event)
+        return current

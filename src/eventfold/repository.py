@@ -1,0 +1,181 @@
+"""Load a stream's state (from a snapshot plus the events after it), handle a
+command, and save its events with the loaded version as the expected version,
+retrying on a concurrent write. Any earlier state is one call away."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from eventfold.domain.decider import Decider
+from eventfold.domain.events import Metadata
+from eventfold.errors import InvalidArgument, SerializationError, WrongExpectedVersion
+from eventfold.serialization.codec import Codec
+from eventfold.store.api import EventStore, ExpectedVersion, Snapshot
+from eventfold.store.checks import validate_expected, validate_stream_id
+
+C = TypeVar("C")
+E = TypeVar("E")
+S = TypeVar("S")
+
+_encoder = msgspec.json.Encoder()
+
+
+class SnapshotPolicy(msgspec.Struct, frozen=True):
+    """Store the folded state every ``every`` events. ``state_type`` must be
+    encodable by msgspec (a Struct or dataclass); ``schema_version`` tags its
+    shape, and a snapshot with another tag is ignored. ``name`` tells apart
+    several folds of one stream."""
+
+    every: int
+    state_type: type[Any]
+    schema_version: int = 1
+    name: str = "state"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise InvalidArgument("SnapshotPolicy.every must be an int >= 1", argument="every")
+
+
+class Loaded(msgspec.Struct, Generic[S], frozen=True):
+    """A folded state and the stream version it reflects (0: no events)."""
+
+    state: S
+    version: int
+
+
+class Handled(msgspec.Struct, Generic[E], frozen=True):
+    """The outcome of a command: the events it produced, the stream's version
+    after them, and the global position of the last one (0 if none), the token
+    a reader can wait for."""
+
+    events: list[E]
+    version: int
+    position: int
+
+
+class Repository(Generic[C, E, S]):
+    def __init__(
+        self,
+        store: EventStore,
+        decider: Decider[C, E, S],
+        codec: Codec,
+        *,
+        snapshots: SnapshotPolicy | None = None,
+        max_retries: int = 3,
+    ) -> None:
+        if max_retries < 0:
+            raise InvalidArgument("max_retries must be >= 0", argument="max_retries")
+        self.store = store
+        self.decider = decider
+        self.codec = codec
+        self.snapshots = snapshots
+        self.max_retries = max_retries
+        self._snapshot_decoder: msgspec.json.Decoder[Any] | None = (
+            msgspec.json.Decoder(snapshots.state_type) if snapshots else None
+        )
+
+    async def load(
+        self, stream_id: str, *, version: int | None = None, as_of: datetime | None = None
+    ) -> Loaded[S]:
+        """The state now, or as of a stream ``version``, or as it was at time
+        ``as_of`` (events recorded at or before it)."""
+        validate_stream_id(stream_id)
+        if version is not None and (
+            isinstance(version, bool) or not isinstance(version, int) or version < 0
+        ):
+            raise InvalidArgument(
+                f"version must be an int >= 0, not {version!r}", argument="version"
+            )
+        if as_of is not None and as_of.tzinfo is None:
+            raise InvalidArgument("as_of must be timezone-aware", argument="as_of")
+        snapshot = await self._usable_snapshot(stream_id, version) if as_of is None else None
+        state = None if snapshot is None else snapshot[0]
+        current = 0 if snapshot is None else snapshot[1]
+        decider, decode = self.decider, self.codec.decode_event
+        state = decider.initial_state() if state is None else state
+        evolve = decider.evolve
+        async for record in self.store.read_stream(
+            stream_id, from_version=current + 1, to_version=version
+        ):
+            if as_of is not None and record.recorded_at > as_of:
+                break
+            state = evolve(state, decode(record))
+            current = record.version
+        if (
+            self.snapshots is not None
+            and version is None
+            and as_of is None
+            and current - (0 if snapshot is None else snapshot[1]) >= self.snapshots.every
+        ):
+            await self._save_snapshot(stream_id, state, current)
+        return Loaded(state, current)
+
+    async def handle(
+        self,
+        stream_id: str,
+        command: C,
+        *,
+        metadata: Metadata | None = None,
+        expected_version: ExpectedVersion | None = None,
+    ) -> Handled[E]:
+        """Decide ``command`` against the current state and append the result.
+        Without ``expected_version`` the loaded version is expected and a
+        concurrent write makes it reload and decide again, up to
+        ``max_retries`` times; with one, a mismatch raises at once."""
+        if expected_version is not None:
+            validate_expected(expected_version)
+        attempts = 0
+        while True:
+            loaded = await self.load(stream_id)
+            events = list(self.decider.decide(command, loaded.state))
+            if not events:
+                return Handled([], loaded.version, 0)
+            new = [self.codec.encode(event, metadata) for event in events]
+            expect = loaded.version if expected_version is None else expected_version
+            try:
+                result = await self.store.append(stream_id, new, expect)
+            except WrongExpectedVersion:
+                attempts += 1
+                if expected_version is not None or attempts > self.max_retries:
+                    raise
+                continue
+            return Handled(events, result.version, result.position)
+
+    async def _usable_snapshot(
+        self, stream_id: str, max_version: int | None
+    ) -> tuple[S, int] | None:
+        policy, decoder = self.snapshots, self._snapshot_decoder
+        if policy is None or decoder is None:
+            return None
+        snap = await self.store.load_snapshot(stream_id, policy.name)
+        if snap is None or snap.schema_version != policy.schema_version:
+            return None
+        if max_version is not None and snap.version > max_version:
+            return None
+        try:
+            return decoder.decode(snap.state), snap.version
+        except msgspec.DecodeError:
+            # A snapshot that no longer fits the state type is only a cache miss.
+            return None
+
+    async def _save_snapshot(self, stream_id: str, state: S, version: int) -> None:
+        assert self.snapshots is not None
+        try:
+            data = _encoder.encode(state)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise SerializationError(f"cannot snapshot {type(state).__name__}: {exc}") from None
+        await self.store.save_snapshot(
+            Snapshot(stream_id, self.snapshots.name, version, self.snapshots.schema_version, data)
+        )
+
+    async def snapshot(self, stream_id: str) -> Loaded[S]:
+        """Fold the stream now and store a snapshot of it, whatever the policy's count."""
+        loaded = await self.load(stream_id)
+        if self.snapshots is None:
+            raise InvalidArgument("this repository has no SnapshotPolicy", argument="snapshots")
+        if loaded.version:
+            await self._save_snapshot(stream_id, loaded.state, loaded.version)
+        return loaded

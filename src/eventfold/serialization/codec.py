@@ -1,0 +1,127 @@
+"""Typed events <-> store records, with msgspec on both sides."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+import msgspec
+
+from eventfold.domain.events import Envelope, EventRegistry, Metadata
+from eventfold.errors import SerializationError, UnknownEventType
+from eventfold.serialization.upcasting import upcast
+from eventfold.store.api import NewEvent, RecordedEvent
+
+_encoder = msgspec.json.Encoder()
+
+_EMPTY_METADATA = Metadata()
+
+
+class RawEvent(msgspec.Struct, frozen=True):
+    """What ``decode(..., unknown="raw")`` puts in an envelope for a type name
+    that is not registered: the stored record itself."""
+
+    record: RecordedEvent
+
+
+class Codec:
+    """Encodes registered event objects into ``NewEvent`` and decodes
+    ``RecordedEvent`` back into them, upcasting older shapes."""
+
+    def __init__(self, registry: EventRegistry) -> None:
+        self.registry = registry
+
+    def encode(
+        self,
+        event: Any,
+        metadata: Metadata | None = None,
+        *,
+        event_id: uuid.UUID | None = None,
+    ) -> NewEvent:
+        entry = self.registry.of_class(type(event))
+        try:
+            data = _encoder.encode(event)
+        except (TypeError, msgspec.EncodeError, OverflowError) as exc:
+            raise SerializationError(
+                f"{entry.name}: cannot encode: {exc}", event_type=entry.name
+            ) from None
+        if not data.startswith(b"{"):
+            raise SerializationError(
+                f"{entry.name}: an event must encode to a JSON object, not {data[:20]!r}",
+                event_type=entry.name,
+            )
+        try:
+            meta = _encoder.encode(metadata) if metadata is not None else b"{}"
+        except (TypeError, msgspec.EncodeError, OverflowError) as exc:
+            raise SerializationError(
+                f"{entry.name}: cannot encode metadata: {exc}", event_type=entry.name
+            ) from None
+        return NewEvent(
+            type=entry.name,
+            data=data,
+            metadata=meta,
+            event_id=event_id or uuid.uuid4(),
+            schema_version=entry.version,
+        )
+
+    def decode_event(self, record: RecordedEvent) -> Any:
+        """Only the event object: the fast path for folding a stream."""
+        entry = self.registry.of_name(record.type)
+        if entry is None:
+            raise UnknownEventType(record.type, stream_id=record.stream_id, version=record.version)
+        if record.schema_version == entry.version:
+            try:
+                return entry.decoder.decode(record.data)
+            except msgspec.DecodeError as exc:
+                raise SerializationError(
+                    f"{record.type} at {record.stream_id!r} version {record.version}: {exc}",
+                    event_type=record.type,
+                ) from None
+        return upcast(self.registry, entry, record.schema_version, record.data)
+
+    def decode(
+        self, record: RecordedEvent, *, unknown: Literal["raise", "raw"] = "raise"
+    ) -> Envelope[Any]:
+        """The event with its envelope. With ``unknown="raw"`` an unregistered
+        type gives a ``RawEvent`` instead of raising ``UnknownEventType``."""
+        if unknown == "raw" and self.registry.of_name(record.type) is None:
+            event: Any = RawEvent(record)
+        else:
+            event = self.decode_event(record)
+        return Envelope(
+            event=event,
+            stream_id=record.stream_id,
+            version=record.version,
+            position=record.position,
+            event_id=record.event_id,
+            type=record.type,
+            schema_version=record.schema_version,
+            metadata=decode_metadata(record),
+            recorded_at=record.recorded_at,
+        )
+
+
+def decode_metadata(record: RecordedEvent) -> Metadata:
+    raw = record.metadata
+    if raw in (b"{}", "{}"):
+        return _EMPTY_METADATA
+    try:
+        # Unknown keys written by other tools are kept under ``extra``.
+        data = msgspec.json.decode(raw, type=dict[str, Any])
+    except msgspec.DecodeError as exc:
+        raise SerializationError(
+            f"metadata of {record.type}: {exc}", event_type=record.type
+        ) from None
+    known: dict[str, Any] = {
+        k: data.pop(k) for k in ("correlation_id", "causation_id", "actor") if k in data
+    }
+    nested = data.pop("extra", {})
+    extra: dict[str, Any] = nested if isinstance(nested, dict) else {"extra": nested}
+    extra.update(data)
+    try:
+        known["extra"] = extra
+        return msgspec.convert(known, Metadata)
+    except msgspec.ValidationError as exc:
+        raise SerializationError(
+            f"metadata of {record.type}: {exc}", event_type=record.type
+        ) from None

@@ -1,0 +1,103 @@
+"""The shop's deciders, given / when / then."""
+
+import pytest
+from examples.shop.events import (
+    LineAdded,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderPlaced,
+    StockReceived,
+    StockReleased,
+    StockReserved,
+)
+from examples.shop.inventory import (
+    OutOfStock,
+    ReceiveStock,
+    ReleaseStock,
+    ReserveStock,
+    inventory,
+)
+from examples.shop.orders import (
+    AddLine,
+    CancelOrder,
+    ConfirmOrder,
+    OrderRejected,
+    PlaceOrder,
+    orders,
+)
+
+from eventfold import CommandRejected
+from eventfold.testing import given
+
+placed = OrderPlaced("o-1", "c-1")
+line = LineAdded("apple", 3, 50)
+
+
+def test_place_an_order() -> None:
+    given(orders).when(PlaceOrder("o-1", "c-1")).then(placed)
+
+
+def test_an_order_is_placed_once() -> None:
+    given(orders, placed).when(PlaceOrder("o-1", "c-1")).then_raises(OrderRejected, "exists")
+
+
+def test_add_a_line() -> None:
+    given(orders, placed).when(AddLine("apple", 3, 50)).then(line)
+
+
+@pytest.mark.parametrize("bad", [AddLine("apple", 0, 50), AddLine("apple", 1, -1)])
+def test_bad_lines_are_rejected(bad: AddLine) -> None:
+    given(orders, placed).when(bad).then_raises(OrderRejected)
+
+
+def test_confirm_totals_the_lines() -> None:
+    given(orders, placed, line, LineAdded("pear", 1, 80)).when(ConfirmOrder()).then(
+        OrderConfirmed(230)
+    )
+
+
+def test_confirm_needs_lines_and_is_idempotent() -> None:
+    given(orders, placed).when(ConfirmOrder()).then_raises(OrderRejected)
+    given(orders, placed, line, OrderConfirmed(150)).when(ConfirmOrder()).then()
+
+
+def test_cancel() -> None:
+    given(orders, placed).when(CancelOrder("changed mind")).then(OrderCancelled("changed mind"))
+    given(orders).when(CancelOrder("x")).then_raises(OrderRejected)
+    given(orders, placed, OrderCancelled("x")).when(AddLine("a", 1, 1)).then_raises(OrderRejected)
+
+
+def test_order_state_after_a_command() -> None:
+    state = given(orders, placed).when(AddLine("apple", 3, 50)).then_state()
+    assert state.status == "open" and state.total_cents == 150
+
+
+def test_reserve_within_stock() -> None:
+    received = StockReceived("apple", 10)
+    given(inventory, received).when(ReserveStock("o-1", 4)).then(StockReserved("o-1", 4))
+    given(inventory, received, StockReserved("o-1", 8)).when(ReserveStock("o-2", 3)).then_raises(
+        OutOfStock, "3 wanted, 2 available"
+    )
+
+
+def test_reserve_is_idempotent_per_order_and_release_frees_stock() -> None:
+    history = (StockReceived("apple", 5), StockReserved("o-1", 5))
+    given(inventory, *history).when(ReserveStock("o-1", 5)).then()
+    given(inventory, *history).when(ReleaseStock("o-1")).then(StockReleased("o-1", 5))
+    given(inventory, *history, StockReleased("o-1", 5)).when(ReleaseStock("o-1")).then()
+    state = given(inventory, *history).when(ReleaseStock("o-1")).then_state()
+    assert state.available == 5
+
+
+def test_receive_stock() -> None:
+    given(inventory).when(ReceiveStock("apple", 10)).then(StockReceived("apple", 10))
+    given(inventory).when(ReceiveStock("apple", 0)).then_raises(CommandRejected, "positive")
+
+
+def test_scenario_failures_are_reported() -> None:
+    with pytest.raises(AssertionError):
+        given(orders).when(PlaceOrder("o-1", "c-1")).then()
+    with pytest.raises(AssertionError):
+        given(orders).when(PlaceOrder("o-1", "c-1")).then_raises(OrderRejected)
+    with pytest.raises(AssertionError):
+        given(orders).then(placed)
