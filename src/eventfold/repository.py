@@ -4,6 +4,7 @@ retrying on a concurrent write. Any earlier state is one call away."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +22,15 @@ E = TypeVar("E")
 S = TypeVar("S")
 
 _encoder = msgspec.json.Encoder()
+
+
+def _derived_id(stream_id: str, key: str | None, index: int) -> uuid.UUID | None:
+    if key is None:
+        return None
+    return uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{stream_id}\x00{key}\x00{index}")
+
+
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c5e2a-9d0b-4f7e-8a43-5b2d7c9e1f30")
 
 
 class SnapshotPolicy(msgspec.Struct, frozen=True):
@@ -120,11 +130,17 @@ class Repository(Generic[C, E, S]):
         *,
         metadata: Metadata | None = None,
         expected_version: ExpectedVersion | None = None,
+        idempotency_key: str | None = None,
     ) -> Handled[E]:
         """Decide ``command`` against the current state and append the result.
         Without ``expected_version`` the loaded version is expected and a
         concurrent write makes it reload and decide again, up to
-        ``max_retries`` times; with one, a mismatch raises at once."""
+        ``max_retries`` times; with one, a mismatch raises at once.
+
+        With an ``idempotency_key`` the events get ids derived from the stream
+        and the key, so handling the same command again after it landed (a
+        retry after a lost reply, a redelivered message) writes nothing and
+        returns the first outcome's version and position."""
         if expected_version is not None:
             validate_expected(expected_version)
         attempts = 0
@@ -133,7 +149,12 @@ class Repository(Generic[C, E, S]):
             events = list(self.decider.decide(command, loaded.state))
             if not events:
                 return Handled([], loaded.version, 0)
-            new = [self.codec.encode(event, metadata) for event in events]
+            new = [
+                self.codec.encode(
+                    event, metadata, event_id=_derived_id(stream_id, idempotency_key, i)
+                )
+                for i, event in enumerate(events)
+            ]
             expect = loaded.version if expected_version is None else expected_version
             try:
                 result = await self.store.append(stream_id, new, expect)

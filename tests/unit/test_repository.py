@@ -239,3 +239,17 @@ def test_fold_equals_snapshot_plus_later_events(commands: list[Any], every: int)
         assert inventory.fold(codec.decode_event(r) for r in records) == plain.state
 
     asyncio.run(run())
+
+
+async def test_idempotency_key_makes_a_repeated_command_write_nothing() -> None:
+    store = MemoryStore()
+    repo = Repository(store, orders, codec)
+    await repo.handle("order-1", PlaceOrder("order-1", "c-1"))
+    first = await repo.handle("order-1", AddLine("apple", 1, 10), idempotency_key="cmd-42")
+    again = await repo.handle("order-1", AddLine("apple", 1, 10), idempotency_key="cmd-42")
+    assert (again.version, again.position) == (first.version, first.position)
+    assert await store.stream_version("order-1") == 2
+    other = await repo.handle("order-1", AddLine("apple", 1, 10), idempotency_key="cmd-43")
+    assert other.version == 3
+    plain = await repo.handle("order-1", AddLine("apple", 1, 10))
+    assert plain.version == 4
