@@ -49,6 +49,8 @@ class EventType(msgspec.Struct, frozen=True):
     name: str
     version: int
     decoder: msgspec.json.Decoder[Any]
+    personal: tuple[str, ...] = ()
+    subject: str | None = None
 
 
 class EventRegistry:
@@ -61,13 +63,24 @@ class EventRegistry:
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
 
     def register(
-        self, name: str | None = None, *, version: int = 1, aliases: tuple[str, ...] = ()
+        self,
+        name: str | None = None,
+        *,
+        version: int = 1,
+        aliases: tuple[str, ...] = (),
+        personal: tuple[str, ...] = (),
+        subject: str | None = None,
     ) -> Callable[[type[T]], type[T]]:
         """Class decorator: ``@registry.register("OrderPlaced", version=2)``.
-        ``aliases`` are older names still found in the store."""
+        ``aliases`` are older names still found in the store. ``personal``
+        names string fields holding personal data of the data subject whose
+        id is in field ``subject``; an ``EncryptingStore`` encrypts them with
+        that subject's key."""
 
         def decorate(cls: type[T]) -> type[T]:
-            self.add(cls, name, version=version, aliases=aliases)
+            self.add(
+                cls, name, version=version, aliases=aliases, personal=personal, subject=subject
+            )
             return cls
 
         return decorate
@@ -79,6 +92,8 @@ class EventRegistry:
         *,
         version: int = 1,
         aliases: tuple[str, ...] = (),
+        personal: tuple[str, ...] = (),
+        subject: str | None = None,
     ) -> EventType:
         if not (
             isinstance(cls, type)
@@ -93,7 +108,8 @@ class EventRegistry:
             raise RegistrationError(
                 f"{cls.__qualname__} is already registered as {self._by_cls[cls].name!r}"
             )
-        entry = EventType(cls, name, version, msgspec.json.Decoder(cls))
+        _check_personal(cls, name, personal, subject)
+        entry = EventType(cls, name, version, msgspec.json.Decoder(cls), personal, subject)
         for key in (name, *aliases):
             validate_type_name(key)
             if key in self._by_name:
@@ -137,3 +153,28 @@ class EventRegistry:
     @property
     def names(self) -> list[str]:
         return sorted({entry.name for entry in self._by_cls.values()})
+
+
+def _check_personal(
+    cls: type[Any], name: str, personal: tuple[str, ...], subject: str | None
+) -> None:
+    """Personal fields must be strings (so a forgotten one reads as REDACTED)
+    and need a subject field naming whose data they are."""
+    if not personal and subject is None:
+        return
+    if not personal or subject is None:
+        raise RegistrationError(f"{name}: personal fields and a subject field go together")
+    info = msgspec.inspect.type_info(cls)
+    fields = {f.name: f.type for f in getattr(info, "fields", ())}
+    for field in (*personal, subject):
+        if field not in fields:
+            raise RegistrationError(f"{name}: no field {field!r}")
+    for field in personal:
+        kind = fields[field]
+        options = kind.types if isinstance(kind, msgspec.inspect.UnionType) else (kind,)
+        if not all(
+            isinstance(t, msgspec.inspect.StrType | msgspec.inspect.NoneType) for t in options
+        ):
+            raise RegistrationError(f"{name}: personal field {field!r} must be str or str | None")
+    if subject in personal:
+        raise RegistrationError(f"{name}: the subject field cannot itself be personal")
