@@ -17,7 +17,7 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -45,6 +45,7 @@ from eventfold.store.api import (
     StreamAppend,
 )
 from eventfold.store.checks import validate_appends
+from eventfold.store.wrapper import DelegatingStore
 
 REDACTED = "[redacted]"
 """What a personal field of a forgotten subject reads as."""
@@ -85,7 +86,7 @@ def split_token(token: str) -> tuple[str, bytes] | None:
         return None
 
 
-class EncryptingStore:
+class EncryptingStore(DelegatingStore):
     """An ``EventStore`` that encrypts personal fields on the way in and
     decrypts (or redacts) them on the way out."""
 
@@ -98,19 +99,12 @@ class EncryptingStore:
         max_retries: int = 10,
         key_cache_seconds: float = 5.0,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.registry = registry
         self.keys = keys
-        self.url = inner.url
         self.max_retries = max_retries
         self._cache_ttl = key_cache_seconds
         self._cache: dict[str, tuple[float, bytes | None]] = {}
-
-    async def __aenter__(self) -> EncryptingStore:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def close(self) -> None:
         await self.keys.close()
@@ -159,15 +153,6 @@ class EncryptingStore:
                 ad = _ad(stream_id, version, event.type, field, key_id)
                 data[field] = encrypt_field(key_id, key, value, ad, str(event.event_id))
         return msgspec.structs.replace(event, data=msgspec.json.encode(data))
-
-    async def append(
-        self,
-        stream_id: str,
-        events: Sequence[NewEvent],
-        expected_version: ExpectedVersion = ANY,
-    ) -> AppendResult:
-        (result,) = await self.append_many([StreamAppend(stream_id, events, expected_version)])
-        return result
 
     async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         checked = validate_appends(appends)
@@ -232,7 +217,7 @@ class EncryptingStore:
 
     # --- reading ------------------------------------------------------------------
 
-    async def _open(self, record: RecordedEvent) -> RecordedEvent:
+    async def on_read(self, record: RecordedEvent) -> RecordedEvent:
         entry = self._personal(record.type)
         if entry is None:
             return record
@@ -263,46 +248,6 @@ class EncryptingStore:
         if not changed:
             return record
         return msgspec.structs.replace(record, data=msgspec.json.encode(data))
-
-    async def read_stream(
-        self,
-        stream_id: str,
-        *,
-        from_version: int = 1,
-        to_version: int | None = None,
-        backwards: bool = False,
-        limit: int | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
-        async for record in self.inner.read_stream(
-            stream_id,
-            from_version=from_version,
-            to_version=to_version,
-            backwards=backwards,
-            limit=limit,
-        ):
-            yield await self._open(record)
-
-    async def read_all(
-        self,
-        *,
-        from_position: int = 0,
-        categories: Sequence[str] | None = None,
-        types: Sequence[str] | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
-        async for record in self.inner.read_all(
-            from_position=from_position, categories=categories, types=types, limit=limit
-        ):
-            yield await self._open(record)
-
-    async def stream_version(self, stream_id: str) -> int:
-        return await self.inner.stream_version(stream_id)
-
-    async def head_position(self) -> int:
-        return await self.inner.head_position()
-
-    async def wait_for_events(self, after_position: int, timeout: float) -> bool:
-        return await self.inner.wait_for_events(after_position, timeout)
 
     # --- snapshots ----------------------------------------------------------------
 

@@ -1,0 +1,60 @@
+"""Audit rules: metadata every appended event must carry (actor, reason,
+correlation and causation ids …), enforced around any store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from eventfold.errors import InvalidArgument
+from eventfold.store.api import AppendResult, EventStore, StreamAppend
+from eventfold.store.checks import validate_appends
+from eventfold.store.wrapper import DelegatingStore
+
+_KNOWN = ("correlation_id", "causation_id", "actor")
+
+
+class MissingAuditMetadata(InvalidArgument):
+    """An event lacks metadata the store requires; nothing was written."""
+
+    def __init__(self, stream_id: str, event_type: str, missing: list[str]) -> None:
+        super().__init__(
+            f"{event_type} in stream {stream_id!r} lacks required metadata: {', '.join(missing)}",
+            argument="metadata",
+        )
+        self.stream_id = stream_id
+        self.event_type = event_type
+        self.missing = missing
+
+
+def metadata_keys(raw: bytes | str) -> dict[str, Any]:
+    """Metadata as one flat mapping: the known keys and everything in ``extra``."""
+    data: dict[str, Any] = msgspec.json.decode(raw, type=dict[str, Any])
+    extra = data.pop("extra", None)
+    return {**extra, **data} if isinstance(extra, dict) else data
+
+
+class AuditingStore(DelegatingStore):
+    """Rejects any append in which an event lacks one of ``required``
+    (``actor``, ``correlation_id``, ``causation_id`` or a key of
+    ``Metadata.extra`` such as ``reason``), before anything is written."""
+
+    def __init__(self, inner: EventStore, required: Sequence[str] = ("actor",)) -> None:
+        super().__init__(inner)
+        if isinstance(required, str) or not all(isinstance(k, str) and k for k in required):
+            raise InvalidArgument(
+                "required must be a sequence of metadata keys", argument="required"
+            )
+        self.required = tuple(required)
+
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        checked = validate_appends(appends)
+        for item in checked:
+            for event in item.events:
+                present = metadata_keys(event.metadata)
+                missing = [k for k in self.required if present.get(k) in (None, "")]
+                if missing:
+                    raise MissingAuditMetadata(item.stream_id, event.type, missing)
+        return await self.inner.append_many(checked)
