@@ -27,6 +27,21 @@ class OrderConfirmed(msgspec.Struct, frozen=True):
     total_cents: int
 
 
+@registry.register("OrderSubmitted")
+class OrderSubmitted(msgspec.Struct, frozen=True):
+    """The customer checked out: inventory must now reserve every item."""
+
+    order_id: str
+    items: dict[str, int]  # sku -> quantity
+
+
+@registry.register("OrderDeclined")
+class OrderDeclined(msgspec.Struct, frozen=True):
+    """A submitted order could not be fulfilled (not enough stock)."""
+
+    reason: str
+
+
 @registry.register("OrderCancelled")
 class OrderCancelled(msgspec.Struct, frozen=True):
     reason: str

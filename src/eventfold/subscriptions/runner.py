@@ -1,0 +1,373 @@
+"""Runs projections: one lane per projection keeps its active build up to date
+(building a new one first when the code's version is new), ``rebuild`` builds
+fresh tables beside the serving ones and switches when they have caught up,
+and queries read through the pointer, optionally waiting for a position."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from eventfold.errors import InvalidArgument
+from eventfold.serialization.codec import Codec
+from eventfold.store.api import EventStore
+from eventfold.subscriptions import builds
+from eventfold.subscriptions.builds import Build
+from eventfold.subscriptions.errors import (
+    ProjectionNotReady,
+    ReadModelTimeout,
+    UnknownProjection,
+)
+from eventfold.subscriptions.freshness import (
+    BuildStatus,
+    Freshness,
+    ProjectionStatus,
+    QueryResult,
+    measure,
+)
+from eventfold.subscriptions.projection import Dispatch, Projection, ProjectionSet
+from eventfold.subscriptions.readmodel import Connection, ReadModel
+from eventfold.subscriptions.retry import RetryPolicy
+from eventfold.subscriptions.worker import BuildWorker, Progress
+
+_POLL = 0.05  # seconds between checks of a read model another process writes
+
+
+async def query_read_model(
+    read_model: ReadModel, projection: str, sql: str, params: Sequence[Any] = ()
+) -> QueryResult:
+    """Run ``sql`` (``{table}`` names, ``?`` parameters) against the build of
+    ``projection`` that queries read now. The pointer, the build's checkpoint
+    and the rows come from one read transaction, so a switch to a new build
+    is seen entirely or not at all."""
+    result = await read_model.read(functools.partial(_query, projection, sql, tuple(params)))
+    if result is None:
+        raise ProjectionNotReady(projection)
+    return result
+
+
+def _query(name: str, sql: str, params: tuple[Any, ...], conn: Connection) -> QueryResult | None:
+    build = builds.active_build(conn, name)
+    if build is None:
+        return None
+    cur = build.tx(conn).execute(sql, params)
+    rows = list(cur.fetchall())
+    description = getattr(cur, "description", None) or ()
+    return QueryResult(
+        rows=rows,
+        columns=[d[0] for d in description],
+        projection=name,
+        build=build.build,
+        version=build.version,
+        position=build.position,
+    )
+
+
+def _status(conn: Connection) -> list[tuple[str, int | None, list[Build]]]:
+    out = []
+    for row in conn.execute("SELECT name, active_build FROM eventfold_projection").fetchall():
+        out.append((row[0], row[1], builds.list_builds(conn, row[0])))
+    return out
+
+
+def _active_position(name: str, conn: Connection) -> int | None:
+    build = builds.active_build(conn, name)
+    return None if build is None else build.position
+
+
+class ProjectionRunner:
+    """Keeps ``projections`` in ``read_model`` up to date with ``store``.
+
+    ``async with ProjectionRunner(...) as runner`` starts a lane per
+    projection in the background and stops them on exit; ``catch_up()``
+    instead runs each once up to the head. Batches of ``batch_size`` events are
+    applied in one transaction each, with the checkpoint; a failing handler is
+    retried per ``retry`` and then stops its projection with ``ProjectionFailed``
+    (``wait_for`` and ``query`` on it raise that error, ``run`` too)."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        read_model: ReadModel,
+        projections: ProjectionSet | Iterable[Projection],
+        codec: Codec | None = None,
+        *,
+        batch_size: int = 500,
+        retry: RetryPolicy | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        if isinstance(projections, ProjectionSet):
+            codec = codec if codec is not None else projections.codec
+            projection_set = projections
+        else:
+            if codec is None:
+                raise InvalidArgument("a codec is needed to decode events", argument="codec")
+            projection_set = ProjectionSet(codec, projections)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidArgument("batch_size must be an int >= 1", argument="batch_size")
+        assert codec is not None
+        self.store = store
+        self.read_model = read_model
+        self.projections = projection_set
+        self.codec = codec
+        self.batch_size = batch_size
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.poll_interval = poll_interval
+        self.failures: dict[str, BaseException] = {}
+        self._dispatch = {p.name: Dispatch(p, codec) for p in projection_set}
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._workers: dict[str, BuildWorker] = {}
+        self._changed = asyncio.Event()
+        self._stopping = False
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> ProjectionRunner:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start a lane per projection in the background."""
+        await self.read_model.setup()
+        self._stopping = False
+        for projection in self.projections:
+            if projection.name not in self._lanes or self._lanes[projection.name].done():
+                self._lanes[projection.name] = asyncio.create_task(
+                    self._lane(projection), name=f"eventfold-projection-{projection.name}"
+                )
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for worker in self._workers.values():
+            worker.stop()
+        lanes = list(self._lanes.values())
+        for lane in lanes:
+            with contextlib.suppress(Exception):
+                await lane
+        self._lanes.clear()
+
+    async def run(self) -> None:
+        """Start (if needed) and wait for the lanes; re-raise the first failure."""
+        await self.start()
+        pending = set(self._lanes.values())
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _worker(
+        self, projection: Projection, build: Build, *, live: bool, progress: Progress | None
+    ) -> BuildWorker:
+        return BuildWorker(
+            self.store,
+            self.codec,
+            self.read_model,
+            projection,
+            build,
+            live=live,
+            batch_size=self.batch_size,
+            retry=self.retry,
+            poll_interval=self.poll_interval,
+            progress=progress,
+            on_commit=self._notify,
+        )
+
+    async def _resolve(self, projection: Projection, mode: str) -> Build:
+        head = await self.store.head_position()
+        start = head if projection.effects_from == "now" else 0
+        return await self.read_model.write(functools.partial(_resolve, projection, mode, start))
+
+    async def _lane(self, projection: Projection) -> None:
+        try:
+            while not self._stopping:
+                build = await self._resolve(projection, "run")
+                worker = self._worker(projection, build, live=True, progress=None)
+                self._workers[projection.name] = worker
+                if self._stopping:
+                    return
+                outcome = await worker.run()
+                if outcome != "retired":
+                    return
+        except BaseException as exc:
+            self.failures[projection.name] = exc
+            self._notify()
+            raise
+        finally:
+            self._workers.pop(projection.name, None)
+
+    async def catch_up(
+        self, names: Iterable[str] | None = None, *, progress: Progress | None = None
+    ) -> None:
+        """Bring each projection (or those named) up to the head once, then
+        return; a new build switches in when it gets there."""
+        for projection in self._select(names):
+            while True:
+                build = await self._resolve(projection, "run")
+                outcome = await self._worker(projection, build, live=False, progress=progress).run()
+                if outcome != "retired":
+                    break
+
+    async def rebuild(self, name: str, *, progress: Progress | None = None) -> Build:
+        """Build ``name`` again into fresh tables from position zero while the
+        current build keeps serving queries; switch queries over when the new
+        build has caught up. Interrupted, it resumes where it stopped."""
+        projection = self.projections.get(name)
+        build = await self._resolve(projection, "rebuild")
+        worker = self._worker(projection, build, live=False, progress=progress)
+        await worker.run()
+        lane = self._workers.get(name)
+        if lane is not None and lane.build.build != worker.build.build:
+            # The lane still follows the retired build: move it to the new one.
+            lane.stop()
+            with contextlib.suppress(Exception):
+                await self._lanes[name]
+            if not self._stopping:
+                self._lanes[name] = asyncio.create_task(self._lane(projection))
+        return worker.build
+
+    def _select(self, names: Iterable[str] | None) -> list[Projection]:
+        if names is None:
+            return list(self.projections)
+        return [self.projections.get(name) for name in names]
+
+    # --- reading ------------------------------------------------------------------------
+
+    def _check_failed(self, name: str) -> None:
+        failure = self.failures.get(name)
+        if failure is not None:
+            raise failure
+
+    async def position(self, name: str) -> int | None:
+        """The position the build queries read has reached (None: no build yet)."""
+        self.projections.get(name)
+        return await self.read_model.read(functools.partial(_active_position, name))
+
+    async def wait_for(
+        self, position: int, *, timeout: float = 5.0, projections: Iterable[str] | None = None
+    ) -> None:
+        """Return once every projection (or those named) has reached
+        ``position`` (e.g. ``Handled.position`` of a command): a query after
+        this sees that command's effects. Raises ``ReadModelTimeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for projection in self._select(projections):
+            while True:
+                changed = self._changed
+                reached = await self.position(projection.name)
+                if reached is not None and reached >= position:
+                    break
+                self._check_failed(projection.name)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise ReadModelTimeout(projection.name, position, reached, timeout)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(remaining, _POLL))
+
+    async def query(
+        self,
+        name: str,
+        sql: str,
+        params: Sequence[Any] = (),
+        *,
+        min_position: int | None = None,
+        timeout: float = 5.0,
+    ) -> QueryResult:
+        """Query projection ``name``; the result carries its ``Freshness``.
+        With ``min_position`` (read-your-writes), wait until the read model
+        has reached it, raising ``ReadModelTimeout`` after ``timeout``.
+        Without it, answer at once from whatever the read model holds."""
+        projection = self.projections.get(name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            changed = self._changed
+            result = await self.read_model.read(functools.partial(_query, name, sql, tuple(params)))
+            target = 0 if min_position is None else min_position
+            if result is not None and result.position >= target:
+                break
+            if result is None and min_position is None:
+                raise ProjectionNotReady(name)
+            self._check_failed(name)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                reached = None if result is None else result.position
+                raise ReadModelTimeout(name, target, reached, timeout)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(remaining, _POLL))
+        fresh = await measure(
+            self.store, projection, self.codec, result.position, dispatch=self._dispatch[name]
+        )
+        return QueryResult(
+            rows=result.rows,
+            columns=result.columns,
+            projection=name,
+            build=result.build,
+            version=result.version,
+            position=result.position,
+            freshness=fresh,
+        )
+
+    async def freshness(self, name: str) -> Freshness | None:
+        """The lag of the build queries read (None before the first build caught up)."""
+        projection = self.projections.get(name)
+        reached = await self.position(name)
+        if reached is None:
+            return None
+        return await measure(
+            self.store, projection, self.codec, reached, dispatch=self._dispatch[name]
+        )
+
+    async def status(self) -> list[ProjectionStatus]:
+        """Every projection declared here or stored in the read model, with its builds and lag."""
+        rows = await self.read_model.read(_status)
+        stored = {name: (active, found) for name, active, found in rows}
+        out = []
+        for name in sorted({*self.projections.names, *stored}):
+            active_no, found = stored.get(name, (None, []))
+            declared = name in self.projections.names
+            active: BuildStatus | None = None
+            others: list[BuildStatus] = []
+            for build in found:
+                if build.state == "dropped":
+                    continue
+                entry = BuildStatus(
+                    build.build,
+                    build.version,
+                    build.state,
+                    build.position,
+                    build.handled,
+                    [build.physical(t) for t in build.tables],
+                )
+                if build.build == active_no:
+                    active = entry
+                else:
+                    others.append(entry)
+            fresh = None
+            if active is not None and declared:
+                fresh = await measure(
+                    self.store,
+                    self.projections.get(name),
+                    self.codec,
+                    active.position,
+                    dispatch=self._dispatch[name],
+                )
+            version = self.projections.get(name).version if declared else -1
+            out.append(ProjectionStatus(name, version, active, others, fresh))
+        return out
+
+
+def _resolve(projection: Projection, mode: str, start: int, conn: Connection) -> Build:
+    if mode not in ("run", "rebuild"):
+        raise UnknownProjection(projection.name)
+    return builds.resolve(conn, projection, "run" if mode == "run" else "rebuild", start)

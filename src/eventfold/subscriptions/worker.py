@@ -1,0 +1,286 @@
+"""Running one build of a projection: read a batch, apply it to the build's
+tables and move the build's checkpoint in one transaction, switch the pointer
+when a new build has caught up, and run effects for events seen live."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from eventfold.serialization.codec import Codec
+from eventfold.store.api import EventReader, RecordedEvent
+from eventfold.subscriptions import builds
+from eventfold.subscriptions.builds import Build
+from eventfold.subscriptions.errors import ProjectionFailed
+from eventfold.subscriptions.projection import Dispatch, Projection
+from eventfold.subscriptions.readmodel import Connection, ReadModel
+from eventfold.subscriptions.retry import RetryPolicy
+from eventfold.subscriptions.subscription import read_batch, wait_or_stop
+
+Progress = Callable[[int, int, int], None]
+"""``progress(position, head, handled)`` after each committed batch."""
+
+Outcome = Literal["caught_up", "retired", "stopped"]
+
+
+class _EventFailed(Exception):
+    def __init__(self, index: int, cause: Exception) -> None:
+        super().__init__(index, cause)
+        self.index = index
+        self.cause = cause
+
+
+class _Fenced(Exception):
+    """The build moved on without us (another worker, a switch, a drop)."""
+
+    def __init__(self, current: Build | None) -> None:
+        super().__init__(current)
+        self.current = current
+
+
+class BuildWorker:
+    """Applies the log to one build. ``live``: keep following the log after
+    catching up; otherwise return once caught up. A build that is still
+    ``building`` becomes the active one (the pointer switches) as soon as a
+    read comes back short. ``stop_position`` / ``stop_time`` freeze a
+    time-travel build: only events up to that position, recorded at or before
+    that time, are applied."""
+
+    def __init__(
+        self,
+        store: EventReader,
+        codec: Codec,
+        read_model: ReadModel,
+        projection: Projection,
+        build: Build,
+        *,
+        live: bool,
+        batch_size: int,
+        retry: RetryPolicy,
+        poll_interval: float = 1.0,
+        progress: Progress | None = None,
+        on_commit: Callable[[], None] | None = None,
+        stop_position: int | None = None,
+        stop_time: datetime | None = None,
+    ) -> None:
+        self.store = store
+        self.read_model = read_model
+        self.projection = projection
+        self.build = build
+        self.position = build.position
+        self.live = live
+        self.batch_size = batch_size
+        self.retry = retry
+        self.poll_interval = poll_interval
+        self.progress = progress
+        self.on_commit = on_commit
+        self.stop_position = stop_position
+        self.stop_time = stop_time
+        self.handled = 0
+        self.dispatch = Dispatch(projection, codec)
+        self._codec = codec
+        self._rendered: dict[str, str] = {}
+        self._stop = asyncio.Event()
+        self._effects_at: int | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        while True:
+            try:
+                return await self._loop()
+            except _Fenced as fenced:
+                current = fenced.current
+                if current is None or current.state not in ("building", "active"):
+                    return "retired"
+                # Another worker moved this build's checkpoint: continue from there.
+                self.build = current
+                self.position = current.position
+
+    async def _loop(self) -> Outcome:
+        if self.build.state == "active":
+            await self._catch_up_effects()
+        while not self._stop.is_set():
+            head = await self.store.head_position()
+            records, scanned, short = await read_batch(
+                self.store,
+                self.position,
+                limit=self.batch_size,
+                categories=self.projection.categories,
+            )
+            if self.stop_position is not None:
+                records = [r for r in records if r.position <= self.stop_position]
+                scanned = min(scanned, self.stop_position)
+                short = short or scanned >= self.stop_position
+            if self.stop_time is not None:
+                cutoff = self.stop_time
+                records = [r for r in records if r.recorded_at <= cutoff]
+            wanted = [r for r in records if self.dispatch.handler(r.type) is not None]
+            if wanted or scanned > self.position:
+                await self._commit(wanted, scanned)
+                if self.progress is not None:
+                    self.progress(self.position, max(head, self.position), self.handled)
+                if self.build.state == "active" and self.projection.has_effects:
+                    await self._run_effects(records)
+            if short:
+                if self.build.state == "building":
+                    self.build = await self.read_model.write(
+                        functools.partial(_activate, self.build)
+                    )
+                    if self.on_commit is not None:
+                        self.on_commit()
+                    if self.live and self.projection.has_effects:
+                        await self._catch_up_effects()
+                if not self.live:
+                    return "caught_up"
+                await wait_or_stop(self.store, self.position, self.poll_interval, self._stop)
+        return "stopped"
+
+    # --- applying a batch -------------------------------------------------------------
+
+    async def _commit(self, records: list[RecordedEvent], upto: int) -> None:
+        """Apply ``records`` and move the checkpoint to ``upto`` in one
+        transaction. When an event fails, the events before it are committed
+        on their own, and the failing one is retried per the policy."""
+        failures = 0
+        while True:
+            try:
+                await self._write(records, upto)
+                return
+            except _EventFailed as failed:
+                if failed.index > 0:
+                    before = records[: failed.index]
+                    await self._commit(before, before[-1].position)
+                    records = records[failed.index :]
+                    failures = 1
+                else:
+                    failures += 1
+                cause = failed.cause
+                if not self.retry.should_retry(cause, failures):
+                    failing = records[0]
+                    raise ProjectionFailed(
+                        self.projection.name,
+                        stream_id=failing.stream_id,
+                        version=failing.version,
+                        position=failing.position,
+                        type=failing.type,
+                        cause=cause,
+                        attempts=failures,
+                    ) from cause
+                await asyncio.sleep(self.retry.delay(failures))
+
+    async def _write(self, records: list[RecordedEvent], upto: int) -> None:
+        state = await self.read_model.write(
+            functools.partial(self._apply, self.build, self.position, records, upto)
+        )
+        self.position = upto
+        self.handled += len(records)
+        self.build = msgspec.structs.replace(self.build, position=upto, state=state)
+        if self.on_commit is not None:
+            self.on_commit()
+
+    def _apply(
+        self, build: Build, expected: int, records: list[RecordedEvent], upto: int, conn: Connection
+    ) -> builds.State:
+        current = builds.get_build(conn, build.name, build.build, lock=True)
+        if (
+            current is None
+            or current.state not in ("building", "active")
+            or current.position != expected
+        ):
+            raise _Fenced(current)
+        tx = current.tx(conn, self._rendered)
+        decode, dispatch = self._codec.decode, self.dispatch
+        for index, record in enumerate(records):
+            handler = dispatch.handler(record.type)
+            if handler is None:
+                continue
+            try:
+                handler(tx, decode(record))
+            except Exception as exc:
+                raise _EventFailed(index, exc) from exc
+        builds.advance(conn, current, upto, len(records))
+        return current.state
+
+    # --- effects ----------------------------------------------------------------------
+
+    async def _effects_position(self) -> int:
+        if self._effects_at is None:
+            row = await self.read_model.read(
+                functools.partial(builds.projection_row, name=self.projection.name)
+            )
+            self._effects_at = row.effects_position if row is not None else 0
+        return self._effects_at
+
+    async def _catch_up_effects(self) -> None:
+        """Run the effects of events this build has applied but whose effects
+        have not run yet (the process stopped in between, or the build just
+        became active)."""
+        if not self.projection.has_effects or self.stop_time or self.stop_position:
+            return
+        while (at := await self._effects_position()) < self.position:
+            records, _, _ = await read_batch(
+                self.store, at, limit=self.batch_size, categories=self.projection.categories
+            )
+            records = [r for r in records if r.position <= self.position]
+            if not records:
+                await self._mark_effects(self.position)
+                return
+            await self._run_effects(records)
+
+    async def _run_effects(self, records: list[RecordedEvent]) -> None:
+        at = await self._effects_position()
+        pending = [r for r in records if r.position > at and r.position <= self.position]
+        if not pending:
+            return
+        for record in pending:
+            effects = self.dispatch.effects(record.type)
+            if not effects:
+                continue
+            envelope = self._codec.decode(record)
+            for effect in effects:
+                failures = 0
+                while True:
+                    try:
+                        await effect(envelope)
+                        break
+                    except Exception as exc:
+                        failures += 1
+                        if not self.retry.should_retry(exc, failures):
+                            await self._mark_effects(record.position - 1)
+                            raise ProjectionFailed(
+                                self.projection.name,
+                                stream_id=record.stream_id,
+                                version=record.version,
+                                position=record.position,
+                                type=record.type,
+                                cause=exc,
+                                attempts=failures,
+                            ) from exc
+                        await asyncio.sleep(self.retry.delay(failures))
+        await self._mark_effects(pending[-1].position)
+
+    async def _mark_effects(self, position: int) -> None:
+        if position <= (self._effects_at or 0):
+            return
+        await self.read_model.write(functools.partial(_advance_effects, self.build, position))
+        self._effects_at = position
+
+
+def _activate(build: Build, conn: Connection) -> Build:
+    current = builds.get_build(conn, build.name, build.build, lock=True)
+    if current is None or current.state != "building" or current.position != build.position:
+        raise _Fenced(current)
+    return builds.activate(conn, current)
+
+
+def _advance_effects(build: Build, position: int, conn: Connection) -> bool:
+    return builds.advance_effects(conn, build, position)
