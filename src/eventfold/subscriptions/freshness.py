@@ -89,6 +89,8 @@ class BuildStatus(msgspec.Struct, frozen=True):
     position: int
     handled: int
     tables: list[str]
+    as_of: str | None = None
+    """For a time-travel build: the position and/or time it was built as of."""
 
 
 class ProjectionStatus(msgspec.Struct, frozen=True):

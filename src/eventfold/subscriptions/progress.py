@@ -3,7 +3,6 @@ of the head, events applied per second, and the time left."""
 
 from __future__ import annotations
 
-import time
 from types import TracebackType
 
 from rich.console import Console
@@ -20,6 +19,12 @@ from rich.progress import (
 from rich.text import Text
 
 
+class _PositionsColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        total = "?" if task.total is None else f"{task.total:,.0f}"
+        return Text(f"{task.completed:,.0f}/{total}", style="progress.download")
+
+
 class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         handled = task.fields.get("handled", 0)
@@ -30,15 +35,16 @@ class _RateColumn(ProgressColumn):
 
 class RichProgress:
     """``with RichProgress("order_summaries") as progress: await runner.rebuild(name,
-    progress=progress)``. Progress is measured in log positions (on PostgreSQL
-    they are sparse, so the bar is an estimate); the rate counts events applied."""
+    progress=progress)``. Progress is measured in log positions from the first
+    one read (on PostgreSQL they are sparse, so the bar is an estimate); the
+    rate counts events applied."""
 
     def __init__(self, label: str, *, console: Console | None = None) -> None:
         self.label = label
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+            _PositionsColumn(),
             _RateColumn(),
             TimeElapsedColumn(),
             TextColumn("ETA"),
@@ -47,8 +53,7 @@ class RichProgress:
             transient=False,
         )
         self._task: TaskID | None = None
-        self._start = 0
-        self._started_at = time.monotonic()
+        self._base: int | None = None
 
     def __enter__(self) -> RichProgress:
         self._progress.start()
@@ -66,6 +71,12 @@ class RichProgress:
     def __call__(self, position: int, head: int, handled: int) -> None:
         if self._task is None:
             return
+        if self._base is None:
+            self._base = position
+        base = self._base
         self._progress.update(
-            self._task, completed=position, total=max(head, position, 1), handled=handled
+            self._task,
+            completed=position - base,
+            total=max(head - base, position - base, 1),
+            handled=handled,
         )

@@ -348,6 +348,7 @@ class ProjectionRunner:
                     build.position,
                     build.handled,
                     [build.physical(t) for t in build.tables],
+                    _as_of(build),
                 )
                 if build.build == active_no:
                     active = entry
@@ -371,3 +372,12 @@ def _resolve(projection: Projection, mode: str, start: int, conn: Connection) ->
     if mode not in ("run", "rebuild"):
         raise UnknownProjection(projection.name)
     return builds.resolve(conn, projection, "run" if mode == "run" else "rebuild", start)
+
+
+def _as_of(build: Build) -> str | None:
+    parts = []
+    if build.as_of_position is not None:
+        parts.append(f"position {build.as_of_position}")
+    if build.as_of_time is not None:
+        parts.append(build.as_of_time)
+    return ", ".join(parts) or None

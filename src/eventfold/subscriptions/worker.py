@@ -87,6 +87,7 @@ class BuildWorker:
         self._rendered: dict[str, str] = {}
         self._stop = asyncio.Event()
         self._effects_at: int | None = None
+        self._reported = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -110,6 +111,8 @@ class BuildWorker:
             await self._catch_up_effects()
         while not self._stop.is_set():
             head = await self.store.head_position()
+            if self.stop_position is not None:
+                head = min(head, self.stop_position)
             records, scanned, short = await read_batch(
                 self.store,
                 self.position,
@@ -124,6 +127,10 @@ class BuildWorker:
                 cutoff = self.stop_time
                 records = [r for r in records if r.recorded_at <= cutoff]
             wanted = [r for r in records if self.dispatch.handler(r.type) is not None]
+            if self.progress is not None and not self._reported and records:
+                # The baseline: positions need not start at 1 (they are sparse on PostgreSQL).
+                self.progress(records[0].position - 1, max(head, self.position), 0)
+                self._reported = True
             if wanted or scanned > self.position:
                 await self._commit(wanted, scanned)
                 if self.progress is not None:

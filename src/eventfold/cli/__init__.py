@@ -1,0 +1,23 @@
+"""The ``eventfold`` command. Each command group lives in a module of its own
+and is added here with ``app.add_typer``."""
+
+from __future__ import annotations
+
+import typer
+
+from eventfold.cli import projections
+
+app = typer.Typer(
+    name="eventfold",
+    help="eventfold: event sourcing and CQRS for Python.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(projections.app, name="projections")
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

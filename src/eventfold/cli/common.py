@@ -1,0 +1,54 @@
+"""Helpers shared by command groups: loading the user's objects named as
+``module:attribute``, running coroutines, reporting errors."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from eventfold.errors import EventfoldError
+
+T = TypeVar("T")
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def load_object(spec: str, option: str = "--app") -> Any:
+    """Import ``module:attribute`` (the attribute may be dotted). The current
+    directory is importable, as for ``python -m``."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise typer.BadParameter(f"expected module:attribute, got {spec!r}", param_hint=option)
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        message = f"cannot import {module_name!r}: {exc}"
+        raise typer.BadParameter(message, param_hint=option) from exc
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise typer.BadParameter(
+                f"{module_name!r} has no attribute {attribute!r}", param_hint=option
+            ) from None
+    return obj
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``; an eventfold error becomes a one-line message and exit code 1."""
+    try:
+        return asyncio.run(coro)
+    except EventfoldError as exc:
+        errors.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
