@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
+from eventfold.compliance.chain import GENESIS, ChainLink, link_hash
 from eventfold.errors import StoreClosed
 from eventfold.store.api import (
     ANY,
@@ -37,6 +38,7 @@ class MemoryStore:
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._ids: dict[uuid.UUID, RecordedEvent] = {}
         self._snapshots: dict[tuple[str, str], Snapshot] = {}
+        self._hashes: dict[int, str] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
 
@@ -97,6 +99,17 @@ class MemoryStore:
                     data=bytes(event.data),
                     metadata=bytes(event.metadata),
                     recorded_at=now,
+                )
+                prev = self._hashes[stream[-1].position] if stream else GENESIS
+                self._hashes[record.position] = link_hash(
+                    prev,
+                    record.stream_id,
+                    record.version,
+                    record.event_id,
+                    record.type,
+                    record.schema_version,
+                    event.data.decode(),
+                    event.metadata.decode(),
                 )
                 stream.append(record)
                 self._log.append(record)
@@ -185,6 +198,23 @@ class MemoryStore:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+    async def read_chain(self) -> AsyncIterator[ChainLink]:
+        """Every event with its chain hash, by stream then version."""
+        self._check_open()
+        for stream_id in sorted(self._streams):
+            for r in self._streams[stream_id]:
+                yield ChainLink(
+                    r.stream_id,
+                    r.version,
+                    r.position,
+                    str(r.event_id),
+                    r.type,
+                    r.schema_version,
+                    bytes(r.data).decode() if not isinstance(r.data, str) else r.data,
+                    bytes(r.metadata).decode() if not isinstance(r.metadata, str) else r.metadata,
+                    self._hashes[r.position],
+                )
 
     # --- snapshots ----------------------------------------------------------------
 
