@@ -1,0 +1,114 @@
+"""``sqlite:///path.db`` URLs and the options of the SQLite backend."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from eventfold.errors import ConfigurationError
+
+SYNCHRONOUS_LEVELS = {"NORMAL": 1, "FULL": 2, "EXTRA": 3}
+
+
+@dataclass(frozen=True)
+class SQLiteOptions:
+    """What ``SQLiteStore.open`` was asked for.
+
+    ``synchronous``: ``FULL`` (default) makes every acknowledged append survive
+    power loss; ``NORMAL`` is relaxed: in WAL mode it survives a crash of the
+    process but the last commits may be lost on power loss or an OS crash.
+    ``EXTRA`` also syncs the directory. ``busy_timeout`` (milliseconds) bounds
+    how long a writer waits for another process holding the write lock.
+    ``readers`` is the number of read connections (and read threads).
+    """
+
+    path: str
+    synchronous: str = "FULL"
+    busy_timeout: int = 5000
+    readers: int = 4
+
+
+def _as_int(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ConfigurationError(
+                f"sqlite option {name} must be an integer, not {value!r}", setting=name
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigurationError(
+            f"sqlite option {name} must be an integer from {low} to {high}, not {value!r}",
+            setting=name,
+        )
+    return value
+
+
+def _synchronous(value: object) -> str:
+    level = value.strip().upper() if isinstance(value, str) else None
+    if level not in SYNCHRONOUS_LEVELS:
+        raise ConfigurationError(
+            f"sqlite option synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}, "
+            f"not {value!r}",
+            setting="synchronous",
+        )
+    return level
+
+
+def _path_of(url: str) -> tuple[str, str]:
+    """Split ``sqlite:///path?query`` the way SQLAlchemy reads it: three slashes
+    then a relative path, four slashes then an absolute one."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(f"not a SQLite URL: {url!r}", setting="url")
+    scheme, rest = url.split("://", 1)
+    if scheme.lower().split("+", 1)[0] != "sqlite":
+        raise ConfigurationError(f"not a SQLite URL: {url!r}", setting="url")
+    rest, _, query = rest.partition("?")
+    if not rest.startswith("/"):
+        raise ConfigurationError(
+            f"SQLite URLs have no host: use sqlite:///relative.db or sqlite:////abs/path.db, "
+            f"not {url!r}",
+            setting="url",
+        )
+    path = unquote(rest[1:])
+    if not path or path == ":memory:" or path.startswith("file:"):
+        raise ConfigurationError(
+            f"{url!r} names no database file (use memory:// for a store in memory)",
+            setting="url",
+        )
+    if "\x00" in path:
+        raise ConfigurationError(f"{url!r}: NUL in the file name", setting="url")
+    return path, query
+
+
+def parse_sqlite_url(url: str, options: dict[str, Any]) -> SQLiteOptions:
+    """Options come as keywords or URL query parameters (not both for one name)."""
+    path, query = _path_of(url)
+    merged: dict[str, object] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in merged:
+            raise ConfigurationError(f"sqlite option {name} given twice in the URL", setting=name)
+        merged[name] = value
+    for name, value in options.items():
+        if name in merged:
+            raise ConfigurationError(
+                f"sqlite option {name} given both in the URL and as a keyword", setting=name
+            )
+        merged[name] = value
+    known = {"synchronous", "busy_timeout", "readers"}
+    for name in merged:
+        if name not in known:
+            raise ConfigurationError(
+                f"unknown sqlite option {name!r} (known: {', '.join(sorted(known))})",
+                setting=name,
+            )
+    settings: dict[str, Any] = {}
+    if "synchronous" in merged:
+        settings["synchronous"] = _synchronous(merged["synchronous"])
+    if "busy_timeout" in merged:
+        settings["busy_timeout"] = _as_int("busy_timeout", merged["busy_timeout"], 0, 86_400_000)
+    if "readers" in merged:
+        settings["readers"] = _as_int("readers", merged["readers"], 1, 64)
+    return SQLiteOptions(path=os.path.abspath(path), **settings)

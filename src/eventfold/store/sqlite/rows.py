@@ -1,0 +1,196 @@
+"""Queries and row decoding. Every function here runs on a worker thread with
+a connection it is given; values only ever travel as ``?`` parameters."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from eventfold.store.api import RecordedEvent, Snapshot
+
+PAGE_ROWS = 1000
+"""Rows per query when paging through a stream or the log."""
+PAGE_BYTES = 8 << 20
+"""A page stops early once its payloads pass this size, so large events never
+pile up in memory."""
+_CHUNK = 250
+MAX_CATEGORY_ARMS = 32
+"""Up to this many categories are read as a merge of per-category index scans."""
+
+_STREAM_FORWARD = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events "
+    "WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version LIMIT ?"
+)
+_STREAM_BACKWARD = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events "
+    "WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version DESC LIMIT ?"
+)
+_LOG = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events "
+    "WHERE position >= ? ORDER BY position LIMIT ?"
+)
+_LOG_TYPES = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events "
+    "WHERE position >= ? AND type IN (SELECT value FROM json_each(?)) "
+    "ORDER BY position LIMIT ?"
+)
+# Many categories: scan the log in position order (``+category`` keeps the
+# planner off the category index, which would need a sort of every match).
+_LOG_CATEGORIES = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events "
+    "WHERE position >= ? AND +category IN (SELECT value FROM json_each(?)) "
+    "AND (? IS NULL OR type IN (SELECT value FROM json_each(?))) "
+    "ORDER BY position LIMIT ?"
+)
+# A few categories: one ordered index scan per category, merged by SQLite's
+# compound ORDER BY, so a page costs about a page of rows however rare they are.
+_CATEGORY_ARM = (
+    "SELECT * FROM (SELECT stream_id, version, position, event_id, type, schema_version, "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events "
+    "WHERE category = ? AND position >= ? "
+    "AND (? IS NULL OR type IN (SELECT value FROM json_each(?))) "
+    "ORDER BY position LIMIT ?)"
+)
+_UNION_ALL = " UNION ALL "
+_MERGE_TAIL = " ORDER BY position LIMIT ?"
+
+VERSION_SQL = (
+    "SELECT version, position FROM events WHERE stream_id = ? ORDER BY version DESC LIMIT 1"
+)
+HEAD_SQL = "SELECT coalesce(max(position), 0) FROM events"
+_BY_EVENT_ID = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events WHERE event_id = ?"
+)
+_SNAPSHOT = (
+    "SELECT stream_id, name, version, schema_version, state FROM snapshots "
+    "WHERE stream_id = ? AND name = ?"
+)
+
+_UUIDS = list[uuid.UUID]
+_TIMES = list[datetime]
+
+
+def decode(rows: Sequence[Any]) -> list[RecordedEvent]:
+    """Rows in the order the queries here select to records, column by column in C (msgspec
+    turns 16-byte ids into UUIDs and epoch seconds into aware UTC datetimes)."""
+    if not rows:
+        return []
+    streams, versions, positions, ids, types, schemas, data, meta, micros = zip(*rows, strict=True)
+    event_ids = msgspec.convert(ids, _UUIDS)
+    # Exact: microsecond values below 2**53 survive the division, msgspec rounds.
+    times = msgspec.convert([m / 1e6 for m in micros], _TIMES, strict=False)
+    return list(
+        map(
+            RecordedEvent,
+            streams,
+            versions,
+            positions,
+            event_ids,
+            types,
+            schemas,
+            data,
+            meta,
+            times,
+        )
+    )
+
+
+def _fetch(
+    con: sqlite3.Connection, sql: str, params: Sequence[Any], limit: int
+) -> tuple[list[RecordedEvent], bool]:
+    """Up to ``limit`` rows, fewer once their payloads pass PAGE_BYTES. Returns
+    (records, exhausted): exhausted means the query ran out of rows."""
+    cursor = con.execute(sql, params)
+    rows: list[Any] = []
+    size = 0
+    try:
+        while len(rows) < limit:
+            want = min(limit - len(rows), _CHUNK)
+            chunk = cursor.fetchmany(want)
+            rows += chunk
+            if len(chunk) < want:
+                return decode(rows), True
+            size += sum(len(row[6]) + len(row[7]) for row in chunk)
+            if size >= PAGE_BYTES:
+                break
+    finally:
+        cursor.close()
+    return decode(rows), False
+
+
+def stream_page(
+    con: sqlite3.Connection, stream_id: str, low: int, high: int, backwards: bool, limit: int
+) -> tuple[list[RecordedEvent], bool]:
+    sql = _STREAM_BACKWARD if backwards else _STREAM_FORWARD
+    return _fetch(con, sql, (stream_id, low, high, limit), limit)
+
+
+def category_sql(arms: int) -> str:
+    """The merge of ``arms`` per-category scans; only placeholders vary."""
+    return _UNION_ALL.join([_CATEGORY_ARM] * arms) + _MERGE_TAIL
+
+
+def log_page(
+    con: sqlite3.Connection,
+    from_position: int,
+    categories: tuple[str, ...] | None,
+    types: str | None,
+    limit: int,
+) -> tuple[list[RecordedEvent], bool]:
+    """A page of the log; ``types`` is a JSON array of type names or None."""
+    sql: str
+    params: list[Any]
+    if categories is None:
+        if types is None:
+            sql, params = _LOG, [from_position, limit]
+        else:
+            sql, params = _LOG_TYPES, [from_position, types, limit]
+    elif len(categories) > MAX_CATEGORY_ARMS:
+        names = msgspec.json.encode(categories).decode()
+        sql, params = _LOG_CATEGORIES, [from_position, names, types, types, limit]
+    else:
+        sql, params = category_sql(len(categories)), []
+        for category in categories:
+            params += (category, from_position, types, types, limit)
+        params.append(limit)
+    return _fetch(con, sql, params, limit)
+
+
+def head_position(con: sqlite3.Connection) -> int:
+    head: int = con.execute(HEAD_SQL).fetchone()[0]
+    return head
+
+
+def stream_version(con: sqlite3.Connection, stream_id: str) -> int:
+    row = con.execute(VERSION_SQL, (stream_id,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def stored_events(
+    con: sqlite3.Connection, event_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, RecordedEvent]:
+    """The records of those ids that are already stored."""
+    rows = []
+    for event_id in event_ids:
+        row = con.execute(_BY_EVENT_ID, (event_id.bytes,)).fetchone()
+        if row is not None:
+            rows.append(row)
+    return {record.event_id: record for record in decode(rows)}
+
+
+def load_snapshot(con: sqlite3.Connection, stream_id: str, name: str) -> Snapshot | None:
+    row = con.execute(_SNAPSHOT, (stream_id, name)).fetchone()
+    if row is None:
+        return None
+    return Snapshot(row[0], row[1], row[2], row[3], bytes(row[4]))

@@ -1,0 +1,293 @@
+"""``SQLiteStore``: the event store in one SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import weakref
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from eventfold.errors import InvalidArgument, StoreClosed
+from eventfold.store.api import (
+    ANY,
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    Snapshot,
+    StreamAppend,
+)
+from eventfold.store.checks import validate_appends, validate_read_all, validate_read_stream
+from eventfold.store.sqlite import rows
+from eventfold.store.sqlite.options import SQLiteOptions, parse_sqlite_url
+from eventfold.store.sqlite.readers import ReadPool
+from eventfold.store.sqlite.schema import open_writer
+from eventfold.store.sqlite.writer import (
+    PRAGMAS,
+    AppendRequest,
+    GroupWriter,
+    PragmaRequest,
+    Request,
+    SnapshotRequest,
+)
+
+_MAX_INT = (1 << 63) - 1
+POLL_INTERVAL = 0.05
+"""How often ``wait_for_events`` looks for appends made by other processes."""
+
+
+class SQLiteStore:
+    """An event store in one SQLite file (WAL mode): ``sqlite:///relative.db`` or
+    ``sqlite:////absolute/path.db``.
+
+    Options, as keywords or URL query parameters: ``synchronous`` (``FULL``, the
+    default: an acknowledged append survives power loss; ``NORMAL``: survives a
+    crash of the process, not of the machine), ``busy_timeout`` (milliseconds a
+    writer waits for another process's write lock, default 5000), ``readers``
+    (read connections, default 4).
+
+    Concurrent appends are group-committed: see ``eventfold.store.sqlite.writer``.
+    Open with ``await SQLiteStore.open(url)`` or ``eventfold.connect(url)``.
+    """
+
+    def __init__(self, url: str, options: SQLiteOptions, connection: sqlite3.Connection) -> None:
+        self.url = url
+        self.path = options.path
+        self.options = options
+        self._closed = False
+        self._closing: asyncio.Future[None] | None = None
+        self._known_head = 0
+        self._waiters: list[asyncio.Future[None]] = []
+        self._readers = ReadPool(options)
+        ref = weakref.ref(self)
+
+        def on_commit(head: int) -> None:
+            store = ref()
+            if store is not None:
+                store._committed(head)
+
+        self._writer = GroupWriter(connection, options.path, on_commit)
+        # A store dropped without close() still lets its writer thread finish.
+        weakref.finalize(self, self._writer.stop)
+
+    @classmethod
+    async def open(cls, url: str, **options: Any) -> SQLiteStore:
+        """Open the store at ``url``, creating the file and schema if new.
+        Raises ConfigurationError, NotAnEventStore or SchemaVersionError."""
+        settings = parse_sqlite_url(url, options)
+        connection = await asyncio.to_thread(open_writer, settings)
+        return cls(url, settings, connection)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.url!r})"
+
+    @property
+    def commit_count(self) -> int:
+        """Write transactions committed so far by this store object (one per
+        group of concurrent requests)."""
+        return self._writer.commit_count
+
+    async def __aenter__(self) -> SQLiteStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Finish the appends already queued, close every connection. Later calls
+        raise StoreClosed."""
+        if self._closing is None:
+            self._closed = True
+            self._closing = asyncio.ensure_future(self._shutdown())
+        await asyncio.shield(self._closing)
+
+    async def _shutdown(self) -> None:
+        self._writer.stop()
+        try:
+            await asyncio.to_thread(self._readers.close)
+            await asyncio.to_thread(self._writer.join)
+        finally:
+            self._wake()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed(f"{self.url} is closed")
+
+    # --- writing ------------------------------------------------------------------
+
+    async def _submit(self, make: Callable[[asyncio.Future[Any]], Request]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._writer.submit(make(future))
+        return await future
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = ANY,
+    ) -> AppendResult:
+        self._check_open()
+        checked = validate_appends([StreamAppend(stream_id, events, expected_version)])
+        future: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
+        self._writer.submit(AppendRequest(future, checked))
+        return (await future)[0]
+
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        self._check_open()
+        checked = validate_appends(appends)
+        future: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
+        self._writer.submit(AppendRequest(future, checked))
+        return await future
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        self._check_open()
+        _check_snapshot(snapshot)
+        await self._submit(lambda future: SnapshotRequest(future, snapshot))
+
+    async def pragma(self, name: str) -> object:
+        """The value of a setting of the write connection, e.g. ``synchronous``
+        (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA) or ``journal_mode``."""
+        self._check_open()
+        if name not in PRAGMAS:
+            raise InvalidArgument(
+                f"pragma {name!r} is not one of {', '.join(sorted(PRAGMAS))}", argument="name"
+            )
+        return await self._submit(lambda future: PragmaRequest(future, name))
+
+    def _committed(self, head: int) -> None:
+        if head > self._known_head:
+            self._known_head = head
+            self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # --- reading ------------------------------------------------------------------
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        validate_read_stream(stream_id, from_version, to_version, limit)
+        self._check_open()
+        low = max(from_version, 1)
+        high = _MAX_INT if to_version is None else min(to_version, _MAX_INT)
+        remaining = limit
+        while low <= high and (remaining is None or remaining > 0):
+            want = rows.PAGE_ROWS if remaining is None else min(rows.PAGE_ROWS, remaining)
+            self._check_open()
+            page, exhausted = await self._readers.run(
+                rows.stream_page, stream_id, low, high, backwards, want
+            )
+            for record in page:
+                yield record
+            if exhausted or not page:
+                return
+            if remaining is not None:
+                remaining -= len(page)
+            if backwards:
+                high = page[-1].version - 1
+            else:
+                low = page[-1].version + 1
+
+    async def read_all(
+        self,
+        *,
+        from_position: int = 0,
+        categories: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        validate_read_all(from_position, categories, types, limit)
+        self._check_open()
+        wanted = None if categories is None else tuple(sorted(set(categories)))
+        kinds = None if types is None else sorted(set(types))
+        if wanted == () or kinds == []:
+            return
+        kinds_json = None if kinds is None else msgspec.json.encode(kinds).decode()
+        position = from_position
+        remaining = limit
+        while position <= _MAX_INT and (remaining is None or remaining > 0):
+            want = rows.PAGE_ROWS if remaining is None else min(rows.PAGE_ROWS, remaining)
+            self._check_open()
+            page, exhausted = await self._readers.run(
+                rows.log_page, position, wanted, kinds_json, want
+            )
+            for record in page:
+                yield record
+            if exhausted or not page:
+                return
+            if remaining is not None:
+                remaining -= len(page)
+            position = page[-1].position + 1
+
+    async def stream_version(self, stream_id: str) -> int:
+        validate_read_stream(stream_id, 1, None, None)
+        self._check_open()
+        return await self._readers.run(rows.stream_version, stream_id)
+
+    async def head_position(self) -> int:
+        self._check_open()
+        head = await self._readers.run(rows.head_position)
+        self._known_head = max(self._known_head, head)
+        return head
+
+    async def wait_for_events(self, after_position: int, timeout: float) -> bool:
+        """Appends through this store object wake waiters at once; appends by
+        other processes (or other store objects) are seen by polling the head
+        every POLL_INTERVAL seconds."""
+        self._check_open()
+        if self._known_head > after_position:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        while True:
+            if await self.head_position() > after_position:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, min(remaining, POLL_INTERVAL))
+            except TimeoutError:
+                pass
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            if self._known_head > after_position:
+                return True
+            if self._closed:
+                return False
+
+    async def load_snapshot(self, stream_id: str, name: str) -> Snapshot | None:
+        self._check_open()
+        return await self._readers.run(rows.load_snapshot, stream_id, name)
+
+
+def _check_snapshot(snapshot: object) -> None:
+    if not isinstance(snapshot, Snapshot):
+        raise InvalidArgument(
+            f"expected a Snapshot, got {type(snapshot).__name__}", argument="snapshot"
+        )
+    for name in ("stream_id", "name"):
+        if not isinstance(getattr(snapshot, name), str):
+            raise InvalidArgument(f"snapshot {name} must be a string", argument=name)
+    for name in ("version", "schema_version"):
+        value = getattr(snapshot, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidArgument(f"snapshot {name} must be an int >= 0", argument=name)
+    if not isinstance(snapshot.state, bytes | bytearray | memoryview):
+        raise InvalidArgument("snapshot state must be bytes", argument="state")

@@ -1,0 +1,373 @@
+"""Group commit: one thread owns the write connection and commits every pending
+request together.
+
+Callers on the event loop queue requests. The writer takes everything waiting
+(up to a bound): all that arrived while it was committing the previous group,
+or while the event loop was busy submitting them. It runs them in ONE
+transaction with a SAVEPOINT per request, COMMITs once, and only then settles
+each caller's future. A request that fails its checks is rolled back to its
+savepoint alone and gets its typed error; the others commit. Requests run in
+arrival order and each sees the writes of those before it, exactly as if they
+ran one by one. If the COMMIT fails, every request of the group fails with a
+StoreError and nothing is written. (A group of one request needs no savepoint:
+its transaction is one.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from eventfold.errors import StoreError, WrongExpectedVersion
+from eventfold.store.api import ANY, AppendResult, Snapshot, StreamAppend
+from eventfold.store.checks import category_of, check_expected, replayed_result
+from eventfold.store.sqlite.rows import HEAD_SQL, VERSION_SQL, stored_events
+from eventfold.store.sqlite.schema import store_error
+
+MAX_GROUP_REQUESTS = 1000
+MAX_GROUP_EVENTS = 20_000
+
+_INSERT = (
+    "INSERT INTO events (position, stream_id, version, category, type, event_id, "
+    "schema_version, recorded_at, metadata, data) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), CAST(? AS TEXT))"
+)
+_UPSERT_SNAPSHOT = (
+    "INSERT INTO snapshots (stream_id, name, version, schema_version, state) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (stream_id, name) DO UPDATE SET "
+    "version = excluded.version, schema_version = excluded.schema_version, "
+    "state = excluded.state"
+)
+PRAGMAS = frozenset(
+    {
+        "journal_mode",
+        "synchronous",
+        "busy_timeout",
+        "page_size",
+        "cache_size",
+        "wal_autocheckpoint",
+        "query_only",
+        "foreign_keys",
+    }
+)
+
+
+class _Transaction:
+    """What the requests of one group share. A request that is a group of its
+    own needs no savepoint: the transaction is one."""
+
+    __slots__ = ("alone", "con", "head", "now")
+
+    def __init__(self, con: sqlite3.Connection, head: int, now: int, alone: bool) -> None:
+        self.con = con
+        self.head = head  # highest position written so far, this group included
+        self.now = now  # recorded_at of the group: UTC microseconds since the epoch
+        self.alone = alone
+
+    def undo(self) -> None:
+        """Take back what the current request wrote; the transaction goes on."""
+        if self.alone:
+            self.con.execute("ROLLBACK")
+            self.con.execute("BEGIN IMMEDIATE")
+            self.head = self.con.execute(HEAD_SQL).fetchone()[0]
+        else:
+            self.con.execute("ROLLBACK TO eventfold_request")
+
+
+class _Retry(Exception):
+    """The optimistic path met something only the checked path can explain."""
+
+
+class Request:
+    """One caller's unit of work; ``apply`` runs on the writer thread."""
+
+    __slots__ = ("future", "size")
+
+    def __init__(self, future: asyncio.Future[Any], size: int) -> None:
+        self.future = future
+        self.size = size
+
+    def apply(self, tx: _Transaction) -> Any:
+        raise NotImplementedError
+
+
+class AppendRequest(Request):
+    __slots__ = ("appends",)
+
+    def __init__(self, future: asyncio.Future[Any], appends: list[StreamAppend]) -> None:
+        size = len(appends[0].events) if len(appends) == 1 else sum(len(a.events) for a in appends)
+        super().__init__(future, size)
+        self.appends = appends
+
+    def apply(self, tx: _Transaction) -> list[AppendResult]:
+        # Optimistic: no id lookups, just the version checks and the insert. A
+        # version mismatch or a stored id (unique violation) may still be a
+        # replay, so then the checked path (the reference rules) decides.
+        try:
+            return _insert(tx, _plan(tx, self.appends, lookup=False))
+        except (_Retry, sqlite3.IntegrityError):
+            tx.undo()
+        return _insert(tx, _plan(tx, self.appends, lookup=True))
+
+
+class SnapshotRequest(Request):
+    __slots__ = ("snapshot",)
+
+    def __init__(self, future: asyncio.Future[Any], snapshot: Snapshot) -> None:
+        super().__init__(future, 1)
+        self.snapshot = snapshot
+
+    def apply(self, tx: _Transaction) -> None:
+        s = self.snapshot
+        tx.con.execute(
+            _UPSERT_SNAPSHOT, (s.stream_id, s.name, s.version, s.schema_version, s.state)
+        )
+
+
+class PragmaRequest(Request):
+    """Reads a setting of the write connection (for diagnostics and tests)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, future: asyncio.Future[Any], name: str) -> None:
+        super().__init__(future, 0)
+        self.name = name
+
+    def apply(self, tx: _Transaction) -> object:
+        if self.name not in PRAGMAS:  # an allow-list: the name becomes SQL text
+            raise ValueError(self.name)
+        row = tx.con.execute(f"PRAGMA {self.name}").fetchone()
+        return None if row is None else row[0]
+
+
+_Plan = tuple[StreamAppend, AppendResult | None, int, int]
+
+
+def _plan(tx: _Transaction, appends: Sequence[StreamAppend], *, lookup: bool) -> list[_Plan]:
+    """Check every stream of one request before anything is written:
+    (append, replayed result or None, current version, last position)."""
+    con = tx.con
+    plans: list[_Plan] = []
+    for item in appends:
+        replay = None
+        if lookup:
+            stored = stored_events(con, [event.event_id for event in item.events])
+            replay = replayed_result(item, stored)
+        row = con.execute(VERSION_SQL, (item.stream_id,)).fetchone()
+        actual, last = (0, 0) if row is None else row
+        if replay is None and item.expected_version is not ANY:
+            try:
+                check_expected(item.stream_id, item.expected_version, actual)
+            except WrongExpectedVersion:
+                if not lookup:
+                    raise _Retry from None
+                raise
+        plans.append((item, replay, actual, last))
+    return plans
+
+
+def _insert(tx: _Transaction, plans: list[_Plan]) -> list[AppendResult]:
+    rows: list[tuple[Any, ...]] = []
+    results: list[AppendResult] = []
+    head, now = tx.head, tx.now
+    for item, replay, actual, last in plans:
+        if replay is not None:
+            results.append(replay)
+            continue
+        events = item.events
+        stream_id = item.stream_id
+        if not events:
+            results.append(AppendResult(stream_id, actual, last))
+            continue
+        category = category_of(stream_id)
+        first, version = head + 1, actual + 1
+        rows += [
+            (
+                first + i,
+                stream_id,
+                version + i,
+                category,
+                event.type,
+                event.event_id.bytes,
+                event.schema_version,
+                now,
+                event.metadata,
+                event.data,
+            )
+            for i, event in enumerate(events)
+        ]
+        head += len(events)
+        results.append(AppendResult(stream_id, actual + len(events), head))
+    if rows:
+        tx.con.executemany(_INSERT, rows)
+    tx.head = head
+    return results
+
+
+class _Failed:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _settle(
+    items: list[tuple[asyncio.Future[Any], Any]], head: int | None, on_commit: Callable[[int], None]
+) -> None:
+    for future, outcome in items:
+        if future.done():  # the caller was cancelled; the outcome stands regardless
+            continue
+        if isinstance(outcome, _Failed):
+            future.set_exception(outcome.error)
+        else:
+            future.set_result(outcome)
+    if head is not None:
+        on_commit(head)
+
+
+class GroupWriter:
+    """The write side of one store: a queue, a thread and a connection."""
+
+    def __init__(
+        self, con: sqlite3.Connection, path: str, on_commit: Callable[[int], None]
+    ) -> None:
+        self._con = con
+        self._path = path
+        self._on_commit = on_commit
+        self._queue: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
+        self._backlog: deque[Request] = deque()
+        self.commit_count = 0
+        """Transactions committed: one per group, however many requests it held."""
+        self._thread = threading.Thread(
+            target=self._run, name=f"eventfold-sqlite-writer {path}", daemon=True
+        )
+        self._thread.start()
+
+    # --- event loop side ------------------------------------------------------------
+
+    def submit(self, request: Request) -> None:
+        """Queue a request. The writer takes everything queued while it was busy
+        (or while the event loop held the interpreter) as one group."""
+        self._queue.put(request)
+
+    def stop(self) -> None:
+        """Finish everything queued so far, then close the connection."""
+        self._queue.put(None)
+
+    def join(self) -> None:
+        self._thread.join()
+
+    # --- writer thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        pending, backlog = self._queue, self._backlog
+        stopping = False
+        try:
+            while True:
+                if not backlog:
+                    if stopping:
+                        return
+                    item = pending.get()
+                    if item is None:
+                        stopping = True
+                        continue
+                    backlog.append(item)
+                while not stopping and not pending.empty():  # the only consumer
+                    item = pending.get_nowait()
+                    if item is None:
+                        stopping = True
+                    else:
+                        backlog.append(item)
+                self._write(self._next_group())
+        finally:
+            self._con.close()
+
+    def _next_group(self) -> list[Request]:
+        group = [self._backlog.popleft()]
+        events = group[0].size
+        while self._backlog and len(group) < MAX_GROUP_REQUESTS:
+            if events + self._backlog[0].size > MAX_GROUP_EVENTS:
+                break
+            request = self._backlog.popleft()
+            events += request.size
+            group.append(request)
+        return group
+
+    def _commit(self) -> None:
+        self._con.execute("COMMIT")
+
+    def _write(self, group: list[Request]) -> None:
+        con = self._con
+        outcomes: list[Any] = []
+        alone = len(group) == 1
+        doing = "begin a write transaction"
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            doing = "append"
+            head = con.execute(HEAD_SQL).fetchone()[0]
+            tx = _Transaction(con, head, time.time_ns() // 1000, alone)
+            for request in group:
+                if not alone:
+                    con.execute("SAVEPOINT eventfold_request")
+                try:
+                    outcome = request.apply(tx)
+                except Exception as exc:
+                    if not con.in_transaction:  # SQLite gave up the whole transaction
+                        raise
+                    if alone:
+                        con.execute("ROLLBACK")
+                    else:
+                        con.execute("ROLLBACK TO eventfold_request")
+                        con.execute("RELEASE eventfold_request")
+                        tx.head = con.execute(HEAD_SQL).fetchone()[0]
+                    if isinstance(exc, sqlite3.Error):
+                        exc = store_error(self._path, exc, "append")
+                    outcomes.append(_Failed(exc))
+                else:
+                    if not alone:
+                        con.execute("RELEASE eventfold_request")
+                    outcomes.append(outcome)
+            if con.in_transaction:
+                doing = "commit"
+                self._commit()
+                self.commit_count += 1
+        except Exception as exc:
+            try:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            failures = [_Failed(self._group_error(exc, doing)) for _ in group]
+            self._deliver(group, failures, None)
+            return
+        self._deliver(group, outcomes, tx.head)
+
+    def _group_error(self, exc: Exception, doing: str) -> BaseException:
+        if isinstance(exc, sqlite3.Error):
+            return store_error(self._path, exc, doing)
+        error = StoreError(f"{self._path}: could not {doing}: {exc!r}")
+        error.__cause__ = exc
+        return error
+
+    def _deliver(self, group: list[Request], outcomes: list[Any], head: int | None) -> None:
+        if len(group) == 1:
+            future = group[0].future
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                future.get_loop().call_soon_threadsafe(
+                    _settle, [(future, outcomes[0])], head, self._on_commit
+                )
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+        for request, outcome in zip(group, outcomes, strict=True):
+            by_loop.setdefault(request.future.get_loop(), []).append((request.future, outcome))
+        for loop, items in by_loop.items():
+            # A closed loop raises RuntimeError: nobody there is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, items, head, self._on_commit)

@@ -1,0 +1,567 @@
+"""SQLite backend behaviour beyond the shared conformance suite: group commit,
+readers beside a writer, opening and refusing files, options, cross-process
+wake-ups, plain-SQL access."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+import eventfold
+from eventfold.errors import (
+    ConfigurationError,
+    DuplicateEventId,
+    NotAnEventStore,
+    SchemaVersionError,
+    StoreClosed,
+    StoreError,
+    WrongExpectedVersion,
+)
+from eventfold.store.api import (
+    ANY,
+    NO_STREAM,
+    AppendResult,
+    NewEvent,
+    RecordedEvent,
+    Snapshot,
+    StreamAppend,
+)
+from eventfold.store.sqlite import SCHEMA_VERSION, SQLiteStore, rows
+from eventfold.testing.conformance import collect, new_event, numbered, numbers
+
+
+def url_of(path: Path, query: str = "") -> str:
+    return f"sqlite:///{path}" + (f"?{query}" if query else "")
+
+
+def snapshot_of_files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+async def make_store_file(path: Path, streams: int = 20, events: int = 50) -> None:
+    async with eventfold.connect(url_of(path)) as store:
+        for i in range(streams):
+            await store.append(f"s-{i}", numbered(events, start=i * events))
+
+
+# --- group commit -------------------------------------------------------------------
+
+
+async def test_group_commit_coalesces_concurrent_appends(tmp_path: Path) -> None:
+    async with eventfold.connect(url_of(tmp_path / "g.db")) as store:
+        assert isinstance(store, SQLiteStore)
+        before = store.commit_count
+        results = await asyncio.gather(
+            *(store.append(f"g-{i}", numbered(1, start=i), NO_STREAM) for i in range(200))
+        )
+        commits = store.commit_count - before
+        assert 1 <= commits <= 20, f"200 concurrent appends took {commits} commits"
+        assert [r.version for r in results] == [1] * 200
+        assert len({r.position for r in results}) == 200
+        records = await collect(store.read_all())
+        assert len(records) == 200
+        assert {r.stream_id: r.position for r in records} == {
+            r.stream_id: r.position for r in results
+        }
+        by_stream = {r.stream_id: numbers([r])[0] for r in records}
+        assert by_stream == {f"g-{i}": i for i in range(200)}
+
+
+async def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("BEGIN IMMEDIATE")
+    return raw
+
+
+async def test_a_failing_request_fails_alone_and_later_requests_see_earlier_ones(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "g.db"
+    async with eventfold.connect(url_of(path)) as store:
+        assert isinstance(store, SQLiteStore)
+        await store.append("seed-1", numbered(1))
+        stored = new_event(n=7)
+        original = await store.append("dup-1", [stored])
+        # Park the writer on a held lock, so everything below queues into ONE group.
+        raw = await _hold_write_lock(path)
+        blocker = asyncio.ensure_future(store.append("blocker-1", numbered(1)))
+        await asyncio.sleep(0.1)
+        before = store.commit_count
+        calls = [
+            store.append("a-1", numbered(1), NO_STREAM),
+            store.append("a-1", numbered(1, start=1), 1),  # sees the request before it
+            store.append("a-1", numbered(1), NO_STREAM),
+            store.append("seed-1", numbered(1), 5),
+            store.append("dup-2", [NewEvent(stored.type, b'{"n": 99}', event_id=stored.event_id)]),
+            store.append_many(
+                [StreamAppend("m-1", numbered(2), NO_STREAM), StreamAppend("seed-1", [], 0)]
+            ),
+            store.append("b-1", numbered(3)),
+            store.append("dup-1", [stored], NO_STREAM),  # a replay: the original result
+        ]
+        futures = [asyncio.ensure_future(call) for call in calls]
+        await asyncio.sleep(0.05)
+        raw.execute("ROLLBACK")
+        raw.close()
+        await blocker
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        assert store.commit_count - before == 2  # the blocker's group, then all of these
+
+        ok_a1, ok_a2, late_a, wrong_seed, dup, many, ok_b, replay = outcomes
+        assert isinstance(ok_a1, AppendResult) and ok_a1.version == 1
+        assert isinstance(ok_a2, AppendResult) and ok_a2.version == 2
+        assert isinstance(late_a, WrongExpectedVersion) and late_a.actual == 2
+        assert isinstance(wrong_seed, WrongExpectedVersion) and wrong_seed.actual == 1
+        assert isinstance(dup, DuplicateEventId) and dup.event_id == stored.event_id
+        assert isinstance(many, WrongExpectedVersion) and many.stream_id == "seed-1"
+        assert isinstance(ok_b, AppendResult) and ok_b.version == 3
+        assert replay == original
+
+        assert await store.stream_version("m-1") == 0
+        assert await store.stream_version("dup-2") == 0
+        assert await store.stream_version("seed-1") == 1
+        log = [(r.stream_id, r.version) for r in await collect(store.read_all())]
+        assert log == [
+            ("seed-1", 1),
+            ("dup-1", 1),
+            ("blocker-1", 1),
+            ("a-1", 1),
+            ("a-1", 2),
+            ("b-1", 1),
+            ("b-1", 2),
+            ("b-1", 3),
+        ]
+
+
+async def test_a_failed_commit_fails_the_whole_group_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    async with eventfold.connect(url_of(path)) as store:
+        assert isinstance(store, SQLiteStore)
+        await store.append("before-1", numbered(1))
+        head = await store.head_position()
+        writer: Any = store._writer
+        real_commit = writer._commit
+
+        def failing_commit() -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        raw = await _hold_write_lock(path)
+        blocker = asyncio.ensure_future(store.append("blocker-1", numbered(1)))
+        await asyncio.sleep(0.1)
+        writer._commit = failing_commit
+        futures = [
+            asyncio.ensure_future(store.append(f"lost-{i}", numbered(2), NO_STREAM))
+            for i in range(10)
+        ]
+        await asyncio.sleep(0.05)
+        raw.execute("ROLLBACK")
+        raw.close()
+        outcomes = await asyncio.gather(blocker, *futures, return_exceptions=True)
+        assert all(type(o) is StoreError for o in outcomes), outcomes
+        assert "disk I/O error" in str(outcomes[0])
+        assert await store.head_position() == head
+        assert await collect(store.read_all(from_position=head + 1)) == []
+
+        writer._commit = real_commit
+        again = await store.append("lost-0", numbered(2), NO_STREAM)
+        assert again.version == 2
+    async with eventfold.connect(url_of(path)) as store:
+        streams = {r.stream_id for r in await collect(store.read_all())}
+        assert streams == {"before-1", "lost-0"}
+
+
+async def test_a_write_lock_held_past_busy_timeout_fails_the_group_typed(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    async with eventfold.connect(url_of(path), busy_timeout=100) as store:
+        raw = await _hold_write_lock(path)
+        try:
+            outcomes = await asyncio.gather(
+                *(store.append(f"x-{i}", numbered(1)) for i in range(5)), return_exceptions=True
+            )
+        finally:
+            raw.execute("ROLLBACK")
+            raw.close()
+        assert all(type(o) is StoreError for o in outcomes), outcomes
+        assert "locked" in str(outcomes[0])
+        assert await store.head_position() == 0
+        assert (await store.append("x-0", numbered(1))).version == 1
+
+
+async def test_a_cancelled_append_does_not_disturb_the_writer(tmp_path: Path) -> None:
+    async with eventfold.connect(url_of(tmp_path / "c.db")) as store:
+        task = asyncio.ensure_future(store.append("c-1", numbered(1)))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        result = await store.append("c-2", numbered(1))
+        assert result.version == 1
+
+
+# --- readers beside the writer --------------------------------------------------------
+
+
+async def test_readers_are_not_blocked_by_a_big_open_write_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    async with eventfold.connect(url_of(path), busy_timeout=10_000) as store:
+        await store.append("r-1", numbered(10))
+        await store.save_snapshot(Snapshot("r-1", "s", 10, 1, b"{}"))
+        head = await store.head_position()
+        # Another connection writes 50,000 rows and keeps its transaction open
+        # (large enough to spill pages before commit).
+        raw = sqlite3.connect(path, isolation_level=None)
+        raw.execute("BEGIN IMMEDIATE")
+        raw.executemany(
+            "INSERT INTO events (position, stream_id, version, category, type, event_id, "
+            "schema_version, recorded_at, metadata, data) VALUES (?, 'big-1', ?, 'big', 'T', "
+            "?, 1, 0, '{}', ?)",
+            (
+                (head + i, i, uuid.uuid4().bytes, "{" + '"pad": "' + "x" * 200 + '"}')
+                for i in range(1, 50_001)
+            ),
+        )
+        # The store's own writer now waits for that lock...
+        pending = asyncio.ensure_future(store.append("r-1", numbered(1), 10))
+        await asyncio.sleep(0.05)
+        assert not pending.done()
+
+        # ...while every read completes at once and sees only committed data.
+        async def reads() -> None:
+            assert numbers(await collect(store.read_stream("r-1"))) == list(range(10))
+            assert len(await collect(store.read_all())) == 10
+            assert await store.stream_version("r-1") == 10
+            assert await store.stream_version("big-1") == 0
+            assert await store.head_position() == head
+            assert await store.load_snapshot("r-1", "s") is not None
+            assert await store.wait_for_events(head, 0.01) is False
+
+        started = time.monotonic()
+        await asyncio.wait_for(reads(), timeout=3.0)
+        assert time.monotonic() - started < 3.0
+        assert not pending.done()
+        raw.execute("ROLLBACK")
+        raw.close()
+        assert (await pending).version == 11
+
+
+# --- paging ----------------------------------------------------------------------------
+
+
+async def test_pages_are_fetched_lazily_so_a_reader_sees_later_commits(tmp_path: Path) -> None:
+    async with eventfold.connect(url_of(tmp_path / "p.db")) as store:
+        await store.append("p-1", numbered(3 * rows.PAGE_ROWS))
+        seen: list[RecordedEvent] = []
+        async for record in store.read_all():
+            if not seen:
+                await store.append("late-1", [new_event(n=-1)])
+            seen.append(record)
+        assert len(seen) == 3 * rows.PAGE_ROWS + 1
+        assert seen[-1].stream_id == "late-1"
+
+
+async def test_pages_cut_by_payload_size_lose_and_repeat_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rows, "PAGE_BYTES", 2_000)
+    monkeypatch.setattr(rows, "_CHUNK", 7)
+    async with eventfold.connect(url_of(tmp_path / "p.db")) as store:
+        await store.append("p-1", [new_event(n=i, pad="y" * 90) for i in range(300)])
+        await store.append("q-1", [new_event(n=300 + i, pad="y" * 90) for i in range(50)])
+        assert numbers(await collect(store.read_all())) == list(range(350))
+        assert numbers(await collect(store.read_stream("p-1"))) == list(range(300))
+        backwards = await collect(store.read_stream("p-1", backwards=True, limit=250))
+        assert numbers(backwards) == list(range(299, 49, -1))
+        assert numbers(await collect(store.read_all(categories=["q", "p"], limit=333))) == list(
+            range(333)
+        )
+
+
+async def test_category_and_type_filters_across_many_pages(tmp_path: Path) -> None:
+    async with eventfold.connect(url_of(tmp_path / "f.db")) as store:
+        n = 0
+        expected: list[tuple[str, str, int]] = []
+        for round_ in range(6):
+            for category in ("alpha", "beta", "gamma", "delta"):
+                kind = "Even" if round_ % 2 == 0 else "Odd"
+                batch = [new_event(kind, n=n + i) for i in range(130)]
+                await store.append(f"{category}-{round_}", batch)
+                expected += [(category, kind, n + i) for i in range(130)]
+                n += 130
+        everything = await collect(store.read_all())
+        middle = everything[len(everything) // 3].position
+        cases: list[dict[str, Any]] = [
+            {"categories": ["beta"]},
+            {"categories": ["gamma", "alpha"]},
+            {"categories": ["alpha", "beta", "gamma", "delta", "nope"]},
+            {"categories": [f"c{i}" for i in range(40)] + ["delta"]},  # many: the scan path
+            {"types": ["Odd"]},
+            {"categories": ["alpha", "delta"], "types": ["Even"]},
+            {"categories": ["beta"], "types": ["Odd"], "from_position": middle},
+            {"categories": ["alpha", "gamma"], "limit": 1500},
+        ]
+        for case in cases:
+            start = case.get("from_position", 0)
+            cats, kinds, limit = case.get("categories"), case.get("types"), case.get("limit")
+            want = [
+                number
+                for (category, kind, number), record in zip(expected, everything, strict=True)
+                if record.position >= start
+                and (cats is None or category in cats)
+                and (kinds is None or kind in kinds)
+            ][:limit]
+            got = await collect(store.read_all(**case))
+            assert numbers(got) == want, case
+            assert [r.position for r in got] == sorted({r.position for r in got})
+
+
+# --- opening files -----------------------------------------------------------------------
+
+
+async def test_reopening_keeps_events_snapshots_and_order(tmp_path: Path) -> None:
+    path = tmp_path / "re.db"
+    async with eventfold.connect(url_of(path)) as store:
+        first = await store.append("order-1", numbered(3), NO_STREAM)
+        await store.append("order-2", numbered(2))
+        await store.save_snapshot(Snapshot("order-1", "order", 3, 1, b'{"total": 3}'))
+    async with eventfold.connect(url_of(path)) as store:
+        assert await store.stream_version("order-1") == 3
+        assert await store.load_snapshot("order-1", "order") == Snapshot(
+            "order-1", "order", 3, 1, b'{"total": 3}'
+        )
+        head = await store.head_position()
+        more = await store.append("order-1", numbered(1, start=3), 3)
+        assert more.version == 4 and more.position > head > first.position
+        assert numbers(await collect(store.read_stream("order-1"))) == [0, 1, 2, 3]
+        with pytest.raises(WrongExpectedVersion):
+            await store.append("order-2", numbered(1), NO_STREAM)
+
+
+async def test_an_empty_file_becomes_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    async with eventfold.connect(url_of(path)) as store:
+        await store.append("e-1", numbered(1))
+    assert path.read_bytes().startswith(b"SQLite format 3\x00")
+
+
+async def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "v.db"
+    await make_store_file(path, streams=1, events=1)
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT version FROM eventfold_schema").fetchall() == [(SCHEMA_VERSION,)]
+        raw.execute("UPDATE eventfold_schema SET version = ?", (SCHEMA_VERSION + 1,))
+    raw.close()
+    before = snapshot_of_files(tmp_path)
+    with pytest.raises(SchemaVersionError) as info:
+        await eventfold.connect(url_of(path))
+    assert info.value.found == SCHEMA_VERSION + 1
+    assert info.value.supported == SCHEMA_VERSION
+    assert str(path) in str(info.value)
+    assert snapshot_of_files(tmp_path) == before
+
+
+@pytest.mark.parametrize("damage", ["random_bytes", "truncated", "garbage_pages", "bad_header"])
+async def test_files_that_are_not_usable_stores_are_refused_untouched(
+    tmp_path: Path, damage: str
+) -> None:
+    path = tmp_path / "bad.db"
+    if damage == "random_bytes":
+        path.write_bytes(os.urandom(64 * 1024))
+    else:
+        await make_store_file(path)
+        data = path.read_bytes()
+        assert len(data) >= 16 * 4096
+        if damage == "truncated":
+            data = data[: len(data) // 2]
+        elif damage == "garbage_pages":  # keep page 1, overwrite every table's pages
+            data = data[:4096] + os.urandom(len(data) - 4096)
+        else:
+            data = b"SQLite format 2\x00" + data[16:]
+        path.write_bytes(data)
+    before = snapshot_of_files(tmp_path)
+    with pytest.raises(NotAnEventStore) as info:
+        await eventfold.connect(url_of(path))
+    assert info.value.location == str(path)
+    assert str(path) in str(info.value)
+    assert snapshot_of_files(tmp_path) == before
+
+
+async def test_a_foreign_sqlite_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        raw.execute("INSERT INTO customers (name) VALUES ('ana')")
+    raw.close()
+    before = snapshot_of_files(tmp_path)
+    with pytest.raises(NotAnEventStore) as info:
+        await eventfold.connect(url_of(path))
+    assert "customers" in info.value.reason
+    assert snapshot_of_files(tmp_path) == before
+
+
+async def test_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(NotAnEventStore):
+        await eventfold.connect(url_of(tmp_path))
+
+
+# --- URLs and options ----------------------------------------------------------------------
+
+
+async def test_relative_and_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    async with eventfold.connect("sqlite:///sub/rel.db") as store:
+        assert isinstance(store, SQLiteStore)
+        assert store.path == str(tmp_path / "sub" / "rel.db")
+        await store.append("x-1", numbered(1))
+    assert (tmp_path / "sub" / "rel.db").is_file()
+    absolute = tmp_path / "abs.db"
+    assert str(absolute).startswith("/")
+    async with eventfold.connect("sqlite:///" + str(absolute)) as store:  # four slashes
+        assert isinstance(store, SQLiteStore) and store.path == str(absolute)
+    async with eventfold.connect("sqlite:///name%20with%20space.db") as store:
+        assert isinstance(store, SQLiteStore)
+    assert (tmp_path / "name with space.db").is_file()
+    for bad in ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite://host/x.db"]:
+        with pytest.raises(ConfigurationError):
+            await eventfold.connect(bad)
+
+
+@pytest.mark.parametrize(
+    ("url_query", "options", "setting"),
+    [
+        ("", {"sinchronous": "FULL"}, "sinchronous"),
+        ("journal_mode=DELETE", {}, "journal_mode"),
+        ("", {"synchronous": "OFF"}, "synchronous"),
+        ("synchronous=sometimes", {}, "synchronous"),
+        ("", {"busy_timeout": -1}, "busy_timeout"),
+        ("busy_timeout=soon", {}, "busy_timeout"),
+        ("", {"readers": 0}, "readers"),
+        ("synchronous=FULL", {"synchronous": "NORMAL"}, "synchronous"),
+    ],
+)
+async def test_bad_options_are_configuration_errors(
+    tmp_path: Path, url_query: str, options: dict[str, Any], setting: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        await eventfold.connect(url_of(tmp_path / "o.db", url_query), **options)
+    assert info.value.setting == setting
+    assert setting in str(info.value)
+    assert not (tmp_path / "o.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("url_query", "options", "synchronous", "busy_timeout"),
+    [
+        ("", {}, 2, 5000),
+        ("", {"synchronous": "NORMAL"}, 1, 5000),
+        ("synchronous=normal&busy_timeout=250", {}, 1, 250),
+        ("", {"synchronous": "extra", "busy_timeout": 7}, 3, 7),
+    ],
+)
+async def test_options_are_applied_to_the_connection(
+    tmp_path: Path, url_query: str, options: dict[str, Any], synchronous: int, busy_timeout: int
+) -> None:
+    async with eventfold.connect(url_of(tmp_path / "o.db", url_query), **options) as store:
+        assert isinstance(store, SQLiteStore)
+        assert await store.pragma("synchronous") == synchronous
+        assert await store.pragma("busy_timeout") == busy_timeout
+        assert await store.pragma("journal_mode") == "wal"
+
+
+# --- waiting, plain SQL, closing --------------------------------------------------------------
+
+
+async def test_wait_for_events_sees_an_append_by_another_store_object(tmp_path: Path) -> None:
+    url = url_of(tmp_path / "w.db")
+    async with eventfold.connect(url) as waiter, eventfold.connect(url) as other:
+        await other.append("w-1", numbered(1))
+        head = await waiter.head_position()
+        assert head == 1
+
+        async def append_later() -> None:
+            await asyncio.sleep(0.2)
+            await other.append("w-1", numbered(1, start=1))
+
+        task = asyncio.ensure_future(append_later())
+        started = time.monotonic()
+        assert await waiter.wait_for_events(head, 5.0) is True
+        assert time.monotonic() - started < 2.0
+        await task
+        assert await waiter.head_position() == 2
+        started = time.monotonic()
+        assert await waiter.wait_for_events(2, 0.3) is False
+        assert 0.25 < time.monotonic() - started < 2.0
+
+
+async def test_history_is_queryable_with_plain_sql(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    before = datetime.now(UTC)
+    async with eventfold.connect(url_of(path)) as store:
+        await store.append(
+            "order-1",
+            [
+                NewEvent(
+                    "Placed",
+                    msgspec.json.encode({"amount": 12.5, "items": [{"sku": "a"}]}),
+                    metadata=b'{"correlation_id": "c-9"}',
+                ),
+                NewEvent("Paid", b'{"amount": 12.5}'),
+            ],
+        )
+        await store.append("order-2", [NewEvent("Placed", b'{"amount": 3}')])
+    with sqlite3.connect(path) as raw:
+        placed = raw.execute(
+            "SELECT stream_id, json_extract(data, '$.amount') FROM events "
+            "WHERE type = 'Placed' ORDER BY position"
+        ).fetchall()
+        assert placed == [("order-1", 12.5), ("order-2", 3)]
+        assert raw.execute(
+            "SELECT json_extract(data, '$.items[0].sku'), "
+            "json_extract(metadata, '$.correlation_id') FROM events WHERE version = 1 "
+            "AND stream_id = 'order-1'"
+        ).fetchone() == ("a", "c-9")
+        total = raw.execute(
+            "SELECT category, sum(json_extract(data, '$.amount')) FROM events "
+            "WHERE type = 'Placed' GROUP BY category"
+        ).fetchall()
+        assert total == [("order", 15.5)]
+        (micros,) = raw.execute("SELECT min(recorded_at) FROM events").fetchone()
+        assert abs(micros / 1e6 - before.timestamp()) < 60
+    raw.close()
+
+
+async def test_close_finishes_queued_appends_then_refuses_work(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    store = await eventfold.connect(url_of(path))
+    futures = [asyncio.ensure_future(store.append(f"c-{i}", numbered(2))) for i in range(50)]
+    await asyncio.sleep(0)  # every append has been queued
+    await store.close()
+    results = await asyncio.gather(*futures)
+    assert [r.version for r in results] == [2] * 50
+    await store.close()  # closing twice is fine
+    for call in (
+        store.append("c-1", numbered(1)),
+        store.append_many([StreamAppend("c-1", numbered(1), ANY)]),
+        store.stream_version("c-1"),
+        store.head_position(),
+        store.wait_for_events(0, 0.01),
+        store.save_snapshot(Snapshot("c-1", "s", 1, 1, b"{}")),
+        store.load_snapshot("c-1", "s"),
+        collect(store.read_stream("c-1")),
+        collect(store.read_all()),
+    ):
+        with pytest.raises(StoreClosed):
+            await call
+    assert not (tmp_path / "c.db-wal").exists()  # closed cleanly: WAL checkpointed
+    async with eventfold.connect(url_of(path)) as again:
+        assert len(await collect(again.read_all())) == 100
