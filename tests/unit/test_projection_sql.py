@@ -23,8 +23,7 @@ def test_quotes_and_comments_pass_through() -> None:
     sql = "SELECT '{orders}?', \"a?\" FROM {orders} -- why? {x}\nWHERE b = 'it''s ?' /* {y}? */"
     out = render(sql, TABLES, "sqlite")
     assert out == (
-        "SELECT '{orders}?', \"a?\" FROM \"orders_v2\" -- why? {x}\n"
-        "WHERE b = 'it''s ?' /* {y}? */"
+        "SELECT '{orders}?', \"a?\" FROM \"orders_v2\" -- why? {x}\nWHERE b = 'it''s ?' /* {y}? */"
     )
 
 
