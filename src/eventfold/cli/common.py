@@ -17,8 +17,16 @@ from eventfold.errors import EventfoldError
 
 T = TypeVar("T")
 
-console = Console()
-errors = Console(stderr=True)
+
+
+def console() -> Console:
+    """A console for this command's output (made per call, so the terminal
+    width and COLUMNS in effect now apply)."""
+    return Console()
+
+
+def errors() -> Console:
+    return Console(stderr=True)
 
 
 def load_object(spec: str, option: str = "--app") -> Any:
@@ -50,5 +58,5 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except EventfoldError as exc:
-        errors.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
+        errors().print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
         raise typer.Exit(1) from None

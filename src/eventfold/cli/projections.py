@@ -101,7 +101,7 @@ def list_projections(app_spec: AppOption, store: StoreOption, read_model: ReadMo
         async with connect(store) as events, open_read_model(read_model) as reads:
             return await ProjectionRunner(events, reads, projections).status()
 
-    console.print(status_table(run(go())))
+    console().print(status_table(run(go())))
 
 
 @app.command("rebuild")
@@ -123,7 +123,7 @@ def rebuild(
         async with connect(store) as events, open_read_model(read_model) as reads:
             runner = ProjectionRunner(events, reads, projections, batch_size=batch_size)
             if progress:
-                with RichProgress(f"rebuild {name}", console=console) as bar:
+                with RichProgress(f"rebuild {name}", console=console()) as bar:
                     build = await runner.rebuild(name, progress=bar)
             else:
                 build = await runner.rebuild(name)
@@ -132,7 +132,7 @@ def rebuild(
                 f"at position {build.position}, {build.handled} events applied"
             )
 
-    console.print(run(go()))
+    console().print(run(go()))
 
 
 def parse_time(text: str) -> dt.datetime:
@@ -174,7 +174,7 @@ def build_as_of_command(
         async with connect(store) as events, open_read_model(into) as target:
             args: dict[str, Any] = {"position": position, "time": when, "batch_size": batch_size}
             if progress:
-                with RichProgress(f"{name} as of {time or position}", console=console) as bar:
+                with RichProgress(f"{name} as of {time or position}", console=console()) as bar:
                     build = await build_as_of(
                         events, projection, projections.codec, target, progress=bar, **args
                     )
@@ -186,7 +186,7 @@ def build_as_of_command(
                 f"applied into {into} (tables {tables})"
             )
 
-    console.print(run(go()))
+    console().print(run(go()))
 
 
 @app.command("catch-up")
@@ -208,4 +208,4 @@ def catch_up(
             await runner.catch_up(names or None)
             return await runner.status()
 
-    console.print(status_table(run(go())))
+    console().print(status_table(run(go())))

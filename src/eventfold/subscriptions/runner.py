@@ -133,13 +133,16 @@ class ProjectionRunner:
         await self.stop()
 
     async def start(self) -> None:
-        """Start a lane per projection in the background."""
+        """Start a lane per projection in the background. Each projection's
+        build is chosen (and a new projection registered, which fixes the
+        "now" of ``effects_from="now"``) before this returns."""
         await self.read_model.setup()
         self._stopping = False
         for projection in self.projections:
             if projection.name not in self._lanes or self._lanes[projection.name].done():
+                build = await self._resolve(projection, "run")
                 self._lanes[projection.name] = asyncio.create_task(
-                    self._lane(projection), name=f"eventfold-projection-{projection.name}"
+                    self._lane(projection, build), name=f"eventfold-projection-{projection.name}"
                 )
 
     async def stop(self) -> None:
@@ -188,10 +191,11 @@ class ProjectionRunner:
         start = head if projection.effects_from == "now" else 0
         return await self.read_model.write(functools.partial(_resolve, projection, mode, start))
 
-    async def _lane(self, projection: Projection) -> None:
+    async def _lane(self, projection: Projection, first: Build | None = None) -> None:
         try:
             while not self._stopping:
-                build = await self._resolve(projection, "run")
+                build = first if first is not None else await self._resolve(projection, "run")
+                first = None
                 worker = self._worker(projection, build, live=True, progress=None)
                 self._workers[projection.name] = worker
                 if self._stopping:
