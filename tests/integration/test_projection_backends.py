@@ -16,17 +16,20 @@ from examples.shop.orders import AddLine, PlaceOrder, SubmitOrder
 from examples.shop.read_models import low_stock_report, order_summary
 
 import eventfold
+from eventfold import Envelope
 from eventfold.subscriptions import (
     MemoryCheckpointStore,
+    Projection,
     ProjectionFailed,
     ProjectionRunner,
     RetryPolicy,
     SQLCheckpointStore,
+    Tx,
     build_as_of,
     open_read_model,
     query_read_model,
 )
-from tests.unit.test_projection import TALLY_SQL, add, tallies
+from tests.unit.test_projection import TALLY_SQL, Added, add, tallies
 from tests.unit.test_projection import codec as tally_codec
 
 
@@ -153,3 +156,44 @@ async def test_the_shop_reads_its_own_writes_while_the_saga_runs(urls: dict[str,
         saga.stop()
         await saga_task
         assert shop.mail.sent and "apple down to 1" in shop.mail.sent[0]
+
+
+def unique_amounts() -> Projection:
+    """Fails on an amount seen before (a primary key); counts per stream with
+    UPDATE-then-INSERT on the row count."""
+    proj = Projection(
+        "uniques",
+        tables={
+            "amounts": "amount BIGINT PRIMARY KEY, stream TEXT NOT NULL",
+            "per_stream": "stream TEXT PRIMARY KEY, n BIGINT NOT NULL",
+        },
+    )
+
+    @proj.on(Added)
+    def added(tx: Tx, env: Envelope[Added]) -> None:
+        cur = tx.execute("UPDATE {per_stream} SET n = n + 1 WHERE stream = ?", (env.stream_id,))
+        if cur.rowcount == 0:
+            tx.execute("INSERT INTO {per_stream} (stream, n) VALUES (?, 1)", (env.stream_id,))
+        tx.execute(
+            "INSERT INTO {amounts} (amount, stream) VALUES (?, ?)",
+            (env.event.amount, env.stream_id),
+        )
+
+    return proj
+
+
+async def test_a_database_error_names_its_event(urls: dict[str, str]) -> None:
+    async with eventfold.connect(urls["store"]) as store, open_read_model(urls["reads"]) as reads:
+        await add(store, "acct-1", 1, 2, 3)
+        await add(store, "acct-2", 4, 2, 5)  # 2 again: a primary key violation
+        with pytest.raises(ProjectionFailed) as caught:
+            await runner(store, reads, unique_amounts(), batch_size=10).catch_up()
+        log = [r async for r in store.read_all()]
+        failed = caught.value
+        assert (failed.stream_id, failed.version, failed.position) == ("acct-2", 2, log[4].position)
+        assert "amount" in str(failed.cause).lower() or "unique" in str(failed.cause).lower()
+
+        def counts(conn: Any) -> Any:
+            return conn.execute("SELECT stream, n FROM per_stream_v1 ORDER BY 1").fetchall()
+
+        assert [tuple(r) for r in await reads.read(counts)] == [("acct-1", 3), ("acct-2", 1)]

@@ -53,7 +53,10 @@ class Connection(abc.ABC):
         """The quoted identifier of a generated (checked) table or index name."""
 
     @abc.abstractmethod
-    def begin(self, role: Role) -> None: ...
+    def begin(self, role: Role, *, pipeline: bool = False) -> None:
+        """Begin a transaction. ``pipeline``: the backend may send statements
+        without waiting for each result (errors then surface later, at the
+        next result read or at commit, so they cannot be told apart)."""
 
     @abc.abstractmethod
     def commit(self) -> None: ...
@@ -135,13 +138,14 @@ class ReadModel(abc.ABC):
             )
         return executor
 
-    def _in_transaction(self, role: Role, fn: Callable[[Connection], T]) -> T:
+    def _in_transaction(self, role: Role, fn: Callable[[Connection], T], pipeline: bool) -> T:
         conn = self._conns.get(role)
         if conn is None:
             conn = self._conns[role] = self._connect(role)
-        conn.begin(role)
         try:
+            conn.begin(role, pipeline=pipeline)
             result = fn(conn)
+            conn.commit()
         except BaseException:
             try:
                 conn.rollback()
@@ -149,16 +153,15 @@ class ReadModel(abc.ABC):
                 self._conns.pop(role, None)
                 _close_quietly(conn)
             raise
-        conn.commit()
         if role == "write":
             self.commits += 1
         return result
 
-    async def _run(self, role: Role, fn: Callable[[Connection], T]) -> T:
+    async def _run(self, role: Role, fn: Callable[[Connection], T], pipeline: bool = False) -> T:
         if self._closed:
             raise ReadModelError(f"read model {self.url} is closed")
         loop = asyncio.get_running_loop()
-        call = functools.partial(self._in_transaction, role, fn)
+        call = functools.partial(self._in_transaction, role, fn, pipeline)
         return await loop.run_in_executor(self._executor(role), call)
 
     async def setup(self) -> None:
@@ -174,11 +177,15 @@ class ReadModel(abc.ABC):
                 await self._run("write", ensure_schema)
                 self._setup_done = True
 
-    async def write(self, fn: Callable[[Connection], T]) -> T:
+    pipelines = False
+    """Whether ``write(..., pipeline=True)`` sends statements without waiting
+    for each one (PostgreSQL); where not, the flag changes nothing."""
+
+    async def write(self, fn: Callable[[Connection], T], *, pipeline: bool = False) -> T:
         """Run ``fn(conn)`` in a write transaction on the writer thread: all of
         it commits, or none of it (on any exception, which is re-raised)."""
         await self.setup()
-        return await self._run("write", fn)
+        return await self._run("write", fn, pipeline)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` in a read-only transaction that sees one snapshot."""

@@ -5,6 +5,7 @@ the rows it points to come from one snapshot."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -24,20 +25,51 @@ except ImportError as exc:  # pragma: no cover - depends on installed extras
     ) from exc
 
 
+class _PipelinedCursor:
+    """A cursor whose statement may not have run yet: reading its row count
+    waits for the results sent so far."""
+
+    def __init__(self, cur: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
+        self._cur = cur
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        self._pipeline.sync()
+        return self._cur.rowcount
+
+    @property
+    def description(self) -> Any:
+        self._pipeline.sync()
+        return self._cur.description
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+
 class _PostgresConnection(Connection):
     dialect = "postgresql"
 
     def __init__(self, conninfo: str, schema: str | None, role: Role) -> None:
         super().__init__()
         self.raw = psycopg.connect(conninfo, autocommit=True)
+        self._pipeline: psycopg.Pipeline | None = None
+        self._pipeline_cm: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
         if schema is not None:
             ident = sql.Identifier(schema)
             if role == "write":
-                self.raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+                with contextlib.suppress(psycopg.errors.UniqueViolation):
+                    self.raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
             self.raw.execute(sql.SQL("SET search_path TO {}").format(ident))
 
     def raw_execute(self, sql_text: str, params: Sequence[Any] = ()) -> Cursor:
-        return self.raw.execute(sql_text, params)
+        cur = self.raw.execute(sql_text, params)
+        if self._pipeline is not None:
+            return _PipelinedCursor(cur, self._pipeline)
+        return cur
 
     def raw_executemany(self, sql_text: str, rows: Iterable[Sequence[Any]]) -> None:
         with self.raw.cursor() as cur:
@@ -46,16 +78,28 @@ class _PostgresConnection(Connection):
     def quote(self, physical: str) -> str:
         return sql.Identifier(physical).as_string(self.raw)
 
-    def begin(self, role: Role) -> None:
+    def begin(self, role: Role, *, pipeline: bool = False) -> None:
         if role == "write":
+            if pipeline:
+                self._pipeline_cm = self.raw.pipeline()
+                self._pipeline = self._pipeline_cm.__enter__()
             self.raw.execute("BEGIN")
         else:
             self.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
     def commit(self) -> None:
         self.raw.execute("COMMIT")
+        self._pipeline = None
+        pipeline, self._pipeline_cm = self._pipeline_cm, None
+        if pipeline is not None:
+            pipeline.__exit__(None, None, None)  # waits for every result; raises a failure
 
     def rollback(self) -> None:
+        self._pipeline = None
+        pipeline, self._pipeline_cm = self._pipeline_cm, None
+        if pipeline is not None:
+            with contextlib.suppress(psycopg.Error):
+                pipeline.__exit__(None, None, None)
         if self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self.raw.execute("ROLLBACK")
 
@@ -69,6 +113,7 @@ class PostgresReadModel(ReadModel):
     database or schema."""
 
     dialect = "postgresql"
+    pipelines = True
 
     def __init__(self, conninfo: str, *, schema: str | None = None) -> None:
         if schema is not None:

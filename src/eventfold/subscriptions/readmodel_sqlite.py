@@ -49,7 +49,7 @@ class _SQLiteConnection(Connection):
     def quote(self, physical: str) -> str:
         return quote_sqlite(physical)
 
-    def begin(self, role: Role) -> None:
+    def begin(self, role: Role, *, pipeline: bool = False) -> None:
         # IMMEDIATE takes the write lock up front: no lock upgrade, no deadlock.
         self.raw.execute("BEGIN IMMEDIATE" if role == "write" else "BEGIN")
 

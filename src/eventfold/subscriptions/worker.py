@@ -35,6 +35,10 @@ class _EventFailed(Exception):
         self.cause = cause
 
 
+class _PipelineFailed(Exception):
+    """Something failed in a pipelined batch; which event is not known."""
+
+
 class _Fenced(Exception):
     """The build moved on without us (another worker, a switch, a drop)."""
 
@@ -158,10 +162,15 @@ class BuildWorker:
         transaction. When an event fails, the events before it are committed
         on their own, and the failing one is retried per the policy."""
         failures = 0
+        pipeline = self.read_model.pipelines
         while True:
             try:
-                await self._write(records, upto)
+                await self._write(records, upto, pipeline)
                 return
+            except _PipelineFailed:
+                # Run the batch again statement by statement to find the event.
+                pipeline = False
+                continue
             except _EventFailed as failed:
                 if failed.index > 0:
                     before = records[: failed.index]
@@ -184,10 +193,16 @@ class BuildWorker:
                     ) from cause
                 await asyncio.sleep(self.retry.delay(failures))
 
-    async def _write(self, records: list[RecordedEvent], upto: int) -> None:
-        state = await self.read_model.write(
-            functools.partial(self._apply, self.build, self.position, records, upto)
-        )
+    async def _write(self, records: list[RecordedEvent], upto: int, pipeline: bool) -> None:
+        apply = functools.partial(self._apply, self.build, self.position, records, upto, pipeline)
+        try:
+            state = await self.read_model.write(apply, pipeline=pipeline)
+        except (_Fenced, _EventFailed):
+            raise
+        except Exception as exc:
+            if pipeline:
+                raise _PipelineFailed() from exc
+            raise
         self.position = upto
         self.handled += len(records)
         self.build = msgspec.structs.replace(self.build, position=upto, state=state)
@@ -195,7 +210,13 @@ class BuildWorker:
             self.on_commit()
 
     def _apply(
-        self, build: Build, expected: int, records: list[RecordedEvent], upto: int, conn: Connection
+        self,
+        build: Build,
+        expected: int,
+        records: list[RecordedEvent],
+        upto: int,
+        pipeline: bool,
+        conn: Connection,
     ) -> builds.State:
         current = builds.get_build(conn, build.name, build.build, lock=True)
         if (
@@ -213,6 +234,8 @@ class BuildWorker:
             try:
                 handler(tx, decode(record))
             except Exception as exc:
+                if pipeline:  # the error may belong to an earlier event's statement
+                    raise _PipelineFailed() from exc
                 raise _EventFailed(index, exc) from exc
         builds.advance(conn, current, upto, len(records))
         return current.state
