@@ -35,7 +35,8 @@ from eventfold.store.api import (
     Snapshot,
     StreamAppend,
 )
-from eventfold.store.sqlite import SCHEMA_VERSION, SQLiteStore, rows
+from eventfold.store.sqlite import SCHEMA_VERSION, SQLiteStore, rows, schema
+from eventfold.store.sqlite import store as sqlite_store
 from eventfold.testing.conformance import collect, new_event, numbered, numbers
 
 
@@ -91,6 +92,7 @@ async def test_a_failing_request_fails_alone_and_later_requests_see_earlier_ones
         await store.append("seed-1", numbered(1))
         stored = new_event(n=7)
         original = await store.append("dup-1", [stored])
+        twins = numbered(2)
         # Park the writer on a held lock, so everything below queues into ONE group.
         raw = await _hold_write_lock(path)
         blocker = asyncio.ensure_future(store.append("blocker-1", numbered(1)))
@@ -107,6 +109,8 @@ async def test_a_failing_request_fails_alone_and_later_requests_see_earlier_ones
             ),
             store.append("b-1", numbered(3)),
             store.append("dup-1", [stored], NO_STREAM),  # a replay: the original result
+            store.append("twin-1", twins, ANY),
+            store.append("twin-1", twins, ANY),  # a retry of the request before it
         ]
         futures = [asyncio.ensure_future(call) for call in calls]
         await asyncio.sleep(0.05)
@@ -116,7 +120,7 @@ async def test_a_failing_request_fails_alone_and_later_requests_see_earlier_ones
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         assert store.commit_count - before == 2  # the blocker's group, then all of these
 
-        ok_a1, ok_a2, late_a, wrong_seed, dup, many, ok_b, replay = outcomes
+        ok_a1, ok_a2, late_a, wrong_seed, dup, many, ok_b, replay, twin, twin_again = outcomes
         assert isinstance(ok_a1, AppendResult) and ok_a1.version == 1
         assert isinstance(ok_a2, AppendResult) and ok_a2.version == 2
         assert isinstance(late_a, WrongExpectedVersion) and late_a.actual == 2
@@ -125,6 +129,8 @@ async def test_a_failing_request_fails_alone_and_later_requests_see_earlier_ones
         assert isinstance(many, WrongExpectedVersion) and many.stream_id == "seed-1"
         assert isinstance(ok_b, AppendResult) and ok_b.version == 3
         assert replay == original
+        assert isinstance(twin, AppendResult) and twin.version == 2
+        assert twin_again == twin
 
         assert await store.stream_version("m-1") == 0
         assert await store.stream_version("dup-2") == 0
@@ -139,6 +145,8 @@ async def test_a_failing_request_fails_alone_and_later_requests_see_earlier_ones
             ("b-1", 1),
             ("b-1", 2),
             ("b-1", 3),
+            ("twin-1", 1),
+            ("twin-1", 2),
         ]
 
 
@@ -353,6 +361,22 @@ async def test_an_empty_file_becomes_a_store(tmp_path: Path) -> None:
     assert path.read_bytes().startswith(b"SQLite format 3\x00")
 
 
+async def test_schema_creation_is_all_or_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "half.db"
+    broken = (*schema._DDL, "CREATE TABLE events (again INTEGER)")
+    monkeypatch.setattr(schema, "_DDL", broken)
+    with pytest.raises(StoreError):
+        await eventfold.connect(url_of(path))
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT name FROM sqlite_master").fetchall() == []
+    raw.close()
+    monkeypatch.undo()
+    async with eventfold.connect(url_of(path)) as store:
+        assert (await store.append("h-1", numbered(1))).version == 1
+
+
 async def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "v.db"
     await make_store_file(path, streams=1, events=1)
@@ -479,6 +503,23 @@ async def test_options_are_applied_to_the_connection(
 
 
 # --- waiting, plain SQL, closing --------------------------------------------------------------
+
+
+async def test_wait_for_events_wakes_on_a_local_commit_without_polling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "POLL_INTERVAL", 30.0)
+    async with eventfold.connect(url_of(tmp_path / "w.db")) as store:
+
+        async def append_later() -> None:
+            await asyncio.sleep(0.1)
+            await store.append("w-1", numbered(1))
+
+        task = asyncio.ensure_future(append_later())
+        started = time.monotonic()
+        assert await store.wait_for_events(0, 8.0) is True
+        assert time.monotonic() - started < 5.0
+        await task
 
 
 async def test_wait_for_events_sees_an_append_by_another_store_object(tmp_path: Path) -> None:

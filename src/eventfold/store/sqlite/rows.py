@@ -82,14 +82,18 @@ _TIMES = list[datetime]
 
 
 def decode(rows: Sequence[Any]) -> list[RecordedEvent]:
-    """Rows in the order the queries here select to records, column by column in C (msgspec
-    turns 16-byte ids into UUIDs and epoch seconds into aware UTC datetimes)."""
+    """Rows (columns as the queries here select them) to records, column by
+    column in C: msgspec turns 16-byte ids into UUIDs and epoch seconds into
+    aware UTC datetimes."""
     if not rows:
         return []
-    streams, versions, positions, ids, types, schemas, data, meta, micros = zip(*rows, strict=True)
+    streams, versions, positions, ids, types, schemas, data, meta, micros = zip(*rows, strict=False)
     event_ids = msgspec.convert(ids, _UUIDS)
     # Exact: microsecond values below 2**53 survive the division, msgspec rounds.
-    times = msgspec.convert([m / 1e6 for m in micros], _TIMES, strict=False)
+    if micros.count(micros[0]) == len(micros):  # one commit, one timestamp
+        times = msgspec.convert([micros[0] / 1e6], _TIMES, strict=False) * len(micros)
+    else:
+        times = msgspec.convert([m / 1e6 for m in micros], _TIMES, strict=False)
     return list(
         map(
             RecordedEvent,

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from eventfold.errors import StoreError, WrongExpectedVersion
+from eventfold.errors import StoreClosed, StoreError, WrongExpectedVersion
 from eventfold.store.api import ANY, AppendResult, Snapshot, StreamAppend
 from eventfold.store.checks import category_of, check_expected, replayed_result
 from eventfold.store.sqlite.rows import HEAD_SQL, VERSION_SQL, stored_events
@@ -245,6 +245,7 @@ class GroupWriter:
         self._backlog: deque[Request] = deque()
         self.commit_count = 0
         """Transactions committed: one per group, however many requests it held."""
+        self.running = True
         self._thread = threading.Thread(
             target=self._run, name=f"eventfold-sqlite-writer {path}", daemon=True
         )
@@ -255,6 +256,8 @@ class GroupWriter:
     def submit(self, request: Request) -> None:
         """Queue a request. The writer takes everything queued while it was busy
         (or while the event loop held the interpreter) as one group."""
+        if not self.running:
+            raise StoreClosed(f"{self._path}: the writer has stopped")
         self._queue.put(request)
 
     def stop(self) -> None:
@@ -287,7 +290,21 @@ class GroupWriter:
                         backlog.append(item)
                 self._write(self._next_group())
         finally:
+            self.running = False
             self._con.close()
+            self._fail_leftovers()
+
+    def _fail_leftovers(self) -> None:
+        """Only after an unexpected error: nothing may wait forever."""
+        leftovers = list(self._backlog)
+        self._backlog.clear()
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                leftovers.append(item)
+        message = f"{self._path}: the writer stopped unexpectedly"
+        if leftovers:
+            self._deliver(leftovers, [_Failed(StoreError(message)) for _ in leftovers], None)
 
     def _next_group(self) -> list[Request]:
         group = [self._backlog.popleft()]
@@ -310,7 +327,7 @@ class GroupWriter:
         doing = "begin a write transaction"
         try:
             con.execute("BEGIN IMMEDIATE")
-            doing = "append"
+            doing = "write"
             head = con.execute(HEAD_SQL).fetchone()[0]
             tx = _Transaction(con, head, time.time_ns() // 1000, alone)
             for request in group:
@@ -328,7 +345,7 @@ class GroupWriter:
                         con.execute("RELEASE eventfold_request")
                         tx.head = con.execute(HEAD_SQL).fetchone()[0]
                     if isinstance(exc, sqlite3.Error):
-                        exc = store_error(self._path, exc, "append")
+                        exc = store_error(self._path, exc, "write")
                     outcomes.append(_Failed(exc))
                 else:
                     if not alone:
