@@ -15,6 +15,8 @@ from eventfold.errors import (
     StoreError,
 )
 
+NOT_FIRST_WRITE = "EF001"  # raised by the append function
+
 # SQLSTATEs after which a whole batch may simply be tried again (alone).
 RETRYABLE = (
     pg.UniqueViolation,
@@ -51,6 +53,12 @@ def translate(exc: BaseException, what: str) -> EventfoldError:
         return StoreError(f"{what}: the session was idle in a transaction for too long")
     if isinstance(exc, RETRYABLE):
         return ConcurrencyError(f"{what}: conflict with a concurrent writer ({exc.sqlstate})")
+    if getattr(exc, "sqlstate", None) == NOT_FIRST_WRITE:
+        return InvalidArgument(
+            f"{what}: an append must be the first write of its transaction "
+            "(append before writing anything else in it)",
+            argument="conn",
+        )
     if isinstance(exc, pg.ProgramLimitExceeded):
         return InvalidArgument(f"{what}: {exc}", argument="events")
     if isinstance(exc, psycopg.DataError):

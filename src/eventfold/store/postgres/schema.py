@@ -43,6 +43,9 @@ class Names:
         # from the schema name, never the name itself.
         self.channel = "eventfold_" + digest[:10].hex()
         self.lock_key = int.from_bytes(digest[:8], "big", signed=True)
+        # first half of the (int4, int4) advisory lock keys that order writers
+        # of one stream; the second half is hashtext(stream_id)
+        self.lock_space = int.from_bytes(digest[8:12], "big", signed=True)
 
     def format(self, template: str, **parts: sql.Composable) -> sql.Composed:
         return sql.SQL(template).format(
@@ -58,7 +61,7 @@ class Names:
 
 
 # The append function: takes a whole group of append requests as flat arrays
-# and decides each on its own, in order, inside the caller's transaction.
+# and decides each on its own, in order, in one transaction.
 #
 #   streams: st_ids, the distinct streams of the group
 #   items:   it_req (request number, contiguous), it_slot (index into st_ids),
@@ -72,15 +75,24 @@ class Names:
 # (nothing written; the client decides whether it is a retry), 3 = not written
 # because another item of the same request failed.
 #
-# The work is set-based: one statement locks every stream of the group (in
-# stream id order, so groups never deadlock), one looks up stored event ids,
-# a loop without SQL decides every request against the running versions, one
-# INSERT writes all accepted events and two statements move the streams on.
-# A failed request never writes anything, so no savepoint is needed (a
-# subtransaction per request would also overflow PostgreSQL's subxid cache in
-# big groups). An unexpected error (a payload jsonb refuses, a concurrent
-# transaction storing the same event id or creating the same stream) aborts the
-# whole statement; the client then runs the requests one by one.
+# Order: writers of one stream are serialised by transaction-level advisory
+# locks, taken (in one order, so groups never deadlock) BEFORE the transaction
+# has an id: advisory locks need none. The id is taken by the first write,
+# after the locks, so whoever writes a stream after us gets a larger id; as
+# positions are (id << 20 | index), a stream's versions and positions agree.
+# A transaction that already has an id when it gets here (the caller wrote
+# something first) is refused, since its id may be older than a writer it
+# waited for.
+#
+# The work is set-based: one statement takes the locks, one reads the streams'
+# versions, one looks up stored event ids, a loop without SQL decides every
+# request against the running versions, one INSERT writes all accepted events
+# and two statements move the streams on. A failed request never writes, so no
+# savepoint is needed (a subtransaction per request would also overflow
+# PostgreSQL's subxid cache in big groups). An unexpected error (a payload
+# jsonb refuses, a concurrent transaction storing the same event id in another
+# stream) aborts the whole statement; the client then runs the requests one by
+# one.
 _APPEND_SIGNATURE = """
 CREATE OR REPLACE FUNCTION {append}(
     st_ids text[], it_req integer[], it_slot integer[], it_expected bigint[],
@@ -98,9 +110,10 @@ DECLARE
     n integer := coalesce(cardinality(it_slot), 0);
     m integer := coalesce(cardinality(st_ids), 0);
     base bigint;
-    next_pos bigint;
+    rel bigint := 0;
     cur_v bigint[];
     cur_p bigint[];
+    rel_p boolean[];
     was_v bigint[];
     l_slot integer[];
     l_v bigint[];
@@ -120,13 +133,17 @@ DECLARE
     bad integer;
     dup boolean;
     na integer := 0;
-    nn integer := 0;
-    nu integer := 0;
     a_pos bigint[] := '{{}}';
     a_slot integer[] := '{{}}';
     a_ver bigint[] := '{{}}';
     a_at integer[] := '{{}}';
     a_cnt integer[] := '{{}}';
+    o_status integer[] := '{{}}';
+    o_version bigint[] := '{{}}';
+    o_position bigint[] := '{{}}';
+    o_rel boolean[] := '{{}}';
+    nn integer := 0;
+    nu integer := 0;
     new_ids text[] := '{{}}';
     new_v bigint[] := '{{}}';
     new_p bigint[] := '{{}}';
@@ -134,19 +151,20 @@ DECLARE
     upd_v bigint[] := '{{}}';
     upd_p bigint[] := '{{}}';
 BEGIN
-    SELECT (pg_current_xact_id()::text::bigint + s.value) << 20 INTO base
-      FROM {settings} s WHERE s.key = 'xid_offset';
-    SELECT coalesce(max(e.position) + 1, base) INTO next_pos
-      FROM {events} e WHERE e.position >= base AND e.position < base + 1048576;
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'an eventfold append must be the first write of its transaction'
+          USING ERRCODE = 'EF001';
+    END IF;
+    PERFORM pg_advisory_xact_lock({lock_space}, k.h)
+       FROM (SELECT DISTINCT hashtext(x) AS h FROM unnest(st_ids) AS x ORDER BY 1) AS k;
 
-    -- lock the group's streams in one order and read their versions
-    SELECT array_agg(u.i), array_agg(x.version), array_agg(x.position)
+    SELECT array_agg(u.i), array_agg(s.version), array_agg(s.position)
       INTO l_slot, l_v, l_p
-      FROM (SELECT s.stream_id, s.version, s.position FROM {streams} s
-             WHERE s.stream_id = ANY (st_ids) ORDER BY s.stream_id FOR UPDATE) x
-      JOIN unnest(st_ids) WITH ORDINALITY AS u(id, i) ON u.id = x.stream_id;
+      FROM unnest(st_ids) WITH ORDINALITY AS u(id, i)
+      JOIN {streams} s ON s.stream_id = u.id;
     cur_v := array_fill(0::bigint, ARRAY[m]);
     cur_p := array_fill(0::bigint, ARRAY[m]);
+    rel_p := array_fill(false, ARRAY[m]);
     FOR j IN 1..coalesce(cardinality(l_slot), 0) LOOP
         cur_v[l_slot[j]] := l_v[j];
         cur_p[l_slot[j]] := l_p[j];
@@ -186,11 +204,10 @@ BEGIN
         END IF;
         IF dup OR bad > 0 THEN
             FOR k IN lo..hi LOOP
-                r_item := k;
-                r_status := CASE WHEN dup THEN 2 WHEN k = bad THEN 1 ELSE 3 END;
-                r_version := cur_v[it_slot[k]];
-                r_position := cur_p[it_slot[k]];
-                RETURN NEXT;
+                o_status[k] := CASE WHEN dup THEN 2 WHEN k = bad THEN 1 ELSE 3 END;
+                o_version[k] := cur_v[it_slot[k]];
+                o_position[k] := cur_p[it_slot[k]];
+                o_rel[k] := rel_p[it_slot[k]];
             END LOOP;
         ELSE
             ev_at := ev_lo;
@@ -199,20 +216,20 @@ BEGIN
                 i := it_slot[k];
                 IF cnt > 0 THEN
                     na := na + 1;
-                    a_pos[na] := next_pos;
+                    a_pos[na] := rel;
                     a_slot[na] := i;
                     a_ver[na] := cur_v[i];
                     a_at[na] := ev_at;
                     a_cnt[na] := cnt;
                     cur_v[i] := cur_v[i] + cnt;
-                    next_pos := next_pos + cnt;
-                    cur_p[i] := next_pos - 1;
+                    rel := rel + cnt;
+                    cur_p[i] := rel - 1;
+                    rel_p[i] := true;
                 END IF;
-                r_item := k;
-                r_status := 0;
-                r_version := cur_v[i];
-                r_position := cur_p[i];
-                RETURN NEXT;
+                o_status[k] := 0;
+                o_version[k] := cur_v[i];
+                o_position[k] := cur_p[i];
+                o_rel[k] := rel_p[i];
                 ev_at := ev_at + cnt;
             END LOOP;
         END IF;
@@ -220,48 +237,55 @@ BEGIN
         ev_lo := ev_hi + 1;
     END LOOP;
 
-    IF na = 0 THEN
-        RETURN;
-    END IF;
-    IF next_pos - base > 1048575 THEN
-        RAISE EXCEPTION 'more than 1048575 events in one transaction'
-          USING ERRCODE = 'program_limit_exceeded';
-    END IF;
-    INSERT INTO {events} (position, stream_id, version, event_id, type, schema_version,
-                          data, metadata)
-    SELECT a.p + g.o, st_ids[a.s], a.v + 1 + g.o, ev_id[a.e + g.o], ev_type[a.e + g.o],
-           ev_schema[a.e + g.o], ev_data[a.e + g.o]::jsonb, ev_meta[a.e + g.o]::jsonb
-      FROM unnest(a_pos, a_slot, a_ver, a_at, a_cnt) AS a(p, s, v, e, c)
-     CROSS JOIN LATERAL generate_series(0, a.c - 1) AS g(o);
-    FOR i IN 1..m LOOP
-        IF cur_v[i] <> was_v[i] THEN
-            IF was_v[i] = 0 THEN
-                nn := nn + 1;
-                new_ids[nn] := st_ids[i];
-                new_v[nn] := cur_v[i];
-                new_p[nn] := cur_p[i];
-            ELSE
-                nu := nu + 1;
-                upd_ids[nu] := st_ids[i];
-                upd_v[nu] := cur_v[i];
-                upd_p[nu] := cur_p[i];
-            END IF;
+    IF na > 0 THEN
+        IF rel > 1048575 THEN
+            RAISE EXCEPTION 'more than 1048575 events in one transaction'
+              USING ERRCODE = 'program_limit_exceeded';
         END IF;
-    END LOOP;
-    IF nn > 0 THEN
-        INSERT INTO {streams} (stream_id, version, position)
-        SELECT * FROM unnest(new_ids, new_v, new_p);
+        -- the first write: the transaction id is taken here, after the locks
+        SELECT (pg_current_xact_id()::text::bigint + s.value) << 20 INTO base
+          FROM {settings} s WHERE s.key = 'xid_offset';
+        INSERT INTO {events} (position, stream_id, version, event_id, type, schema_version,
+                              data, metadata)
+        SELECT base + a.p + g.o, st_ids[a.s], a.v + 1 + g.o, ev_id[a.e + g.o],
+               ev_type[a.e + g.o], ev_schema[a.e + g.o], ev_data[a.e + g.o]::jsonb,
+               ev_meta[a.e + g.o]::jsonb
+          FROM unnest(a_pos, a_slot, a_ver, a_at, a_cnt) AS a(p, s, v, e, c)
+         CROSS JOIN LATERAL generate_series(0, a.c - 1) AS g(o);
+        FOR i IN 1..m LOOP
+            IF cur_v[i] <> was_v[i] THEN
+                IF was_v[i] = 0 THEN
+                    nn := nn + 1;
+                    new_ids[nn] := st_ids[i];
+                    new_v[nn] := cur_v[i];
+                    new_p[nn] := base + cur_p[i];
+                ELSE
+                    nu := nu + 1;
+                    upd_ids[nu] := st_ids[i];
+                    upd_v[nu] := cur_v[i];
+                    upd_p[nu] := base + cur_p[i];
+                END IF;
+            END IF;
+        END LOOP;
+        IF nn > 0 THEN
+            INSERT INTO {streams} (stream_id, version, position)
+            SELECT * FROM unnest(new_ids, new_v, new_p);
+        END IF;
+        IF nu > 0 THEN
+            UPDATE {streams} s SET version = u.v, position = u.p
+              FROM unnest(upd_ids, upd_v, upd_p) AS u(id, v, p)
+             WHERE s.stream_id = u.id;
+        END IF;
+        IF channel IS NOT NULL THEN
+            -- one notification per call, delivered at commit; the payload is the
+            -- last position written so listeners can tell whether it concerns them
+            PERFORM pg_notify(channel, (base + rel - 1)::text);
+        END IF;
     END IF;
-    IF nu > 0 THEN
-        UPDATE {streams} s SET version = u.v, position = u.p
-          FROM unnest(upd_ids, upd_v, upd_p) AS u(id, v, p)
-         WHERE s.stream_id = u.id;
-    END IF;
-    IF channel IS NOT NULL THEN
-        -- one notification per call, delivered at commit; the payload is the
-        -- last position written so listeners can tell whether it concerns them
-        PERFORM pg_notify(channel, (next_pos - 1)::text);
-    END IF;
+    RETURN QUERY
+        SELECT o.k::integer, o.st, o.ver, CASE WHEN o.r THEN base + o.pos ELSE o.pos END
+          FROM unnest(o_status, o_version, o_position, o_rel)
+               WITH ORDINALITY AS o(st, ver, pos, r, k);
 END
 """
 
@@ -317,7 +341,7 @@ async def _run_step(conn: psycopg.AsyncConnection[Any], names: Names, statement:
     if "{body}" in statement:
         # The body is a string literal holding quoted identifiers: quote it as
         # a literal too (never dollar-quote text that contains a user's name).
-        body = names.format(_APPEND_BODY).as_string(conn)
+        body = names.format(_APPEND_BODY, lock_space=sql.Literal(names.lock_space)).as_string(conn)
         composed = sql.SQL(statement).format(append=names.append, body=sql.Literal(body))
         await conn.execute(composed)
     else:
