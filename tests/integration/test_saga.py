@@ -195,7 +195,7 @@ class Increment(msgspec.Struct, frozen=True):
     pass
 
 
-counter = Decider(
+counter: Decider[Increment, Incremented, int] = Decider(
     decide=lambda command, state: [Incremented()],
     evolve=lambda state, event: state + 1,
     initial_state=int,

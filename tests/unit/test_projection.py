@@ -28,7 +28,6 @@ from eventfold.subscriptions import (
     UnknownProjection,
     query_read_model,
 )
-from eventfold.subscriptions import worker as worker_module
 
 registry = EventRegistry()
 
@@ -189,7 +188,7 @@ async def test_retries_a_failing_event_without_applying_the_others_twice(
         delays.append(seconds)
         await real_sleep(0)
 
-    monkeypatch.setattr(worker_module.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)  # as the retry loop sees it
     async with eventfold.connect("memory://") as store, SQLiteReadModel(db) as reads:
         await add(store, "acct-1", 1, 2, 3, 4, 5, 6)
         policy = RetryPolicy(attempts=3, backoff=0.25, multiplier=2.0)

@@ -19,7 +19,6 @@ from eventfold.subscriptions import (
     Subscription,
     SubscriptionFailed,
 )
-from eventfold.subscriptions import subscription as subscription_module
 
 registry = EventRegistry()
 
@@ -191,7 +190,7 @@ async def test_the_retry_policy_is_honoured(monkeypatch: pytest.MonkeyPatch) -> 
         delays.append(seconds)
         await real_sleep(0)
 
-    monkeypatch.setattr(subscription_module.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)  # as the retry loop sees it
     policy = RetryPolicy(attempts=3, backoff=0.5, multiplier=3.0, max_backoff=1.0)
     async with eventfold.connect("memory://") as store:
         await tick(store, "a-1", 1, 2, 3)
