@@ -432,6 +432,20 @@ async def test_a_foreign_sqlite_database_is_refused_untouched(tmp_path: Path) ->
     assert snapshot_of_files(tmp_path) == before
 
 
+async def test_a_row_written_by_someone_else_that_cannot_be_read_is_a_store_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "t.db"
+    async with eventfold.connect(url_of(path)) as store:
+        await store.append("t-1", numbered(1))
+        with sqlite3.connect(path) as raw:
+            raw.execute("UPDATE events SET event_id = x'0102' WHERE stream_id = 't-1'")
+        raw.close()
+        with pytest.raises(StoreError) as info:
+            await collect(store.read_stream("t-1"))
+        assert str(path) in str(info.value)
+
+
 async def test_a_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(NotAnEventStore):
         await eventfold.connect(url_of(tmp_path))

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from eventfold.errors import StoreClosed
+import msgspec
+
+from eventfold.errors import StoreClosed, StoreError
 from eventfold.store.sqlite.options import SQLiteOptions
 from eventfold.store.sqlite.schema import open_reader, store_error
 
@@ -46,6 +48,8 @@ class ReadPool:
             return fn(con, *args)
         except sqlite3.Error as exc:
             raise store_error(self._options.path, exc, "read") from exc
+        except msgspec.ValidationError as exc:  # a row this code did not write
+            raise StoreError(f"{self._options.path}: a stored event cannot be read: {exc}") from exc
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(connection, *args)`` on a read thread."""
