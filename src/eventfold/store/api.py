@@ -45,7 +45,7 @@ class NewEvent(msgspec.Struct, frozen=True):
     schema_version: int = 1
 
 
-class RecordedEvent(msgspec.Struct, frozen=True):
+class RecordedEvent(msgspec.Struct, frozen=True, gc=False):
     """An event as stored. ``position`` is global and strictly increasing in
     the order readers see; ``version`` is 1 for a stream's first event."""
 

@@ -25,6 +25,7 @@ from eventfold.store.api import (
     JsonText,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StreamAppend,
     StreamState,
 )
@@ -96,6 +97,8 @@ def check_expected(stream_id: str, expected: ExpectedVersion, actual: int) -> No
 def _check_json_object(raw: object, what: str, event_type: str) -> None:
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise InvalidArgument(f"{event_type}: {what} must be JSON bytes", argument=what)
+    if raw == b"{}":
+        return
     try:
         _json_object.decode(raw)
     except msgspec.DecodeError as exc:
@@ -104,14 +107,26 @@ def _check_json_object(raw: object, what: str, event_type: str) -> None:
         ) from None
 
 
+_known_types: set[str] = set()
+
+
+def _check_type_name(name: object) -> None:
+    # Type names repeat endlessly; remember the valid ones (bounded).
+    if name in _known_types:
+        return
+    validate_type_name(name)
+    if len(_known_types) < 10_000:
+        _known_types.add(name)  # type: ignore[arg-type]
+
+
 def validate_new_event(event: object) -> NewEvent:
-    if not isinstance(event, NewEvent):
+    if type(event) is not NewEvent:
         raise InvalidArgument(f"expected a NewEvent, got {type(event).__name__}", argument="events")
-    validate_type_name(event.type)
-    if not isinstance(event.event_id, uuid.UUID):
+    _check_type_name(event.type)
+    if type(event.event_id) is not uuid.UUID:
         raise InvalidArgument(f"{event.type}: event_id must be a UUID", argument="event_id")
     sv = event.schema_version
-    if isinstance(sv, bool) or not isinstance(sv, int) or sv < 1:
+    if type(sv) is not int or sv < 1:
         raise InvalidArgument(
             f"{event.type}: schema_version must be >= 1", argument="schema_version"
         )
@@ -126,6 +141,7 @@ def validate_appends(appends: Iterable[object]) -> list[StreamAppend]:
     checked: list[StreamAppend] = []
     streams: set[str] = set()
     ids: set[uuid.UUID] = set()
+    count = 0
     for item in appends:
         if not isinstance(item, StreamAppend):
             raise InvalidArgument("append_many takes StreamAppend items", argument="appends")
@@ -136,19 +152,60 @@ def validate_appends(appends: Iterable[object]) -> list[StreamAppend]:
                 f"stream {item.stream_id!r} appears twice in one append", argument="appends"
             )
         streams.add(item.stream_id)
-        if isinstance(item.events, str | bytes) or not isinstance(item.events, Sequence):
+        events = item.events
+        if isinstance(events, str | bytes) or not isinstance(events, Sequence):
             raise InvalidArgument("events must be a sequence of NewEvent", argument="events")
-        for event in item.events:
-            validate_new_event(event)
-            if event.event_id in ids:
-                raise InvalidArgument(
-                    f"event id {event.event_id} appears twice in one append", argument="event_id"
-                )
+        known, decode = _known_types, _json_object.decode
+        for event in events:
+            # The common case inline (this loop runs once per appended event);
+            # anything unusual goes through validate_new_event for its error.
+            if (
+                type(event) is not NewEvent
+                or event.type not in known
+                or type(event.event_id) is not uuid.UUID
+                or type(event.schema_version) is not int
+                or event.schema_version < 1
+                or type(event.data) is not bytes
+                or type(event.metadata) is not bytes
+            ):
+                validate_new_event(event)
+            else:
+                try:
+                    decode(event.data)
+                    if event.metadata != b"{}":
+                        decode(event.metadata)
+                except msgspec.DecodeError:
+                    validate_new_event(event)
             ids.add(event.event_id)
+        count += len(events)
         checked.append(item)
     if not checked:
         raise InvalidArgument("append_many needs at least one StreamAppend", argument="appends")
+    if len(ids) != count:
+        seen: set[uuid.UUID] = set()
+        for item in checked:
+            for event in item.events:
+                if event.event_id in seen:
+                    raise InvalidArgument(
+                        f"event id {event.event_id} appears twice in one append",
+                        argument="event_id",
+                    )
+                seen.add(event.event_id)
     return checked
+
+
+def validate_snapshot(snapshot: object) -> Snapshot:
+    if not isinstance(snapshot, Snapshot):
+        raise InvalidArgument("expected a Snapshot", argument="snapshot")
+    validate_stream_id(snapshot.stream_id)
+    if not isinstance(snapshot.name, str) or not 0 < len(snapshot.name) <= MAX_TYPE_NAME:
+        raise InvalidArgument(f"invalid snapshot name {snapshot.name!r}", argument="name")
+    for name, value in (("version", snapshot.version), ("schema_version", snapshot.schema_version)):
+        if type(value) is not int or value < 0:
+            raise InvalidArgument(f"snapshot {name} must be an int >= 0", argument=name)
+    if not isinstance(snapshot.state, bytes):
+        raise InvalidArgument("snapshot state must be bytes", argument="state")
+    return snapshot
 
 
 def validate_read_stream(

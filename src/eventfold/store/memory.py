@@ -26,6 +26,7 @@ from eventfold.store.checks import (
     validate_appends,
     validate_read_all,
     validate_read_stream,
+    validate_snapshot,
 )
 
 
@@ -219,6 +220,7 @@ class MemoryStore:
     # --- snapshots ----------------------------------------------------------------
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
+        validate_snapshot(snapshot)
         self._check_open()
         self._snapshots[(snapshot.stream_id, snapshot.name)] = snapshot
 

@@ -467,6 +467,22 @@ class StoreConformance:
             other = await store.load_snapshot("order-1", "other")
             assert other is not None and other.version == 2
 
+    @pytest.mark.parametrize(
+        "snapshot",
+        [
+            Snapshot("", "state", 1, 1, b"{}"),
+            Snapshot("ok-1", "", 1, 1, b"{}"),
+            Snapshot("ok-1", "state", -1, 1, b"{}"),
+            Snapshot("ok-1", "state", 1, 1, "{}"),  # type: ignore[arg-type]
+            {"stream_id": "ok-1"},
+        ],
+    )
+    async def test_malformed_snapshots_are_rejected(self, open_store: Any, snapshot: Any) -> None:
+        async with open_store() as store:
+            with pytest.raises(InvalidArgument):
+                await store.save_snapshot(snapshot)
+            assert await store.load_snapshot("ok-1", "state") is None
+
     async def test_closed_store_refuses_work(self, open_store: Any) -> None:
         store: EventStore = await open_store()
         await store.append("c-1", numbered(1))

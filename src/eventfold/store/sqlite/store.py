@@ -20,7 +20,12 @@ from eventfold.store.api import (
     Snapshot,
     StreamAppend,
 )
-from eventfold.store.checks import validate_appends, validate_read_all, validate_read_stream
+from eventfold.store.checks import (
+    validate_appends,
+    validate_read_all,
+    validate_read_stream,
+    validate_snapshot,
+)
 from eventfold.store.sqlite import rows
 from eventfold.store.sqlite.options import SQLiteOptions, parse_sqlite_url
 from eventfold.store.sqlite.readers import ReadPool
@@ -144,7 +149,7 @@ class SQLiteStore:
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         self._check_open()
-        _check_snapshot(snapshot)
+        validate_snapshot(snapshot)
         await self._submit(lambda future: SnapshotRequest(future, snapshot))
 
     async def pragma(self, name: str) -> object:
@@ -275,19 +280,3 @@ class SQLiteStore:
     async def load_snapshot(self, stream_id: str, name: str) -> Snapshot | None:
         self._check_open()
         return await self._readers.run(rows.load_snapshot, stream_id, name)
-
-
-def _check_snapshot(snapshot: object) -> None:
-    if not isinstance(snapshot, Snapshot):
-        raise InvalidArgument(
-            f"expected a Snapshot, got {type(snapshot).__name__}", argument="snapshot"
-        )
-    for name in ("stream_id", "name"):
-        if not isinstance(getattr(snapshot, name), str):
-            raise InvalidArgument(f"snapshot {name} must be a string", argument=name)
-    for name in ("version", "schema_version"):
-        value = getattr(snapshot, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidArgument(f"snapshot {name} must be an int >= 0", argument=name)
-    if not isinstance(snapshot.state, bytes | bytearray | memoryview):
-        raise InvalidArgument("snapshot state must be bytes", argument="state")
