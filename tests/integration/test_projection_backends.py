@@ -33,7 +33,7 @@ from tests.unit.test_projection import TALLY_SQL, Added, add, tallies
 from tests.unit.test_projection import codec as tally_codec
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def urls(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     if request.param != "postgres":
         store = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'ev.db'}"

@@ -39,7 +39,7 @@ codec = Codec(registry)
 WRITERS, APPENDS, HISTORY = 4, 40, 120
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     if request.param == "memory":
         return {"store": "memory://", "reads": f"sqlite:///{tmp_path / 'reads.db'}"}

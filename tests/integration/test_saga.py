@@ -68,8 +68,11 @@ async def events_of(store: Any, stream: str) -> list[Any]:
     return [codec.decode_event(r) async for r in store.read_stream(stream)]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("pg_url")
+        return url
     return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'events.db'}"
 
 
