@@ -402,3 +402,17 @@ async def test_unknown_projections_and_missing_codec_are_refused(db: Path) -> No
             await runner.query("tallies", TALLY_SQL)
         with pytest.raises(InvalidArgument):
             ProjectionRunner(store, reads, [tallies()])
+
+
+async def test_lag_counting_is_capped_and_can_be_skipped(db: Path) -> None:
+    async with eventfold.connect("memory://") as store, SQLiteReadModel(db) as reads:
+        await add(store, "acct-1", 1)
+        runner = runner_for(store, reads, tallies(), count_limit=2)
+        await runner.catch_up()
+        await add(store, "acct-1", 2, 3, 4, 5)
+        fresh = (await runner.query("tallies", TALLY_SQL)).freshness
+        assert fresh is not None
+        assert (fresh.position, fresh.head, fresh.events_behind, fresh.capped) == (1, 5, 2, True)
+        assert (await runner.query("tallies", TALLY_SQL, freshness=False)).freshness is None
+        status = {s.name: s for s in await runner.status()}["tallies"]
+        assert status.freshness is not None and status.freshness.events_behind == 4

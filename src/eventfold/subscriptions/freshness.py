@@ -14,7 +14,8 @@ from eventfold.store.api import EventReader
 from eventfold.subscriptions.projection import Dispatch, Projection
 
 COUNT_LIMIT = 10_000
-"""At most this many log events are read to count a lag; past it the count is capped."""
+"""By default at most this many log events are read to count a lag; past it
+the count is capped (a runner's queries use its own, smaller ``count_limit``)."""
 
 
 class Freshness(msgspec.Struct, frozen=True):

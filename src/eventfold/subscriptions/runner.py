@@ -86,7 +86,8 @@ class ProjectionRunner:
     instead runs each once up to the head. Batches of ``batch_size`` events are
     applied in one transaction each, with the checkpoint; a failing handler is
     retried per ``retry`` and then stops its projection with ``ProjectionFailed``
-    (``wait_for`` and ``query`` on it raise that error, ``run`` too)."""
+    (``wait_for`` and ``query`` on it raise that error, ``run`` too).
+    ``count_limit`` caps how many log events a query reads to count its lag."""
 
     def __init__(
         self,
@@ -98,6 +99,7 @@ class ProjectionRunner:
         batch_size: int = 500,
         retry: RetryPolicy | None = None,
         poll_interval: float = 1.0,
+        count_limit: int = 1000,
     ) -> None:
         if isinstance(projections, ProjectionSet):
             codec = codec if codec is not None else projections.codec
@@ -116,6 +118,7 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.retry = retry if retry is not None else RetryPolicy()
         self.poll_interval = poll_interval
+        self.count_limit = count_limit
         self.failures: dict[str, BaseException] = {}
         self._dispatch = {p.name: Dispatch(p, codec) for p in projection_set}
         self._lanes: dict[str, asyncio.Task[None]] = {}
@@ -286,8 +289,10 @@ class ProjectionRunner:
         *,
         min_position: int | None = None,
         timeout: float = 5.0,
+        freshness: bool = True,
     ) -> QueryResult:
-        """Query projection ``name``; the result carries its ``Freshness``.
+        """Query projection ``name``; the result carries its ``Freshness``
+        (``freshness=False`` skips measuring it).
         With ``min_position`` (read-your-writes), wait until the read model
         has reached it, raising ``ReadModelTimeout`` after ``timeout``.
         Without it, answer at once from whatever the read model holds."""
@@ -309,9 +314,16 @@ class ProjectionRunner:
                 raise ReadModelTimeout(name, target, reached, timeout)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), min(remaining, _POLL))
-        fresh = await measure(
-            self.store, projection, self.codec, result.position, dispatch=self._dispatch[name]
-        )
+        fresh = None
+        if freshness:
+            fresh = await measure(
+                self.store,
+                projection,
+                self.codec,
+                result.position,
+                count_limit=self.count_limit,
+                dispatch=self._dispatch[name],
+            )
         return QueryResult(
             rows=result.rows,
             columns=result.columns,
@@ -329,7 +341,12 @@ class ProjectionRunner:
         if reached is None:
             return None
         return await measure(
-            self.store, projection, self.codec, reached, dispatch=self._dispatch[name]
+            self.store,
+            projection,
+            self.codec,
+            reached,
+            count_limit=self.count_limit,
+            dispatch=self._dispatch[name],
         )
 
     async def status(self) -> list[ProjectionStatus]:
