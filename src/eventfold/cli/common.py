@@ -18,7 +18,6 @@ from eventfold.errors import EventfoldError
 T = TypeVar("T")
 
 
-
 def console() -> Console:
     """A console for this command's output (made per call, so the terminal
     width and COLUMNS in effect now apply)."""

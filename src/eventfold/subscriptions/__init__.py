@@ -22,10 +22,11 @@ from eventfold.subscriptions.freshness import (
 )
 from eventfold.subscriptions.process_manager import ProcessContext, ProcessManager
 from eventfold.subscriptions.projection import Index, Projection, ProjectionSet, Tx
+from eventfold.subscriptions.queries import query_read_model
 from eventfold.subscriptions.readmodel import ReadModel, open_read_model
 from eventfold.subscriptions.readmodel_sqlite import SQLiteReadModel
 from eventfold.subscriptions.retry import RetryPolicy
-from eventfold.subscriptions.runner import ProjectionRunner, query_read_model
+from eventfold.subscriptions.runner import ProjectionRunner
 from eventfold.subscriptions.subscription import Subscription
 from eventfold.subscriptions.timetravel import build_as_of
 

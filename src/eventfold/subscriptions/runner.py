@@ -9,73 +9,22 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from eventfold.errors import InvalidArgument
 from eventfold.serialization.codec import Codec
 from eventfold.store.api import EventStore
 from eventfold.subscriptions import builds
 from eventfold.subscriptions.builds import Build
-from eventfold.subscriptions.errors import (
-    ProjectionNotReady,
-    ReadModelTimeout,
-    UnknownProjection,
-)
-from eventfold.subscriptions.freshness import (
-    BuildStatus,
-    Freshness,
-    ProjectionStatus,
-    QueryResult,
-    measure,
-)
+from eventfold.subscriptions.errors import ProjectionNotReady, ReadModelTimeout
+from eventfold.subscriptions.freshness import Freshness, ProjectionStatus, QueryResult, measure
 from eventfold.subscriptions.projection import Dispatch, Projection, ProjectionSet
+from eventfold.subscriptions.queries import active_position, run_query, stored_builds
 from eventfold.subscriptions.readmodel import Connection, ReadModel
 from eventfold.subscriptions.retry import RetryPolicy
 from eventfold.subscriptions.worker import BuildWorker, Progress
 
 _POLL = 0.05  # seconds between checks of a read model another process writes
-
-
-async def query_read_model(
-    read_model: ReadModel, projection: str, sql: str, params: Sequence[Any] = ()
-) -> QueryResult:
-    """Run ``sql`` (``{table}`` names, ``?`` parameters) against the build of
-    ``projection`` that queries read now. The pointer, the build's checkpoint
-    and the rows come from one read transaction, so a switch to a new build
-    is seen entirely or not at all."""
-    result = await read_model.read(functools.partial(_query, projection, sql, tuple(params)))
-    if result is None:
-        raise ProjectionNotReady(projection)
-    return result
-
-
-def _query(name: str, sql: str, params: tuple[Any, ...], conn: Connection) -> QueryResult | None:
-    build = builds.active_build(conn, name)
-    if build is None:
-        return None
-    cur = build.tx(conn).execute(sql, params)
-    rows = list(cur.fetchall())
-    description = getattr(cur, "description", None) or ()
-    return QueryResult(
-        rows=rows,
-        columns=[d[0] for d in description],
-        projection=name,
-        build=build.build,
-        version=build.version,
-        position=build.position,
-    )
-
-
-def _status(conn: Connection) -> list[tuple[str, int | None, list[Build]]]:
-    out = []
-    for row in conn.execute("SELECT name, active_build FROM eventfold_projection").fetchall():
-        out.append((row[0], row[1], builds.list_builds(conn, row[0])))
-    return out
-
-
-def _active_position(name: str, conn: Connection) -> int | None:
-    build = builds.active_build(conn, name)
-    return None if build is None else build.position
 
 
 class ProjectionRunner:
@@ -189,7 +138,7 @@ class ProjectionRunner:
             on_commit=self._notify,
         )
 
-    async def _resolve(self, projection: Projection, mode: str) -> Build:
+    async def _resolve(self, projection: Projection, mode: Literal["run", "rebuild"]) -> Build:
         head = await self.store.head_position()
         start = head if projection.effects_from == "now" else 0
         return await self.read_model.write(functools.partial(_resolve, projection, mode, start))
@@ -258,7 +207,7 @@ class ProjectionRunner:
     async def position(self, name: str) -> int | None:
         """The position the build queries read has reached (None: no build yet)."""
         self.projections.get(name)
-        return await self.read_model.read(functools.partial(_active_position, name))
+        return await self.read_model.read(functools.partial(active_position, name))
 
     async def wait_for(
         self, position: int, *, timeout: float = 5.0, projections: Iterable[str] | None = None
@@ -301,7 +250,9 @@ class ProjectionRunner:
         deadline = loop.time() + timeout
         while True:
             changed = self._changed
-            result = await self.read_model.read(functools.partial(_query, name, sql, tuple(params)))
+            result = await self.read_model.read(
+                functools.partial(run_query, name, sql, tuple(params))
+            )
             target = 0 if min_position is None else min_position
             if result is not None and result.position >= target:
                 break
@@ -351,30 +302,11 @@ class ProjectionRunner:
 
     async def status(self) -> list[ProjectionStatus]:
         """Every projection declared here or stored in the read model, with its builds and lag."""
-        rows = await self.read_model.read(_status)
-        stored = {name: (active, found) for name, active, found in rows}
+        stored = await stored_builds(self.read_model)
         out = []
         for name in sorted({*self.projections.names, *stored}):
-            active_no, found = stored.get(name, (None, []))
+            active, others = stored.get(name, (None, []))
             declared = name in self.projections.names
-            active: BuildStatus | None = None
-            others: list[BuildStatus] = []
-            for build in found:
-                if build.state == "dropped":
-                    continue
-                entry = BuildStatus(
-                    build.build,
-                    build.version,
-                    build.state,
-                    build.position,
-                    build.handled,
-                    [build.physical(t) for t in build.tables],
-                    _as_of(build),
-                )
-                if build.build == active_no:
-                    active = entry
-                else:
-                    others.append(entry)
             fresh = None
             if active is not None and declared:
                 fresh = await measure(
@@ -389,16 +321,7 @@ class ProjectionRunner:
         return out
 
 
-def _resolve(projection: Projection, mode: str, start: int, conn: Connection) -> Build:
-    if mode not in ("run", "rebuild"):
-        raise UnknownProjection(projection.name)
-    return builds.resolve(conn, projection, "run" if mode == "run" else "rebuild", start)
-
-
-def _as_of(build: Build) -> str | None:
-    parts = []
-    if build.as_of_position is not None:
-        parts.append(f"position {build.as_of_position}")
-    if build.as_of_time is not None:
-        parts.append(build.as_of_time)
-    return ", ".join(parts) or None
+def _resolve(
+    projection: Projection, mode: Literal["run", "rebuild"], start: int, conn: Connection
+) -> Build:
+    return builds.resolve(conn, projection, mode, start)
