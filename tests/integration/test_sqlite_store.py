@@ -230,8 +230,8 @@ async def test_readers_are_not_blocked_by_a_big_open_write_transaction(tmp_path:
         raw.execute("BEGIN IMMEDIATE")
         raw.executemany(
             "INSERT INTO events (position, stream_id, version, category, type, event_id, "
-            "schema_version, recorded_at, metadata, data) VALUES (?, 'big-1', ?, 'big', 'T', "
-            "?, 1, 0, '{}', ?)",
+            "schema_version, recorded_at, hash, metadata, data) VALUES (?, 'big-1', ?, 'big', "
+            "'T', ?, 1, 0, zeroblob(32), '{}', ?)",
             (
                 (head + i, i, uuid.uuid4().bytes, "{" + '"pad": "' + "x" * 200 + '"}')
                 for i in range(1, 50_001)

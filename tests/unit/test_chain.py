@@ -1,6 +1,7 @@
 """The hash chain over the memory store: clean verification, and each kind of
 tampering named by stream and version."""
 
+import uuid
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -79,7 +80,7 @@ async def test_swapped_versions_are_named() -> None:
 async def test_a_forged_event_is_named() -> None:
     _, links = await filled()
     last = links[4]
-    forged = msgspec.structs.replace(last, version=6, event_id="forged", hash="0" * 64)
+    forged = msgspec.structs.replace(last, version=6, event_id=uuid.uuid4(), hash=bytes(32))
     assert found(await verify(Tampered([*links, forged]))) == [("acct-0", 6, "altered")]
 
 
@@ -104,6 +105,6 @@ async def test_truncation_is_caught_against_a_signed_checkpoint() -> None:
 async def test_a_rewritten_history_is_caught_against_a_checkpoint() -> None:
     store, links = await filled()
     heads = take_heads(await verify(store))
-    rewritten = edit(links, "acct-0", 5, hash="f" * 64)
+    rewritten = edit(links, "acct-0", 5, hash=b"f" * 32)
     report = await verify(Tampered(rewritten), checkpoint=heads)
     assert ("acct-0", 5, "rewritten") in found(report)

@@ -22,52 +22,58 @@ import msgspec
 
 from eventfold.errors import InvalidArgument
 
-GENESIS = "0" * 64
+GENESIS = bytes(32)
 """The previous hash of a stream's first event."""
 
 
-def _field(value: str) -> str:
-    return f"{len(value)}:{value}"
-
-
 def link_message(
-    prev_hash: str,
+    prev_hash: bytes,
     stream_id: str,
     version: int,
-    event_id: uuid.UUID | str,
+    event_id: uuid.UUID,
     type: str,
     schema_version: int,
-    data: str,
-    metadata: str,
-) -> str:
-    """The text that is hashed; backends that hash in SQL build the same text."""
-    parts = (
+    data: bytes | str,
+    metadata: bytes | str,
+) -> bytes:
+    """The bytes that are hashed: the previous 32-byte digest, then
+    ``\n stream \n version \n`` (UTF-8), the 16 bytes of the event id, then
+    ``\n type \n schema \n len(data) \n data metadata`` (UTF-8). Stream ids
+    and type names hold no newline, ids and digests have fixed lengths and the
+    data is length-prefixed, so no field can run into another. Backends that
+    hash in SQL build the same bytes."""
+    if isinstance(data, str):
+        data = data.encode()
+    if isinstance(metadata, str):
+        metadata = metadata.encode()
+    return b"%s\n%s\n%d\n%s\n%s\n%d\n%d\n%s%s" % (
         prev_hash,
-        stream_id,
-        str(version),
-        str(event_id),
-        type,
-        str(schema_version),
+        stream_id.encode(),
+        version,
+        event_id.bytes,
+        type.encode(),
+        schema_version,
+        len(data),
         data,
         metadata,
     )
-    return "".join(_field(p) for p in parts)
 
 
 def link_hash(
-    prev_hash: str,
+    prev_hash: bytes,
     stream_id: str,
     version: int,
-    event_id: uuid.UUID | str,
+    event_id: uuid.UUID,
     type: str,
     schema_version: int,
-    data: str,
-    metadata: str,
-) -> str:
+    data: bytes | str,
+    metadata: bytes | str,
+) -> bytes:
+    """The event's 32-byte SHA-256 chain digest."""
     message = link_message(
         prev_hash, stream_id, version, event_id, type, schema_version, data, metadata
     )
-    return hashlib.sha256(message.encode()).hexdigest()
+    return hashlib.sha256(message).digest()
 
 
 class ChainLink(msgspec.Struct, frozen=True):
@@ -76,12 +82,12 @@ class ChainLink(msgspec.Struct, frozen=True):
     stream_id: str
     version: int
     position: int
-    event_id: str
+    event_id: uuid.UUID
     type: str
     schema_version: int
-    data: str
-    metadata: str
-    hash: str
+    data: bytes | str
+    metadata: bytes | str
+    hash: bytes
 
 
 @runtime_checkable
@@ -136,7 +142,7 @@ class Report(msgspec.Struct):
         return not self.findings
 
 
-def _recompute(link: ChainLink, prev: str, version: int) -> str:
+def _recompute(link: ChainLink, prev: bytes, version: int) -> bytes:
     return link_hash(
         prev,
         link.stream_id,
@@ -185,9 +191,9 @@ def _check_stream(stream_id: str, links: list[ChainLink], report: Report, keep: 
         prev = link.hash
         expected_version = link.version + 1
     if links:
-        report.heads[stream_id] = (links[-1].version, links[-1].hash)
+        report.heads[stream_id] = (links[-1].version, links[-1].hash.hex())
         if keep is not None:
-            kept = [link.hash for link in links if link.version == keep]
+            kept = [link.hash.hex() for link in links if link.version == keep]
             report.at_checkpoint[stream_id] = (
                 max(link.version for link in links),
                 kept[0] if kept else "",

@@ -39,7 +39,7 @@ class MemoryStore:
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._ids: dict[uuid.UUID, RecordedEvent] = {}
         self._snapshots: dict[tuple[str, str], Snapshot] = {}
-        self._hashes: dict[int, str] = {}
+        self._hashes: dict[int, bytes] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
 
@@ -109,8 +109,8 @@ class MemoryStore:
                     record.event_id,
                     record.type,
                     record.schema_version,
-                    event.data.decode(),
-                    event.metadata.decode(),
+                    event.data,
+                    event.metadata,
                 )
                 stream.append(record)
                 self._log.append(record)
@@ -209,11 +209,11 @@ class MemoryStore:
                     r.stream_id,
                     r.version,
                     r.position,
-                    str(r.event_id),
+                    r.event_id,
                     r.type,
                     r.schema_version,
-                    bytes(r.data).decode() if not isinstance(r.data, str) else r.data,
-                    bytes(r.metadata).decode() if not isinstance(r.metadata, str) else r.metadata,
+                    r.data,
+                    r.metadata,
                     self._hashes[r.position],
                 )
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Self
 
+from eventfold.compliance.chain import ChainLink
+from eventfold.errors import StoreError
 from eventfold.store.api import (
     ANY,
     AppendResult,
@@ -90,6 +92,14 @@ class DelegatingStore:
 
     async def wait_for_events(self, after_position: int, timeout: float) -> bool:
         return await self.inner.wait_for_events(after_position, timeout)
+
+    async def read_chain(self) -> AsyncIterator[ChainLink]:
+        """The inner store's hash chain, as stored (nothing decrypted)."""
+        read_chain = getattr(self.inner, "read_chain", None)
+        if read_chain is None:
+            raise StoreError(f"{self.url}: this store keeps no hash chain")
+        async for link in read_chain():
+            yield link
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         await self.inner.save_snapshot(snapshot)

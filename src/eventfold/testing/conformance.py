@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from eventfold.compliance.chain import verify
 from eventfold.errors import (
     DuplicateEventId,
     EventfoldError,
@@ -482,6 +483,23 @@ class StoreConformance:
             with pytest.raises(InvalidArgument):
                 await store.save_snapshot(snapshot)
             assert await store.load_snapshot("ok-1", "state") is None
+
+    async def test_hash_chain_verifies_clean(self, open_store: Any) -> None:
+        async with open_store() as store:
+            await asyncio.gather(
+                *(store.append(f"chain-{i % 7}", numbered(3, start=i)) for i in range(40))
+            )
+            await store.append_many(
+                [StreamAppend("chain-0", numbered(2)), StreamAppend("chain-x", numbered(1))]
+            )
+            await store.append("chain-u", [new_event(text="ünïcode \u2603")])
+            report = await verify(store)
+            assert report.clean, report.findings
+            assert (report.streams, report.events) == (9, 124)
+            links = [link async for link in store.read_chain()]
+            assert [(link.stream_id, link.version) for link in links] == sorted(
+                (link.stream_id, link.version) for link in links
+            )
 
     async def test_closed_store_refuses_work(self, open_store: Any) -> None:
         store: EventStore = await open_store()

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from eventfold.compliance.chain import ChainLink
 from eventfold.store.api import RecordedEvent, Snapshot
 
 PAGE_ROWS = 1000
@@ -66,6 +67,14 @@ _MERGE_TAIL = " ORDER BY position LIMIT ?"
 
 VERSION_SQL = (
     "SELECT version, position FROM events WHERE stream_id = ? ORDER BY version DESC LIMIT 1"
+)
+LAST_SQL = (
+    "SELECT version, position, hash FROM events WHERE stream_id = ? ORDER BY version DESC LIMIT 1"
+)
+_CHAIN = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), hash FROM events "
+    "WHERE (stream_id, version) > (?, ?) ORDER BY stream_id, version LIMIT ?"
 )
 HEAD_SQL = "SELECT coalesce(max(position), 0) FROM events"
 _BY_EVENT_ID = (
@@ -191,6 +200,16 @@ def stored_events(
         if row is not None:
             rows.append(row)
     return {record.event_id: record for record in decode(rows)}
+
+
+def chain_page(
+    con: sqlite3.Connection, after_stream: str, after_version: int, limit: int
+) -> list[ChainLink]:
+    """Stored events as the hash chain sees them, by stream then version."""
+    return [
+        ChainLink(r[0], r[1], r[2], uuid.UUID(bytes=r[3]), r[4], r[5], r[6], r[7], bytes(r[8]))
+        for r in con.execute(_CHAIN, (after_stream, after_version, limit))
+    ]
 
 
 def load_snapshot(con: sqlite3.Connection, stream_id: str, name: str) -> Snapshot | None:

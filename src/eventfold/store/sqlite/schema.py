@@ -22,7 +22,8 @@ SCHEMA_VERSION = 1
 # last position of a stream" from the index alone, (category) gives category
 # reads in position order. Small columns come first, the payload last, so a
 # large payload never has to be stepped over to reach the others.
-# ``recorded_at`` is UTC microseconds since the Unix epoch.
+# ``recorded_at`` is UTC microseconds since the Unix epoch. ``hash`` is the
+# event's link in its stream's hash chain (eventfold.compliance.chain).
 _DDL = (
     "CREATE TABLE eventfold_schema (version INTEGER NOT NULL)",
     """CREATE TABLE events (
@@ -34,6 +35,7 @@ _DDL = (
         event_id       BLOB    NOT NULL,
         schema_version INTEGER NOT NULL,
         recorded_at    INTEGER NOT NULL,
+        hash           BLOB    NOT NULL,
         metadata       TEXT    NOT NULL,
         data           TEXT    NOT NULL
     )""",
@@ -59,6 +61,7 @@ _REQUIRED_COLUMNS = {
         "event_id",
         "schema_version",
         "recorded_at",
+        "hash",
         "metadata",
         "data",
     },

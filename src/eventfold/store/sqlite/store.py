@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from eventfold.compliance.chain import ChainLink
 from eventfold.errors import InvalidArgument, StoreClosed
 from eventfold.store.api import (
     ANY,
@@ -280,3 +281,16 @@ class SQLiteStore:
     async def load_snapshot(self, stream_id: str, name: str) -> Snapshot | None:
         self._check_open()
         return await self._readers.run(rows.load_snapshot, stream_id, name)
+
+    async def read_chain(self) -> AsyncIterator[ChainLink]:
+        """Every stored event as the hash chain sees it, by stream then version
+        (see eventfold.compliance.chain.verify)."""
+        self._check_open()
+        after: tuple[str, int] = ("", 0)
+        while True:
+            page = await self._readers.run(rows.chain_page, after[0], after[1], rows.PAGE_ROWS)
+            for link in page:
+                yield link
+            if len(page) < rows.PAGE_ROWS:
+                return
+            after = (page[-1].stream_id, page[-1].version)

@@ -23,12 +23,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from hashlib import sha256
 from typing import Any
 
+from eventfold.compliance.chain import GENESIS
 from eventfold.errors import StoreClosed, StoreError, WrongExpectedVersion
 from eventfold.store.api import ANY, AppendResult, Snapshot, StreamAppend
 from eventfold.store.checks import category_of, check_expected, replayed_result
-from eventfold.store.sqlite.rows import HEAD_SQL, VERSION_SQL, stored_events
+from eventfold.store.sqlite.rows import HEAD_SQL, LAST_SQL, stored_events
 from eventfold.store.sqlite.schema import store_error
 
 MAX_GROUP_REQUESTS = 1000
@@ -36,8 +38,8 @@ MAX_GROUP_EVENTS = 20_000
 
 _INSERT = (
     "INSERT INTO events (position, stream_id, version, category, type, event_id, "
-    "schema_version, recorded_at, metadata, data) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), CAST(? AS TEXT))"
+    "schema_version, recorded_at, hash, metadata, data) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), CAST(? AS TEXT))"
 )
 _UPSERT_SNAPSHOT = (
     "INSERT INTO snapshots (stream_id, name, version, schema_version, state) "
@@ -147,12 +149,12 @@ class PragmaRequest(Request):
         return None if row is None else row[0]
 
 
-_Plan = tuple[StreamAppend, AppendResult | None, int, int]
+_Plan = tuple[StreamAppend, AppendResult | None, int, int, bytes]
 
 
 def _plan(tx: _Transaction, appends: Sequence[StreamAppend], *, lookup: bool) -> list[_Plan]:
     """Check every stream of one request before anything is written:
-    (append, replayed result or None, current version, last position)."""
+    (append, replayed result or None, current version, last position, last hash)."""
     con = tx.con
     plans: list[_Plan] = []
     for item in appends:
@@ -160,8 +162,8 @@ def _plan(tx: _Transaction, appends: Sequence[StreamAppend], *, lookup: bool) ->
         if lookup:
             stored = stored_events(con, [event.event_id for event in item.events])
             replay = replayed_result(item, stored)
-        row = con.execute(VERSION_SQL, (item.stream_id,)).fetchone()
-        actual, last = (0, 0) if row is None else row
+        row = con.execute(LAST_SQL, (item.stream_id,)).fetchone()
+        actual, last, chained = (0, 0, GENESIS) if row is None else row
         if replay is None and item.expected_version is not ANY:
             try:
                 check_expected(item.stream_id, item.expected_version, actual)
@@ -169,7 +171,7 @@ def _plan(tx: _Transaction, appends: Sequence[StreamAppend], *, lookup: bool) ->
                 if not lookup:
                     raise _Retry from None
                 raise
-        plans.append((item, replay, actual, last))
+        plans.append((item, replay, actual, last, chained))
     return plans
 
 
@@ -177,7 +179,7 @@ def _insert(tx: _Transaction, plans: list[_Plan]) -> list[AppendResult]:
     rows: list[tuple[Any, ...]] = []
     results: list[AppendResult] = []
     head, now = tx.head, tx.now
-    for item, replay, actual, last in plans:
+    for item, replay, actual, last, chained in plans:
         if replay is not None:
             results.append(replay)
             continue
@@ -188,21 +190,39 @@ def _insert(tx: _Transaction, plans: list[_Plan]) -> list[AppendResult]:
             continue
         category = category_of(stream_id)
         first, version = head + 1, actual + 1
-        rows += [
-            (
-                first + i,
-                stream_id,
-                version + i,
-                category,
-                event.type,
-                event.event_id.bytes,
-                event.schema_version,
-                now,
-                event.metadata,
-                event.data,
+        stream_bytes = stream_id.encode()
+        for i, event in enumerate(events):
+            data, metadata = event.data, event.metadata
+            # The chain link, inline (eventfold.compliance.chain.link_message).
+            chained = sha256(
+                b"%s\n%s\n%d\n%s\n%s\n%d\n%d\n%s%s"
+                % (
+                    chained,
+                    stream_bytes,
+                    version + i,
+                    event.event_id.bytes,
+                    event.type.encode(),
+                    event.schema_version,
+                    len(data),
+                    data,
+                    metadata,
+                )
+            ).digest()
+            rows.append(
+                (
+                    first + i,
+                    stream_id,
+                    version + i,
+                    category,
+                    event.type,
+                    event.event_id.bytes,
+                    event.schema_version,
+                    now,
+                    chained,
+                    metadata,
+                    data,
+                )
             )
-            for i, event in enumerate(events)
-        ]
         head += len(events)
         results.append(AppendResult(stream_id, actual + len(events), head))
     if rows:
