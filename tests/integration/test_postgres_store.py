@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from eventfold.compliance.chain import verify
 from eventfold.errors import (
     ConfigurationError,
     InvalidArgument,
@@ -25,6 +26,7 @@ from eventfold.errors import (
 )
 from eventfold.store.api import NO_STREAM, NewEvent, Snapshot, StreamAppend
 from eventfold.store.postgres import PostgresStore
+from eventfold.store.postgres.schema import SCHEMA_VERSION
 from eventfold.store.url import connect
 from eventfold.testing.conformance import collect, new_event, numbered, numbers
 from tests.conftest import with_params
@@ -144,7 +146,7 @@ async def test_open_twice_and_concurrently_is_safe(pg_url: str, pg_schema: str) 
         cur = await conn.execute(
             sql.SQL("SELECT version FROM {}").format(sql.Identifier(pg_schema, "schema_version"))
         )
-        assert await cur.fetchall() == [(1,)]
+        assert await cur.fetchall() == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
 
 
 async def test_open_from_several_processes_at_once(pg_url: str, pg_schema: str) -> None:
@@ -167,7 +169,7 @@ async def test_open_from_several_processes_at_once(pg_url: str, pg_schema: str) 
         cur = await conn.execute(
             sql.SQL("SELECT version FROM {}").format(sql.Identifier(pg_schema, "schema_version"))
         )
-        assert await cur.fetchall() == [(1,)]
+        assert await cur.fetchall() == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
 
 
 async def test_newer_schema_version_is_refused(pg_url: str, pg_schema: str) -> None:
@@ -211,6 +213,52 @@ async def test_positions_stay_above_restored_rows(pg_url: str, pg_schema: str) -
         assert result.position > restored.position
         assert numbers(await collect(store.read_all())) == [0, 1]
         assert await store.head_position() == result.position
+
+
+async def test_upgrade_from_schema_version_1_fills_the_hash_chain(
+    pg_url: str, pg_schema: str
+) -> None:
+    async with await open_store(pg_url) as store:
+        await store.append_many(
+            [StreamAppend("a-1", numbered(3)), StreamAppend("b-1", numbered(2))]
+        )
+        await store.append("a-1", [new_event(text="ünïcode")])
+        before = [link async for link in store.read_chain()]
+    schema = sql.Identifier(pg_schema)
+    async with await raw(pg_url.split("?")[0]) as conn:  # back to what version 1 stored
+        for table in ("events", "streams"):
+            await conn.execute(
+                sql.SQL("ALTER TABLE {} DROP COLUMN hash").format(sql.Identifier(pg_schema, table))
+            )
+        await conn.execute(
+            sql.SQL("DELETE FROM {}.schema_version WHERE version > 1").format(schema)
+        )
+    async with await open_store(pg_url) as store:
+        assert [link async for link in store.read_chain()] == before
+        report = await verify(store)
+        assert report.clean and report.events == 6
+        await store.append("a-1", numbered(1))
+        assert (await verify(store)).clean
+
+
+async def test_tampering_in_sql_shows_in_the_chain(pg_url: str, pg_schema: str) -> None:
+    async with await open_store(pg_url) as store:
+        await store.append("a-1", numbered(3))
+        await store.append("b-1", numbered(2))
+        async with await raw(pg_url.split("?")[0]) as conn:
+            events = sql.Identifier(pg_schema, "events")
+            await conn.execute(
+                sql.SQL(
+                    """UPDATE {} SET data = '{{"n": 99}}' WHERE stream_id = 'a-1' AND version = 2"""
+                ).format(events)
+            )
+            await conn.execute(
+                sql.SQL("DELETE FROM {} WHERE stream_id = 'b-1' AND version = 1").format(events)
+            )
+        report = await verify(store)
+        problems = {(f.stream_id, f.version, f.problem) for f in report.findings}
+        assert ("a-1", 2, "altered") in problems
+        assert ("b-1", 1, "missing") in problems
 
 
 # --- timeouts and failures ------------------------------------------------------------
