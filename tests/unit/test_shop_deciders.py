@@ -5,7 +5,9 @@ from examples.shop.events import (
     LineAdded,
     OrderCancelled,
     OrderConfirmed,
+    OrderDeclined,
     OrderPlaced,
+    OrderSubmitted,
     StockReceived,
     StockReleased,
     StockReserved,
@@ -21,8 +23,10 @@ from examples.shop.orders import (
     AddLine,
     CancelOrder,
     ConfirmOrder,
+    DeclineOrder,
     OrderRejected,
     PlaceOrder,
+    SubmitOrder,
     orders,
 )
 
@@ -65,6 +69,28 @@ def test_cancel() -> None:
     given(orders, placed).when(CancelOrder("changed mind")).then(OrderCancelled("changed mind"))
     given(orders).when(CancelOrder("x")).then_raises(OrderRejected)
     given(orders, placed, OrderCancelled("x")).when(AddLine("a", 1, 1)).then_raises(OrderRejected)
+
+
+def test_submit_lists_the_items_and_closes_the_order_to_new_lines() -> None:
+    two_apples = LineAdded("apple", 2, 50)
+    given(orders, placed, line, LineAdded("pear", 1, 80), two_apples).when(SubmitOrder()).then(
+        OrderSubmitted("o-1", {"apple": 5, "pear": 1})
+    )
+    submitted = OrderSubmitted("o-1", {"apple": 3})
+    given(orders, placed).when(SubmitOrder()).then_raises(OrderRejected, "without lines")
+    given(orders, placed, line, submitted).when(SubmitOrder()).then()
+    given(orders, placed, line, submitted).when(AddLine("pear", 1, 80)).then_raises(OrderRejected)
+
+
+def test_a_submitted_order_is_confirmed_or_declined_once() -> None:
+    submitted = (placed, line, OrderSubmitted("o-1", {"apple": 3}))
+    given(orders, *submitted).when(ConfirmOrder()).then(OrderConfirmed(150))
+    given(orders, *submitted).when(DeclineOrder("no pears")).then(OrderDeclined("no pears"))
+    given(orders, *submitted, OrderDeclined("x")).when(DeclineOrder("x")).then()
+    given(orders, *submitted, OrderDeclined("x")).when(ConfirmOrder()).then_raises(OrderRejected)
+    given(orders, placed, line).when(DeclineOrder("x")).then_raises(OrderRejected, "submitted")
+    state = given(orders, *submitted).when(DeclineOrder("x")).then_state()
+    assert state.status == "declined" and state.items == {"apple": 3}
 
 
 def test_order_state_after_a_command() -> None:
