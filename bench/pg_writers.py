@@ -74,50 +74,73 @@ AppendOnce = Callable[[psycopg.AsyncConnection[Any], int], Awaitable[None]]
 
 def raw_paths(schema: str) -> dict[str, AppendOnce]:
     """Hand-written appends of one event at an exact expected version (happy
-    path only: no idempotency, no group handling) to compare round trips."""
-    events = sql.Identifier(schema, "events")
-    streams = sql.Identifier(schema, "streams")
-    position = sql.SQL("(pg_current_xact_id()::text::bigint << 20)")
-    lock = sql.SQL("SELECT version FROM {} WHERE stream_id = %s FOR UPDATE").format(streams)
-    insert = sql.SQL(
-        "INSERT INTO {} (position, stream_id, version, event_id, type, schema_version,"
-        " data, metadata) VALUES ({}, %s, %s, %s, 'Counted', 1, %s::jsonb, '{{}}')"
-    ).format(events, position)
-    update = sql.SQL("UPDATE {} SET version = %s, position = {} WHERE stream_id = %s").format(
-        streams, position
+    path only: no idempotency check, no groups) that write the same rows as
+    the store, hash chain included, to compare round trips and statements."""
+    names = {
+        "events": sql.Identifier(schema, "events"),
+        "streams": sql.Identifier(schema, "streams"),
+        "chain": sql.Identifier(schema, "chain_hash"),
+        "pos": sql.SQL("(pg_current_xact_id()::text::bigint << 20)"),
+    }
+
+    def q(text: str) -> sql.Composed:
+        return sql.SQL(text).format(**names)
+
+    lock = q("SELECT version, hash FROM {streams} WHERE stream_id = %s FOR UPDATE")
+    insert = q(
+        "INSERT INTO {events} (position, stream_id, version, event_id, type, schema_version,"
+        " data, metadata, hash) SELECT {pos}, %(s)s, %(v)s, %(id)s, 'Counted', 1, d.j, '{{}}',"
+        " {chain}(%(prev)s, %(s)s, %(v)s, %(id)s, 'Counted', 1, d.j::text, '{{}}')"
+        " FROM (SELECT %(data)s::jsonb AS j) d RETURNING hash"
     )
-    cte = sql.SQL(
-        "WITH s AS (UPDATE {streams} SET version = version + 1, position = {pos}"
-        " WHERE stream_id = %s AND version = %s RETURNING version)"
-        " INSERT INTO {events} (position, stream_id, version, event_id, type,"
-        " schema_version, data, metadata)"
-        " SELECT {pos}, %s, s.version, %s, 'Counted', 1, %s::jsonb, '{{}}' FROM s"
-        " RETURNING version"
-    ).format(streams=streams, events=events, pos=position)
-    pipelined_update = sql.SQL(
-        "UPDATE {} SET version = version + 1, position = {} WHERE stream_id = %s AND version = %s"
-    ).format(streams, position)
-    pipelined_insert = sql.SQL(
-        "INSERT INTO {} (position, stream_id, version, event_id, type, schema_version,"
-        " data, metadata) SELECT {}, stream_id, version, %s, 'Counted', 1, %s::jsonb, '{{}}'"
-        " FROM {} WHERE stream_id = %s AND version = %s"
-    ).format(events, position, streams)
+    update = q(
+        "UPDATE {streams} SET version = %s, position = {pos}, hash = %s WHERE stream_id = %s"
+    )
+    pipelined_insert = q(
+        "INSERT INTO {events} (position, stream_id, version, event_id, type, schema_version,"
+        " data, metadata, hash) SELECT {pos}, s.stream_id, s.version + 1, %(id)s, 'Counted', 1,"
+        " d.j, '{{}}', {chain}(s.hash, s.stream_id, s.version + 1, %(id)s, 'Counted', 1,"
+        " d.j::text, '{{}}') FROM {streams} s, (SELECT %(data)s::jsonb AS j) d"
+        " WHERE s.stream_id = %(s)s AND s.version = %(v)s"
+    )
+    pipelined_update = q(
+        "UPDATE {streams} s SET version = e.version, position = e.position, hash = e.hash"
+        " FROM {events} e WHERE s.stream_id = %(s)s AND e.stream_id = %(s)s"
+        " AND e.version = %(v)s + 1 AND s.version = %(v)s"
+    )
+    cte = q(
+        "WITH s AS (SELECT version, hash FROM {streams}"
+        " WHERE stream_id = %(s)s AND version = %(v)s FOR UPDATE),"
+        " e AS (INSERT INTO {events} (position, stream_id, version, event_id, type,"
+        " schema_version, data, metadata, hash)"
+        " SELECT {pos}, %(s)s, s.version + 1, %(id)s, 'Counted', 1, d.j, '{{}}',"
+        " {chain}(s.hash, %(s)s, s.version + 1, %(id)s, 'Counted', 1, d.j::text, '{{}}')"
+        " FROM s, (SELECT %(data)s::jsonb AS j) d RETURNING version, position, hash)"
+        " UPDATE {streams} t SET version = e.version, position = e.position, hash = e.hash"
+        " FROM e WHERE t.stream_id = %(s)s RETURNING t.version"
+    )
+
+    def params(n: int) -> dict[str, Any]:
+        return {"s": "raw-1", "v": n, "id": uuid.uuid4(), "data": f'{{"n": {n}}}'}
 
     async def statement_by_statement(conn: psycopg.AsyncConnection[Any], n: int) -> None:
         async with conn.transaction():
             cur = await conn.execute(lock, ["raw-1"])
             row = await cur.fetchone()
             assert row is not None and row[0] == n
-            await conn.execute(insert, ["raw-1", n + 1, uuid.uuid4(), f'{{"n": {n}}}'])
-            await conn.execute(update, [n + 1, "raw-1"])
+            cur = await conn.execute(insert, {**params(n), "v": n + 1, "prev": row[1]})
+            inserted = await cur.fetchone()
+            assert inserted is not None
+            await conn.execute(update, [n + 1, inserted[0], "raw-1"])
 
     async def pipeline(conn: psycopg.AsyncConnection[Any], n: int) -> None:
+        values = params(n)
         async with conn.pipeline(), conn.transaction():
-            await conn.execute(pipelined_update, ["raw-1", n])
-            await conn.execute(pipelined_insert, [uuid.uuid4(), f'{{"n": {n}}}', "raw-1", n + 1])
+            await conn.execute(pipelined_insert, values)
+            await conn.execute(pipelined_update, values)
 
     async def single_statement(conn: psycopg.AsyncConnection[Any], n: int) -> None:
-        cur = await conn.execute(cte, ["raw-1", n, "raw-1", uuid.uuid4(), f'{{"n": {n}}}'])
+        cur = await conn.execute(cte, params(n))
         assert await cur.fetchone() is not None
 
     return {
