@@ -5,6 +5,7 @@ them. Start with ``connect(url)``, an ``EventRegistry`` for your event types,
 a ``Decider`` and a ``Repository``.
 """
 
+from eventfold.audit import AuditingStore, MissingAuditMetadata
 from eventfold.domain.aggregate import Aggregate
 from eventfold.domain.decider import Decider
 from eventfold.domain.events import Envelope, EventRegistry, Metadata
@@ -26,6 +27,7 @@ from eventfold.errors import (
 )
 from eventfold.repository import Handled, Loaded, Repository, SnapshotPolicy
 from eventfold.serialization.codec import Codec, RawEvent
+from eventfold.serialization.crypto import REDACTED, DecryptionError, EncryptingStore
 from eventfold.store import (
     ANY,
     NO_STREAM,
@@ -39,35 +41,61 @@ from eventfold.store import (
     category_of,
     connect,
 )
+from eventfold.subscriptions import (
+    Freshness,
+    ProcessManager,
+    Projection,
+    ProjectionFailed,
+    ProjectionRunner,
+    ReadModelTimeout,
+    RetryPolicy,
+    SQLiteReadModel,
+    Subscription,
+    SubscriptionFailed,
+    Tx,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ANY",
     "NO_STREAM",
+    "REDACTED",
     "STREAM_EXISTS",
     "Aggregate",
     "AppendResult",
+    "AuditingStore",
     "Codec",
     "CommandRejected",
     "ConcurrencyError",
     "ConfigurationError",
     "Decider",
+    "DecryptionError",
     "DuplicateEventId",
+    "EncryptingStore",
     "Envelope",
     "EventRegistry",
     "EventStore",
     "EventfoldError",
+    "Freshness",
     "Handled",
     "InvalidArgument",
     "InvalidStreamId",
     "Loaded",
     "Metadata",
+    "MissingAuditMetadata",
     "NewEvent",
     "NotAnEventStore",
+    "ProcessManager",
+    "Projection",
+    "ProjectionFailed",
+    "ProjectionRunner",
     "RawEvent",
+    "ReadModelTimeout",
     "RecordedEvent",
     "Repository",
+    "RetryPolicy",
+    "SQLiteReadModel",
     "SchemaVersionError",
     "SerializationError",
     "Snapshot",
@@ -75,6 +103,9 @@ __all__ = [
     "StoreClosed",
     "StoreError",
     "StreamAppend",
+    "Subscription",
+    "SubscriptionFailed",
+    "Tx",
     "UnknownEventType",
     "WrongExpectedVersion",
     "category_of",

@@ -31,6 +31,8 @@ def test_the_tour_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         "Balance(amount=30)",
         "Balance(amount=50)",
         "rejected: only 35 available",
+        "[(70,)]",
+        "True",
     ]:
         assert expected in printed, printed
-    assert (tmp_path / "tour.db").exists()
+    assert (tmp_path / "tour.db").exists() and (tmp_path / "tour-reads.db").exists()
