@@ -219,7 +219,8 @@ class PostgresServer:
 
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._give_to_user(self.data_dir.parent)
+        if self._owns_dir:
+            self._give_to_user(self.data_dir.parent)  # our temporary directory
         self._give_to_user(self.data_dir)
         self.data_dir.chmod(0o700)
         self._run(
@@ -283,7 +284,7 @@ class PostgresServer:
                     user=self._user.pw_uid if self._user is not None else None,
                     group=self._user.pw_gid if self._user is not None else None,
                     extra_groups=[] if self._user is not None else None,
-                    cwd=str(self.data_dir.parent),
+                    cwd="/",
                     timeout=self.start_timeout + 30,
                     check=False,
                 )

@@ -1,6 +1,6 @@
 """The PostgreSQL event store.
 
-Appends go through one server-side function (``append_batch``, see schema.py)
+Appends go through one server-side function (``append_batch``, functions.py)
 that checks and writes a whole group of append requests in a single statement;
 concurrent appends from one process are coalesced into such groups (group
 commit). Readers of the whole log see only rows of transactions older than
@@ -11,17 +11,12 @@ never slip in behind a position a reader has already passed.
 from __future__ import annotations
 
 import asyncio
-import decimal
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeAlias
 
-import msgspec
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from eventfold.compliance.chain import ChainLink
@@ -30,22 +25,17 @@ from eventfold.errors import (
     InvalidArgument,
     StoreClosed,
     StoreError,
-    WrongExpectedVersion,
 )
 from eventfold.store.api import (
     ANY,
-    NO_STREAM,
-    STREAM_EXISTS,
     AppendResult,
     ExpectedVersion,
-    JsonText,
     NewEvent,
     RecordedEvent,
     Snapshot,
     StreamAppend,
 )
 from eventfold.store.checks import (
-    check_expected,
     replayed_result,
     validate_appends,
     validate_read_all,
@@ -54,125 +44,27 @@ from eventfold.store.checks import (
     validate_stream_id,
 )
 from eventfold.store.postgres import options as _options
+from eventfold.store.postgres.batch import (
+    INT32_MAX,
+    INT64_MAX,
+    Outcome,
+    Request,
+    as_stored,
+    check_limits,
+    decode,
+    encode,
+    shares_event_ids,
+)
 from eventfold.store.postgres.errors import RETRYABLE, is_connection_failure, translate
 from eventfold.store.postgres.groupcommit import GroupCommitter
 from eventfold.store.postgres.notify import Listener
-from eventfold.store.postgres.schema import (
-    MAX_EVENTS_PER_TRANSACTION,
-    POSITION_BITS,
-    Names,
-    migrate,
-)
+from eventfold.store.postgres.queries import Queries, configurer, describe
+from eventfold.store.postgres.schema import Names, migrate
 
 Conn: TypeAlias = psycopg.AsyncConnection[tuple[Any, ...]]
-Outcome: TypeAlias = list[AppendResult] | BaseException
 
 PAGE = 1000
-INT32_MAX = 2**31 - 1
-INT64_MAX = 2**63 - 1
-_EXPECTED_CODES = {ANY: -1, NO_STREAM: -2, STREAM_EXISTS: -3}
 _RETRIES = 4
-
-_COLUMNS = (
-    "stream_id, version, position, event_id, type, schema_version,"
-    " data::text, metadata::text, recorded_at"
-)
-# The bound below which a reader may look: rows of transactions older than the
-# oldest one still running. Written once here; %s is the xid offset.
-_BOUND = f"((pg_snapshot_xmin(pg_current_snapshot())::text::bigint + %s) << {POSITION_BITS})"
-
-
-class _Request:
-    """One ``append_many`` call on its way through group commit."""
-
-    __slots__ = ("appends", "key", "size")
-
-    def __init__(self, appends: list[StreamAppend]) -> None:
-        self.appends = appends
-        self.size = sum(len(a.events) for a in appends) or 1
-        # Batches are sorted by this key so that transactions lock streams in one order.
-        self.key = min(a.stream_id for a in appends)
-
-
-def _expected_code(expected: ExpectedVersion) -> int:
-    if isinstance(expected, int):
-        return min(expected, INT64_MAX)  # a version that large can never match
-    return _EXPECTED_CODES[expected]
-
-
-def _check_limits(appends: list[StreamAppend]) -> None:
-    total = 0
-    for item in appends:
-        total += len(item.events)
-        for event in item.events:
-            if event.schema_version > INT32_MAX:
-                raise InvalidArgument(
-                    f"{event.type}: schema_version must be < 2**31", argument="schema_version"
-                )
-    if total > MAX_EVENTS_PER_TRANSACTION:
-        raise InvalidArgument(
-            f"at most {MAX_EVENTS_PER_TRANSACTION} events per append, got {total}",
-            argument="events",
-        )
-
-
-def _text(raw: bytes | bytearray | memoryview, what: str, event_type: str) -> str:
-    try:
-        return bytes(raw).decode()
-    except UnicodeDecodeError:
-        raise InvalidArgument(f"{event_type}: {what} is not UTF-8", argument=what) from None
-
-
-def _ints(values: list[int]) -> str:
-    return "{" + ",".join(map(str, values)) + "}"
-
-
-def _quoted(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _texts(values: list[str]) -> str:
-    return "{" + ",".join(map(_quoted, values)) + "}"
-
-
-def _encode(requests: Sequence[_Request], channel: str | None) -> list[str | None]:
-    """The append function's arguments as array literals: building them here is
-    several times cheaper than letting the driver adapt eleven Python lists."""
-    slots: dict[str, int] = {}
-    it_req: list[int] = []
-    it_slot: list[int] = []
-    it_expected: list[int] = []
-    it_count: list[int] = []
-    ev_id: list[str] = []
-    ev_type: list[str] = []
-    ev_schema: list[int] = []
-    ev_data: list[str] = []
-    ev_meta: list[str] = []
-    for number, request in enumerate(requests):
-        for item in request.appends:
-            it_req.append(number)
-            it_slot.append(slots.setdefault(item.stream_id, len(slots) + 1))
-            it_expected.append(_expected_code(item.expected_version))
-            it_count.append(len(item.events))
-            for event in item.events:
-                ev_id.append(str(event.event_id))
-                ev_type.append(event.type)
-                ev_schema.append(event.schema_version)
-                ev_data.append(_text(event.data, "data", event.type))
-                ev_meta.append(_text(event.metadata, "metadata", event.type))
-    return [
-        _texts(list(slots)),
-        _ints(it_req),
-        _ints(it_slot),
-        _ints(it_expected),
-        _ints(it_count),
-        "{" + ",".join(ev_id) + "}",
-        _texts(ev_type),
-        _ints(ev_schema),
-        _texts(ev_data),
-        _texts(ev_meta),
-        channel,
-    ]
 
 
 def _record(row: tuple[Any, ...]) -> RecordedEvent:
@@ -201,7 +93,7 @@ class PostgresStore:
         self._closed = False
         self._channel = names.channel if settings.notify else None
         self._listener: Listener | None = None
-        self._committer: GroupCommitter[_Request, list[AppendResult]] = GroupCommitter(
+        self._committer: GroupCommitter[Request, list[AppendResult]] = GroupCommitter(
             self._run_batch,
             size_of=lambda request: request.size,
             max_batch=settings.max_batch_events,
@@ -211,7 +103,7 @@ class PostgresStore:
         # position this store wrote, and the highest bound a reader has seen.
         self._written = 0
         self._bound_seen = 0
-        self._q = _Queries(names)
+        self._q = Queries(names)
 
     # --- opening and closing ----------------------------------------------------------
 
@@ -220,8 +112,8 @@ class PostgresStore:
         """Connect, create or upgrade the schema, and return a ready store."""
         conninfo, settings = _options.parse(url, options)
         names = Names(settings.schema)
-        configure = _configurer(settings)
-        where = _describe(conninfo)
+        configure = configurer(settings)
+        where = describe(conninfo)
         try:
             conn = await psycopg.AsyncConnection.connect(
                 conninfo,
@@ -273,7 +165,7 @@ class PostgresStore:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreClosed(f"{_describe(self._conninfo)} is closed")
+            raise StoreClosed(f"{describe(self._conninfo)} is closed")
 
     # --- writing ---------------------------------------------------------------------
 
@@ -289,8 +181,8 @@ class PostgresStore:
     async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         self._check_open()
         checked = validate_appends(appends)
-        _check_limits(checked)
-        request = _Request(checked)
+        check_limits(checked)
+        request = Request(checked)
         if self.options.group_commit:
             results = await self._committer.submit(request)
         else:
@@ -313,8 +205,8 @@ class PostgresStore:
         """
         self._check_open()
         checked = validate_appends(appends)
-        _check_limits(checked)
-        request = _Request(checked)
+        check_limits(checked)
+        request = Request(checked)
         try:
             outcome = await self._execute_one(conn, request)
         except psycopg.Error as exc:
@@ -323,15 +215,13 @@ class PostgresStore:
             raise outcome
         return outcome
 
-    async def _run_batch(self, requests: list[_Request]) -> list[Outcome]:
+    async def _run_batch(self, requests: list[Request]) -> list[Outcome]:
         """Run a group of requests in one statement (one transaction)."""
-        if len(requests) == 1 or _shares_event_ids(requests):
+        if len(requests) == 1 or shares_event_ids(requests):
             return [await self._append_alone(request) for request in requests]
-        order = sorted(range(len(requests)), key=lambda i: requests[i].key)
-        batch = [requests[i] for i in order]
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(self._q.append, _encode(batch, self._channel))
+                cur = await conn.execute(self._q.append, encode(requests, self._channel))
                 rows = await cur.fetchall()
         except Exception as exc:
             if is_connection_failure(exc):
@@ -342,15 +232,14 @@ class PostgresStore:
             # Something one request did broke the shared statement (a payload
             # jsonb refuses, a concurrent writer): run each one alone.
             return [await self._append_alone(request) for request in requests]
-        decoded = _decode(batch, rows)
-        outcomes: list[Outcome] = [ValueError("unset")] * len(requests)
-        for index, request, outcome in zip(order, batch, decoded, strict=True):
-            if outcome is None:
+        outcomes: list[Outcome] = []
+        for request, outcome in zip(requests, decode(requests, rows), strict=True):
+            if outcome is None:  # some of its ids are stored: a retry, or a conflict
                 outcome = await self._settle_replay(request, None)
-            outcomes[index] = outcome
+            outcomes.append(outcome)
         return outcomes
 
-    async def _append_alone(self, request: _Request) -> Outcome:
+    async def _append_alone(self, request: Request) -> Outcome:
         """One request in its own statement, retried after a conflict with a
         concurrent transaction (which is then committed and visible)."""
         error: BaseException | None = None
@@ -371,15 +260,15 @@ class PostgresStore:
         assert error is not None
         return translate(error, "append")
 
-    async def _execute_one(self, conn: Conn, request: _Request) -> Outcome:
-        cur = await conn.execute(self._q.append, _encode([request], self._channel))
+    async def _execute_one(self, conn: Conn, request: Request) -> Outcome:
+        cur = await conn.execute(self._q.append, encode([request], self._channel))
         rows = await cur.fetchall()
-        (outcome,) = _decode([request], rows)
+        (outcome,) = decode([request], rows)
         if outcome is None:
             return await self._settle_replay(request, conn)
         return outcome
 
-    async def _settle_replay(self, request: _Request, conn: Conn | None) -> Outcome:
+    async def _settle_replay(self, request: Request, conn: Conn | None) -> Outcome:
         """Some ids of ``request`` are already stored: a retry of an append that
         succeeded returns the original result; anything else is a DuplicateEventId.
         Streams of the request with no stored ids are appended normally."""
@@ -389,7 +278,7 @@ class PostgresStore:
             results: list[AppendResult | None] = []
             for item in request.appends:
                 mine = {e.event_id: stored[e.event_id] for e in item.events if e.event_id in stored}
-                results.append(replayed_result(_as_stored(item, mine), mine))
+                results.append(replayed_result(as_stored(item, mine), mine))
         except EventfoldError as exc:
             return exc
         except psycopg.Error as exc:
@@ -398,7 +287,7 @@ class PostgresStore:
             item for item, result in zip(request.appends, results, strict=True) if result is None
         ]
         if pending:
-            rest = _Request(pending)
+            rest = Request(pending)
             if conn is None:
                 outcome = await self._append_alone(rest)
             else:
@@ -567,7 +456,7 @@ class PostgresStore:
         if not self.options.notify:
             return None
         if self._listener is None:
-            configure = _configurer(self.options)
+            configure = configurer(self.options)
 
             async def connect() -> Conn:
                 conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
@@ -625,178 +514,8 @@ def _check_snapshot_ranges(snapshot: Snapshot) -> None:
         raise InvalidArgument("snapshot schema_version must be < 2**31", argument="schema_version")
 
 
-def _decode(batch: Sequence[_Request], rows: list[tuple[Any, ...]]) -> list[Outcome | None]:
-    """Per request: its results, the error, or None when some of its event ids
-    are already stored (the caller settles that)."""
-    items: list[tuple[int, StreamAppend]] = [
-        (number, item) for number, request in enumerate(batch) for item in request.appends
-    ]
-    if len(rows) != len(items):
-        error = StoreError(f"append returned {len(rows)} rows for {len(items)} streams")
-        return [error for _ in batch]
-    results: list[list[AppendResult]] = [[] for _ in batch]
-    outcomes: list[Outcome | None] = [None] * len(batch)
-    replays: set[int] = set()
-    failures: dict[int, BaseException] = {}
-    for (number, item), (index, status, version, position) in zip(items, rows, strict=True):
-        del index
-        if status == 0:
-            results[number].append(AppendResult(item.stream_id, int(version), int(position)))
-        elif status == 1:
-            try:
-                check_expected(item.stream_id, item.expected_version, int(version))
-            except WrongExpectedVersion as exc:
-                failures[number] = exc
-            else:  # pragma: no cover - the function and check_expected disagree
-                failures[number] = StoreError(
-                    f"stream {item.stream_id!r}: version check disagreement at {version}"
-                )
-        elif status == 2:
-            replays.add(number)
-    for number in range(len(batch)):
-        if number in replays:
-            continue
-        outcomes[number] = failures.get(number, results[number])
-    return outcomes
-
-
-def _json_value(text: JsonText) -> Any:
-    return json.loads(text, parse_float=decimal.Decimal, parse_int=decimal.Decimal)
-
-
-def _as_stored(item: StreamAppend, stored: dict[uuid.UUID, RecordedEvent]) -> StreamAppend:
-    """``item`` with each payload replaced by its stored text when the two are
-    equal as jsonb sees them (numbers compared as exact decimals: jsonb keeps
-    6.956079313940438e16 as 69560793139404380, and reads it back so), so that
-    a retry is recognised as one."""
-    events: list[NewEvent] = []
-    changed = False
-    for event in item.events:
-        record = stored.get(event.event_id)
-        if record is not None and record.data != event.data:
-            try:
-                same = _json_value(record.data) == _json_value(event.data)
-            except ValueError:
-                same = False
-            if same:
-                data = record.data.encode() if isinstance(record.data, str) else record.data
-                event = msgspec.structs.replace(event, data=data)
-                changed = True
-        events.append(event)
-    return msgspec.structs.replace(item, events=events) if changed else item
-
-
-def _shares_event_ids(requests: Sequence[_Request]) -> bool:
-    """Two requests of a group carry the same event id (the group then runs one
-    request at a time, so that the second one sees the first as stored)."""
-    seen: set[uuid.UUID] = set()
-    total = 0
-    for request in requests:
-        for item in request.appends:
-            total += len(item.events)
-            seen.update(event.event_id for event in item.events)
-    return len(seen) != total
-
-
 def _unknown_outcome(exc: BaseException) -> StoreError:
     return StoreError(
         f"append: the connection failed, the outcome is unknown ({exc}); "
         "retrying with the same event ids is safe"
     )
-
-
-def _describe(conninfo: str) -> str:
-    try:
-        params = conninfo_to_dict(conninfo)
-    except psycopg.Error:
-        return "PostgreSQL"
-    host = params.get("host") or "localhost"
-    port = params.get("port") or "5432"
-    dbname = params.get("dbname") or params.get("user") or ""
-    return f"postgresql://{host}:{port}/{dbname}"
-
-
-def _configurer(settings: _options.PostgresOptions) -> Any:
-    def ms(seconds: float) -> str:
-        return str(round(seconds * 1000))
-
-    values = [
-        ms(settings.lock_timeout),
-        ms(settings.statement_timeout),
-        ms(settings.idle_in_transaction_session_timeout),
-    ]
-
-    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
-        await conn.execute(
-            "SELECT set_config('lock_timeout', %s, false),"
-            " set_config('statement_timeout', %s, false),"
-            " set_config('idle_in_transaction_session_timeout', %s, false),"
-            " set_config('TimeZone', 'UTC', false),"
-            " set_config('default_transaction_isolation', 'read committed', false)",
-            values,
-        )
-
-    return configure
-
-
-class _Queries:
-    """Every statement, composed once per store: identifiers quoted by
-    psycopg.sql, fixed fragments as sql.SQL, values always as parameters."""
-
-    def __init__(self, names: Names) -> None:
-        columns = sql.SQL(_COLUMNS)
-        bound = sql.SQL(_BOUND)
-
-        def q(template: str, **parts: sql.Composable) -> str:
-            return names.format(template, columns=columns, bound=bound, **parts).as_string(None)
-
-        self.append = q(
-            "SELECT r_item, r_status, r_version, r_position FROM {append}("
-            "%s::text[], %s::integer[], %s::integer[], %s::bigint[], %s::integer[],"
-            " %s::uuid[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::text)"
-        )
-        self.by_ids = q("SELECT {columns} FROM {events} WHERE event_id = ANY(%s::uuid[])")
-        self.stream_forward = q(
-            "SELECT {columns} FROM {events}"
-            " WHERE stream_id = %s AND version >= %s AND version <= %s"
-            " ORDER BY version LIMIT %s"
-        )
-        self.stream_backward = q(
-            "SELECT {columns} FROM {events}"
-            " WHERE stream_id = %s AND version >= %s AND version <= %s"
-            " ORDER BY version DESC LIMIT %s"
-        )
-        self.stream_version = q("SELECT version FROM {streams} WHERE stream_id = %s")
-        self.head = q("SELECT coalesce(max(position), 0) FROM {events} WHERE position < {bound}")
-        self.bound = q("SELECT {bound}")
-        by_category = sql.SQL(" AND split_part(stream_id, '-', 1) = ANY(%s::text[])")
-        by_type = sql.SQL(" AND type = ANY(%s::text[])")
-        self._log: dict[tuple[bool, bool], str] = {}
-        for cats in (False, True):
-            for kinds in (False, True):
-                self._log[cats, kinds] = q(
-                    "SELECT {columns} FROM {events}"
-                    " WHERE position >= %s AND position < {bound}{cats}{kinds}"
-                    " ORDER BY position LIMIT %s",
-                    cats=by_category if cats else sql.SQL(""),
-                    kinds=by_type if kinds else sql.SQL(""),
-                )
-        self.chain = q(
-            "SELECT stream_id, version, position, event_id, type, schema_version,"
-            " data::text, metadata::text, hash FROM {events}"
-            " WHERE (stream_id, version) > (%s, %s) ORDER BY stream_id, version LIMIT %s"
-        )
-        self.save_snapshot = q(
-            "INSERT INTO {snapshots} (stream_id, name, version, schema_version, state)"
-            " VALUES (%s, %s, %s, %s, %s)"
-            " ON CONFLICT (stream_id, name) DO UPDATE SET version = EXCLUDED.version,"
-            " schema_version = EXCLUDED.schema_version, state = EXCLUDED.state,"
-            " saved_at = now()"
-        )
-        self.load_snapshot = q(
-            "SELECT version, schema_version, state FROM {snapshots}"
-            " WHERE stream_id = %s AND name = %s"
-        )
-
-    def log(self, categories: bool, types: bool) -> str:
-        return self._log[categories, types]
