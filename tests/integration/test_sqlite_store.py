@@ -620,3 +620,26 @@ async def test_close_finishes_queued_appends_then_refuses_work(tmp_path: Path) -
     assert not (tmp_path / "c.db-wal").exists()  # closed cleanly: WAL checkpointed
     async with eventfold.connect(url_of(path)) as again:
         assert len(await collect(again.read_all())) == 100
+
+
+def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Creating the schema and switching to WAL race between processes; every
+    opener must wait its turn rather than fail with 'database is locked'."""
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, sys, eventfold\n"
+        "async def main():\n"
+        "    async with eventfold.connect(sys.argv[1]) as store:\n"
+        "        await store.append(sys.argv[2], [eventfold.NewEvent('T', b'{}')])\n"
+        "asyncio.run(main())\n"
+    )
+    for round in range(3):
+        url = f"sqlite:///{tmp_path / f'race-{round}.db'}"
+        procs = [
+            subprocess.Popen([sys.executable, "-c", script, url, f"s-{i}"], stderr=subprocess.PIPE)
+            for i in range(6)
+        ]
+        failures = [p.stderr.read().decode() for p in procs if p.wait(timeout=60) != 0]  # type: ignore[union-attr]
+        assert not failures, failures[0]

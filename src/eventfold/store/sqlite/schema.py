@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import time
 
 from eventfold.errors import NotAnEventStore, SchemaVersionError, StoreError
 from eventfold.store.sqlite.options import SYNCHRONOUS_LEVELS, SQLiteOptions
@@ -186,7 +187,26 @@ def _connect(path: str, busy_timeout: int) -> sqlite3.Connection:
 
 
 def open_writer(options: SQLiteOptions) -> sqlite3.Connection:
-    """Open (creating if new) the store file and return its write connection."""
+    """Open (creating if new) the store file and return its write connection.
+
+    Changing the journal mode takes a lock without waiting on the busy
+    handler, so two processes opening a new file at once may see "locked":
+    that is retried until ``busy_timeout`` has passed."""
+    deadline = time.monotonic() + options.busy_timeout / 1000
+    while True:
+        try:
+            return _open_writer(options)
+        except StoreError as exc:
+            cause = exc.__cause__
+            busy = isinstance(cause, sqlite3.OperationalError) and (
+                getattr(cause, "sqlite_errorcode", 0) & 0xFF
+            ) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _open_writer(options: SQLiteOptions) -> sqlite3.Connection:
     path = options.path
     _check_file(path)
     con = _connect(path, options.busy_timeout)
