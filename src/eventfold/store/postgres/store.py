@@ -67,6 +67,10 @@ PAGE = 1000
 _RETRIES = 4
 
 
+def _connect_timeout(settings: _options.PostgresOptions) -> int:
+    return max(1, round(settings.connect_timeout))  # libpq counts whole seconds
+
+
 def _record(row: tuple[Any, ...]) -> RecordedEvent:
     return RecordedEvent(*row)
 
@@ -118,7 +122,7 @@ class PostgresStore:
             conn = await psycopg.AsyncConnection.connect(
                 conninfo,
                 autocommit=True,
-                connect_timeout=max(1, round(settings.connect_timeout)),
+                connect_timeout=_connect_timeout(settings),
             )
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to PostgreSQL at {where}: {exc}") from None
@@ -135,7 +139,7 @@ class PostgresStore:
             conninfo,
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "connect_timeout": _connect_timeout(settings)},
             configure=configure,
             timeout=settings.pool_timeout,
             name=f"eventfold-{settings.schema}",
@@ -459,7 +463,11 @@ class PostgresStore:
             configure = configurer(self.options)
 
             async def connect() -> Conn:
-                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(
+                    self._conninfo,
+                    autocommit=True,
+                    connect_timeout=_connect_timeout(self.options),
+                )
                 await configure(conn)
                 return conn
 
