@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 from eventfold.compliance.chain import GENESIS, ChainLink, link_hash
-from eventfold.errors import StoreClosed
+from eventfold.compliance.inspect import CategoryInfo, SQLResult, StoreStats, StreamInfo
+from eventfold.errors import ConfigurationError, StoreClosed
 from eventfold.store.api import (
     ANY,
     AppendResult,
@@ -216,6 +218,45 @@ class MemoryStore:
                     r.metadata,
                     self._hashes[r.position],
                 )
+
+    # --- inspection (eventfold.compliance.inspect.Inspector) ----------------------
+
+    async def list_streams(
+        self, *, category: str | None = None, limit: int = 100
+    ) -> list[StreamInfo]:
+        self._check_open()
+        streams = [
+            StreamInfo(sid, len(events), events[-1].position, events[-1].recorded_at)
+            for sid, events in self._streams.items()
+            if category is None or category_of(sid) == category
+        ]
+        return sorted(streams, key=lambda s: -s.last_position)[:limit]
+
+    async def list_categories(self) -> list[CategoryInfo]:
+        self._check_open()
+        counts: dict[str, list[int]] = {}
+        for sid, events in self._streams.items():
+            entry = counts.setdefault(category_of(sid), [0, 0])
+            entry[0] += 1
+            entry[1] += len(events)
+        infos = [CategoryInfo(c, s, e) for c, (s, e) in counts.items()]
+        return sorted(infos, key=lambda i: (-i.events, i.category))
+
+    async def stats(self) -> StoreStats:
+        self._check_open()
+        types = Counter(r.type for r in self._log)
+        return StoreStats(
+            events=len(self._log),
+            streams=len(self._streams),
+            head_position=len(self._log),
+            first_recorded_at=self._log[0].recorded_at if self._log else None,
+            last_recorded_at=self._log[-1].recorded_at if self._log else None,
+            types=dict(types.most_common()),
+            size_bytes=None,
+        )
+
+    async def sql(self, query: str, *, limit: int = 1000, timeout: float = 30.0) -> SQLResult:
+        raise ConfigurationError("a memory:// store has no SQL; use sqlite:// or postgresql://")
 
     # --- snapshots ----------------------------------------------------------------
 

@@ -501,6 +501,32 @@ class StoreConformance:
                 (link.stream_id, link.version) for link in links
             )
 
+    async def test_inspection_counts_streams_categories_and_types(self, open_store: Any) -> None:
+        async with open_store() as store:
+            await store.append("order-1", [new_event("Placed"), new_event("Paid")])
+            await store.append("order-2", [new_event("Placed")])
+            last = await store.append("stock-1", [new_event("Received")])
+            streams = await store.list_streams()
+            assert [(s.stream_id, s.version) for s in streams] == [
+                ("stock-1", 1),
+                ("order-2", 1),
+                ("order-1", 2),
+            ]
+            assert streams[0].last_position == last.position
+            assert streams[0].last_recorded_at.tzinfo is not None
+            assert [s.stream_id for s in await store.list_streams(category="order", limit=1)] == [
+                "order-2"
+            ]
+            categories = await store.list_categories()
+            assert [(c.category, c.streams, c.events) for c in categories] == [
+                ("order", 2, 3),
+                ("stock", 1, 1),
+            ]
+            stats = await store.stats()
+            assert (stats.events, stats.streams, stats.head_position) == (4, 3, last.position)
+            assert stats.types == {"Placed": 2, "Paid": 1, "Received": 1}
+            assert stats.first_recorded_at is not None and stats.last_recorded_at is not None
+
     async def test_closed_store_refuses_work(self, open_store: Any) -> None:
         store: EventStore = await open_store()
         await store.append("c-1", numbered(1))

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from eventfold.compliance.chain import ChainLink
+from eventfold.compliance.inspect import CategoryInfo, SQLResult, StoreStats, StreamInfo
 from eventfold.errors import InvalidArgument, StoreClosed
 from eventfold.store.api import (
     ANY,
@@ -27,7 +28,7 @@ from eventfold.store.checks import (
     validate_read_stream,
     validate_snapshot,
 )
-from eventfold.store.sqlite import rows
+from eventfold.store.sqlite import inspect, rows
 from eventfold.store.sqlite.options import SQLiteOptions, parse_sqlite_url
 from eventfold.store.sqlite.readers import ReadPool
 from eventfold.store.sqlite.schema import open_writer
@@ -294,3 +295,25 @@ class SQLiteStore:
             if len(page) < rows.PAGE_ROWS:
                 return
             after = (page[-1].stream_id, page[-1].version)
+
+    # --- inspection (eventfold.compliance.inspect.Inspector) ----------------------
+
+    async def list_streams(
+        self, *, category: str | None = None, limit: int = 100
+    ) -> list[StreamInfo]:
+        self._check_open()
+        return await self._readers.run(inspect.list_streams, category, limit)
+
+    async def list_categories(self) -> list[CategoryInfo]:
+        self._check_open()
+        return await self._readers.run(inspect.list_categories)
+
+    async def stats(self) -> StoreStats:
+        self._check_open()
+        return await self._readers.run(inspect.stats, self.options.path)
+
+    async def sql(self, query: str, *, limit: int = 1000, timeout: float = 30.0) -> SQLResult:
+        """One read-only query over ``events`` and ``snapshots``, on a connection
+        of its own that is opened read-only and may only read."""
+        self._check_open()
+        return await asyncio.to_thread(inspect.run_sql, self.options.path, query, limit, timeout)
