@@ -135,9 +135,9 @@ class SQLiteKeyStore:
     @classmethod
     def for_url(cls, url: str, *, master_key: bytes | None = None) -> SQLiteKeyStore:
         """The key store inside the SQLite event store at ``sqlite:///path``."""
-        if not url.startswith("sqlite:///"):
-            raise ConfigurationError(f"not a sqlite URL: {url!r}", setting="url")
-        return cls(url[len("sqlite:///") :].split("?", 1)[0], master_key=master_key)
+        from eventfold.store.sqlite.options import parse_sqlite_url
+
+        return cls(parse_sqlite_url(url, {}).path, master_key=master_key)
 
     async def _run(self, fn: object, *args: object) -> object:
         def call() -> object:
@@ -199,3 +199,15 @@ class SQLiteKeyStore:
     async def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def open_key_store(url: str, *, master_key: bytes | None = None) -> KeyStore:
+    """The key store that lives beside the event store at ``url``."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "sqlite":
+        return SQLiteKeyStore.for_url(url, master_key=master_key)
+    if scheme in ("postgresql", "postgres"):
+        from eventfold.serialization.keys_postgres import PostgresKeyStore
+
+        return PostgresKeyStore(url, master_key=master_key)
+    raise ConfigurationError(f"no key store for {scheme}:// stores", setting="url")

@@ -246,6 +246,15 @@ def drop_build(conn: Connection, build: Build) -> None:
     )
 
 
+def drop_retired(conn: Connection, name: str) -> int:
+    """Drop the tables of ``name``'s retired builds now, rather than at the next
+    switch (after a subject was forgotten); returns how many were dropped."""
+    retired = [b for b in list_builds(conn, name) if b.state == "retired"]
+    for build in retired:
+        drop_build(conn, build)
+    return len(retired)
+
+
 def _superseded(projection: Projection, active: Build | None) -> None:
     if active is not None and active.version > projection.version:
         raise ProjectionSuperseded(projection.name, projection.version, active.version)

@@ -67,6 +67,11 @@ class Connection(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def compact(self) -> None:
+        """After dropping tables: leave no copy of their rows behind where the
+        backend can (outside any transaction)."""
+        return None
+
 
 class BuildTx:
     """The ``tx`` a projection handler (or a query) gets: SQL over one build's
@@ -186,6 +191,19 @@ class ReadModel(abc.ABC):
         it commits, or none of it (on any exception, which is re-raised)."""
         await self.setup()
         return await self._run("write", fn, pipeline)
+
+    async def compact(self) -> None:
+        """Leave no copies of dropped rows behind where the backend can (SQLite:
+        fold the write-ahead log into the file and truncate it)."""
+        await self.setup()
+
+        def run() -> None:
+            conn = self._conns.get("write")
+            if conn is None:
+                conn = self._conns["write"] = self._connect("write")
+            conn.compact()
+
+        await asyncio.get_running_loop().run_in_executor(self._executor("write"), run)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` in a read-only transaction that sees one snapshot."""

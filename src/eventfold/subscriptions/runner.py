@@ -15,7 +15,7 @@ from eventfold.errors import InvalidArgument
 from eventfold.serialization.codec import Codec
 from eventfold.store.api import EventStore
 from eventfold.subscriptions import builds
-from eventfold.subscriptions.builds import Build
+from eventfold.subscriptions.builds import Build, drop_retired
 from eventfold.subscriptions.errors import ProjectionNotReady, ReadModelTimeout
 from eventfold.subscriptions.freshness import Freshness, ProjectionStatus, QueryResult, measure
 from eventfold.subscriptions.projection import Dispatch, Projection, ProjectionSet
@@ -174,10 +174,17 @@ class ProjectionRunner:
                 if outcome != "retired":
                     break
 
-    async def rebuild(self, name: str, *, progress: Progress | None = None) -> Build:
+    async def rebuild(
+        self, name: str, *, progress: Progress | None = None, purge: bool = False
+    ) -> Build:
         """Build ``name`` again into fresh tables from position zero while the
         current build keeps serving queries; switch queries over when the new
-        build has caught up. Interrupted, it resumes where it stopped."""
+        build has caught up. Interrupted, it resumes where it stopped.
+
+        The replaced build keeps its tables until the next switch, for queries
+        that read the old pointer just before. ``purge=True`` drops them at
+        once and compacts the database: after ``forget``, so that no copy of a
+        forgotten subject's data stays in the read model."""
         projection = self.projections.get(name)
         build = await self._resolve(projection, "rebuild")
         worker = self._worker(projection, build, live=False, progress=progress)
@@ -190,6 +197,9 @@ class ProjectionRunner:
                 await self._lanes[name]
             if not self._stopping:
                 self._lanes[name] = asyncio.create_task(self._lane(projection))
+        if purge:
+            await self.read_model.write(functools.partial(drop_retired, name=name))
+            await self.read_model.compact()
         return worker.build
 
     def _select(self, names: Iterable[str] | None) -> list[Projection]:

@@ -20,6 +20,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from eventfold.compliance.chain import ChainLink
+from eventfold.compliance.inspect import CategoryInfo, SQLResult, StoreStats, StreamInfo
 from eventfold.errors import (
     EventfoldError,
     InvalidArgument,
@@ -43,6 +44,7 @@ from eventfold.store.checks import (
     validate_snapshot,
     validate_stream_id,
 )
+from eventfold.store.postgres import inspect
 from eventfold.store.postgres import options as _options
 from eventfold.store.postgres.batch import (
     INT32_MAX,
@@ -507,6 +509,35 @@ class PostgresStore:
             return None
         version, schema_version, state = rows[0]
         return Snapshot(stream_id, name, int(version), int(schema_version), bytes(state))
+
+    # --- inspection (eventfold.compliance.inspect.Inspector) ----------------------
+
+    async def _inspect(self, fn: Any, *args: Any) -> Any:
+        self._check_open()
+        try:
+            async with self._pool.connection() as conn:
+                return await fn(conn, self._names, *args)
+        except psycopg.Error as exc:
+            raise translate(exc, "inspecting the store") from None
+
+    async def list_streams(
+        self, *, category: str | None = None, limit: int = 100
+    ) -> list[StreamInfo]:
+        found: list[StreamInfo] = await self._inspect(inspect.list_streams, category, limit)
+        return found
+
+    async def list_categories(self) -> list[CategoryInfo]:
+        found: list[CategoryInfo] = await self._inspect(inspect.list_categories)
+        return found
+
+    async def stats(self) -> StoreStats:
+        found: StoreStats = await self._inspect(inspect.stats, await self.head_position())
+        return found
+
+    async def sql(self, query: str, *, limit: int = 1000, timeout: float = 30.0) -> SQLResult:
+        """One read-only query over the store's tables (see store/postgres/inspect.py)."""
+        found: SQLResult = await self._inspect(inspect.run_sql, query, limit, timeout)
+        return found
 
 
 def _check_snapshot_name(name: object) -> None:
