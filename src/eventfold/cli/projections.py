@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from eventfold.cli.common import console, load_object, run
+from eventfold.cli.stores import RegistryOption, open_store
 from eventfold.store.url import connect
 from eventfold.subscriptions.errors import UnknownProjection
 from eventfold.subscriptions.freshness import ProjectionStatus
@@ -112,6 +113,14 @@ def rebuild(
     read_model: ReadModelOption,
     progress: ProgressOption = True,
     batch_size: BatchOption = 1000,
+    purge: Annotated[
+        bool,
+        typer.Option(
+            "--purge",
+            help="drop the replaced tables at once and compact (after forgetting a subject)",
+        ),
+    ] = False,
+    registry: RegistryOption = None,
 ) -> None:
     """Build NAME again into fresh tables from the first event while the current
     tables keep answering queries; switch queries over once it has caught up."""
@@ -120,13 +129,13 @@ def rebuild(
         raise typer.BadParameter(str(UnknownProjection(name, projections.names)))
 
     async def go() -> str:
-        async with connect(store) as events, open_read_model(read_model) as reads:
+        async with open_store(store, registry) as events, open_read_model(read_model) as reads:
             runner = ProjectionRunner(events, reads, projections, batch_size=batch_size)
             if progress:
                 with RichProgress(f"rebuild {name}", console=console()) as bar:
-                    build = await runner.rebuild(name, progress=bar)
+                    build = await runner.rebuild(name, progress=bar, purge=purge)
             else:
-                build = await runner.rebuild(name)
+                build = await runner.rebuild(name, purge=purge)
             return (
                 f"{name}: build {build.build} (v{build.version}) serves queries now, "
                 f"at position {build.position}, {build.handled} events applied"

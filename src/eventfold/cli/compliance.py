@@ -1,0 +1,134 @@
+"""Commands for audit and compliance: verify the hash chains, export the log,
+forget a data subject."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from eventfold.cli.common import console, run
+from eventfold.cli.stores import MasterKeyOption, RegistryOption, StoreOption, keys_for, open_store
+from eventfold.compliance.chain import ChainReader, Heads, take_heads, verify
+from eventfold.compliance.export import export_jsonl
+from eventfold.errors import ConfigurationError
+
+app = typer.Typer()
+
+
+def _secret(env: str | None) -> bytes | None:
+    if env is None:
+        return None
+    value = os.environ.get(env)
+    if not value:
+        raise ConfigurationError(f"{env} is empty or not set", setting=env)
+    return value.encode()
+
+
+@app.command("verify")
+def verify_command(
+    store: StoreOption,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="chain heads written earlier by --write-checkpoint")
+    ] = None,
+    write_checkpoint: Annotated[
+        Path | None, typer.Option(help="write the verified chain heads here")
+    ] = None,
+    key_env: Annotated[
+        str | None,
+        typer.Option(help="environment variable with the secret that signs checkpoints"),
+    ] = None,
+) -> None:
+    """Check every stream's hash chain; exit 1 naming each event modified,
+    removed, inserted or reordered (and, against a checkpoint, each stream
+    truncated or rewritten)."""
+    key = _secret(key_env)
+    heads = None
+    if checkpoint is not None:
+        heads = msgspec.json.decode(checkpoint.read_bytes(), type=Heads)
+
+    async def main() -> bool:
+        async with open_store(store) as opened:
+            if not isinstance(opened, ChainReader):
+                raise ConfigurationError(f"{store}: this store keeps no hash chain")
+            report = await verify(opened, checkpoint=heads, key=key)
+        out = console()
+        if report.clean:
+            out.print(f"verified: {report.streams} streams, {report.events} events, all intact")
+        else:
+            table = Table("stream", "version", "problem", "detail", title="tampering found")
+            for f in report.findings:
+                table.add_row(f.stream_id, str(f.version), f.problem, f.detail)
+            out.print(table)
+        if write_checkpoint is not None and report.clean:
+            write_checkpoint.write_bytes(msgspec.json.encode(take_heads(report, key)))
+            out.print(f"chain heads written to {write_checkpoint}")
+        return report.clean
+
+    if not run(main()):
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export_command(
+    out: Path,
+    store: StoreOption,
+    registry: RegistryOption = None,
+    category: Annotated[list[str] | None, typer.Option("--category")] = None,
+    type: Annotated[list[str] | None, typer.Option("--type")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Write events to a JSON Lines file. Personal fields stay encrypted, or
+    with --registry are decrypted, forgotten subjects' fields as \\[redacted]."""
+
+    async def main() -> int:
+        async with open_store(store, registry) as opened:
+            head = await opened.head_position()
+            bar = Progress(
+                TextColumn("exporting"),
+                BarColumn(),
+                TextColumn("{task.completed} events"),
+                TimeRemainingColumn(),
+                disable=not progress,
+                console=console(),
+            )
+            with bar:
+                task = bar.add_task("export", total=head or None)
+                count = await export_jsonl(
+                    opened,
+                    out,
+                    categories=category,
+                    types=type,
+                    on_progress=lambda n, position: bar.update(task, completed=position),
+                )
+                bar.update(task, completed=head)
+        return count
+
+    count = run(main())
+    console().print(f"{count} events written to {out}")
+
+
+@app.command()
+def forget(
+    subject: str,
+    store: StoreOption,
+    master_key_env: MasterKeyOption = "EVENTFOLD_MASTER_KEY",
+) -> None:
+    """Destroy a data subject's keys: their personal fields read as \\[redacted]
+    from now on. Rebuild read models that hold them (eventfold projections
+    rebuild NAME --purge)."""
+
+    async def main() -> int:
+        keys = keys_for(store, master_key_env)
+        try:
+            return await keys.forget(subject)
+        finally:
+            await keys.close()
+
+    count = run(main())
+    console().print(f"forgot {subject!r}: {count} key(s) destroyed")
