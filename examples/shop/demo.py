@@ -30,6 +30,7 @@ from eventfold.subscriptions import (
     query_read_model,
 )
 from examples.shop.app import Shop
+from examples.shop.compliance import forget_a_customer
 from examples.shop.events import registry
 from examples.shop.inventory import ReceiveStock, ReleaseStock, ReserveStock, Stock, inventory
 from examples.shop.orders import (
@@ -118,6 +119,7 @@ async def story(path: Path, out: Any = print) -> None:
             )
 
         await query_side(store, path, out)
+        await forget_a_customer(store, path, out)
 
 
 def table(result: QueryResult) -> str:

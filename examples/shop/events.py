@@ -63,3 +63,13 @@ class StockReserved(msgspec.Struct, frozen=True):
 class StockReleased(msgspec.Struct, frozen=True):
     order_id: str
     quantity: int
+
+
+@registry.register("CustomerRegistered", personal=("name", "email"), subject="customer_id")
+class CustomerRegistered(msgspec.Struct, frozen=True):
+    """Name and email are personal data: stored encrypted with the customer's
+    key, and unreadable for good once the customer is forgotten."""
+
+    customer_id: str
+    name: str
+    email: str

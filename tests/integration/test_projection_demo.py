@@ -32,3 +32,16 @@ async def test_the_demo_shows_read_models_the_saga_a_rebuild_and_time_travel(
     rebuild = text[text.index("Rebuilding") : text.index("Time travel: stock")]
     assert "always the whole table" in rebuild and "[4] rows" in rebuild
     assert (tmp_path / "shop-reads.db").exists() and (tmp_path / "shop-report.db").exists()
+
+
+async def test_the_demo_ends_by_forgetting_a_customer_and_verifying_the_log(
+    tmp_path: Path,
+) -> None:
+    lines: list[str] = []
+    await story(tmp_path / "shop.db", out=lambda text="": lines.extend(str(text).splitlines()))
+    text = "\n".join(lines)
+    tail = text[text.index("Ada asks to be forgotten") :]
+    assert "name='[redacted]', email='[redacted]'" in tail
+    assert "name='Bo Peep'" in tail
+    assert tail.rstrip().endswith("all intact")
+    assert b"Ada Lovelace" not in (tmp_path / "shop.db").read_bytes()
