@@ -127,6 +127,15 @@ def _objects(con: sqlite3.Connection) -> dict[str, str]:
     return {name: kind for name, kind in rows}
 
 
+# Tables other parts of eventfold may keep in the store's file before the store
+# itself was first opened there (the crypto-shredding key table).
+_COMPANIONS = frozenset({"eventfold_subject_keys", "eventfold_subject_keys_subject"})
+
+
+def _is_new(objects: dict[str, str]) -> bool:
+    return not set(objects) - _COMPANIONS
+
+
 def _create(con: sqlite3.Connection, path: str) -> None:
     """Create the whole schema in one transaction, unless another process did."""
     mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -134,7 +143,7 @@ def _create(con: sqlite3.Connection, path: str) -> None:
         raise StoreError(f"{path}: cannot use write-ahead logging (journal_mode is {mode})")
     con.execute("BEGIN IMMEDIATE")
     try:
-        if not _objects(con):
+        if _is_new(_objects(con)):
             for statement in _DDL:
                 con.execute(statement)
             con.execute("INSERT INTO eventfold_schema (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -212,7 +221,7 @@ def _open_writer(options: SQLiteOptions) -> sqlite3.Connection:
     con = _connect(path, options.busy_timeout)
     try:
         objects = _objects(con)
-        if not objects:
+        if _is_new(objects):
             _create(con, path)
             objects = _objects(con)
         _verify(con, path, objects)
