@@ -1,0 +1,164 @@
+"""The consumer on the query side: a durable consumer of the events stream
+(explicit acknowledgements) that fills the mirror, which projections read.
+
+Each fetched batch is taken into the mirror in one transaction; only then
+are its messages acknowledged (parked ones terminated). A process killed
+before that leaves them unacknowledged: the bus hands them out again and the
+mirror recognises what it already has. So every event takes effect once.
+
+The consumer reads the whole stream, unfiltered: the mirror relies on seeing
+every sequence number (projections filter categories themselves)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from eventfold.errors import EventfoldError, StoreError
+from eventfold.messaging.api import Bus, ConsumerSpec, Delivery, Puller
+from eventfold.messaging.errors import BusError, MirrorGap
+from eventfold.messaging.mirror import Incoming, MirrorStore, TakenIn, mirror_headers
+from eventfold.messaging.topology import Topology
+
+log = logging.getLogger("eventfold.messaging")
+
+
+class BusConsumer:
+    """Feed ``mirror`` from ``topology.events_stream`` through the durable
+    consumer ``durable``. ``ack_wait``: seconds before the bus hands an
+    unacknowledged message out again (after a crash, the time until the
+    messages it held flow again). ``batch_size`` messages per transaction."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        mirror: MirrorStore,
+        topology: Topology,
+        *,
+        durable: str = "eventfold-mirror",
+        batch_size: int = 256,
+        ack_wait: float = 30.0,
+        fetch_timeout: float = 1.0,
+        retry_delay: float = 0.1,
+        max_retry_delay: float = 2.0,
+    ) -> None:
+        self.bus = bus
+        self.mirror = mirror
+        self.topology = topology
+        self.stream = topology.events_stream
+        self.durable = durable
+        self.batch_size = batch_size
+        self.ack_wait = ack_wait
+        self.fetch_timeout = fetch_timeout
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.bus_pending = 0
+        """Messages waiting on the bus for this consumer after the last fetch."""
+        self.applied = 0
+        self.parked = 0
+        self.failures = 0
+        self.last: TakenIn | None = None
+        self.idle = asyncio.Event()
+        """Set while a fetch finds nothing new and no message waits for an earlier one."""
+        self._stop = asyncio.Event()
+        self._puller: Puller | None = None
+        self._identity = ""
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _connect(self) -> Puller:
+        info = await self.bus.ensure_stream(self.topology.events_spec())
+        self._identity = info.identity
+        spec = ConsumerSpec(
+            durable=self.durable,
+            ack_wait=self.ack_wait,
+            max_deliver=-1,  # poison is parked by the mirror, never dropped by the bus
+            max_ack_pending=max(1000, 4 * self.batch_size),
+        )
+        return await self.bus.puller(self.stream, spec)
+
+    async def run(self, *, until_idle: bool = False) -> None:
+        """Consume until ``stop()`` (or, with ``until_idle``, until a fetch
+        finds nothing and nothing waits for an earlier message)."""
+        self._stop.clear()
+        delay = self.retry_delay
+        try:
+            while not self._stop.is_set():
+                try:
+                    if self._puller is None:
+                        self._puller = await self._connect()
+                    idle = await self._step(self._puller)
+                except (BusError, StoreError, OSError) as exc:
+                    if isinstance(exc, MirrorGap):
+                        raise
+                    self.failures += 1
+                    log.warning("consumer %s: %s; retrying in %.2fs", self.durable, exc, delay)
+                    await self._close_puller()
+                    await self._sleep(delay)
+                    delay = min(delay * 2, self.max_retry_delay)
+                    continue
+                delay = self.retry_delay
+                if idle and until_idle:
+                    return
+        finally:
+            await self._close_puller()
+
+    async def _close_puller(self) -> None:
+        puller, self._puller = self._puller, None
+        if puller is not None:
+            await puller.close()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _step(self, puller: Puller) -> bool:
+        deliveries = await puller.fetch(self.batch_size, self.fetch_timeout)
+        if not deliveries:
+            return await self._idle()
+        self.idle.clear()
+        items = [
+            Incoming(d.seq, d.subject, mirror_headers(d.headers), bytes(d.data)) for d in deliveries
+        ]
+        try:
+            taken = await self.mirror.take_in(self.stream, self._identity, items)
+        except EventfoldError:
+            await _settle(deliveries, None)
+            raise
+        self.last = taken
+        self.applied += taken.applied
+        self.parked += taken.parked
+        self.bus_pending = deliveries[-1].pending
+        await _settle(deliveries, taken)
+        return False
+
+    async def _idle(self) -> bool:
+        """Nothing came: done, unless messages wait for an earlier one that
+        the bus no longer has."""
+        state = await self.mirror.source(self.stream)
+        if state is not None and state.pending:
+            info = await self.bus.stream_info(self.stream)
+            if info.identity == state.identity and info.first_seq > state.seq + 1:
+                raise MirrorGap(self.stream, state.seq + 1, info.first_seq)
+            return False
+        self.bus_pending = 0
+        self.idle.set()
+        return True
+
+
+async def _settle(deliveries: Sequence[Delivery], taken: TakenIn | None) -> None:
+    """Acknowledge what the mirror committed (terminate what it parked); on
+    failure hand everything back at once instead of after ``ack_wait``."""
+    for delivery in deliveries:
+        try:
+            if taken is None:
+                await delivery.nak()
+            elif taken.verdicts.get(delivery.seq) == "parked":
+                await delivery.term()
+            else:
+                await delivery.ack()
+        except Exception as exc:  # an unsent ack only means a redelivery
+            log.debug("consumer: settling #%s failed: %s", delivery.seq, exc)

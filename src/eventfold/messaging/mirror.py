@@ -1,0 +1,590 @@
+"""The mirror: a copy of the event log kept in the query side's own database,
+filled from the bus, that projections read as if it were the event store.
+
+Messages can reach a consumer out of order (a message handed out before a
+crash is redelivered only after ``ack_wait``, while later ones flow), and
+twice. The mirror takes them in by **bus sequence**: a message is applied
+only once every message before it in the stream has been (``seq`` in
+``eventfold_mirror_source``); one that arrives early waits in
+``eventfold_mirror_pending``. The relay stores events in global order, so
+applying by sequence re-creates the log in its order, with the store's own
+positions: per-stream order holds, read-your-writes tokens (positions) mean
+the same on both sides, and the projections' checkpoints need nothing new.
+
+Everything for one batch (the sequence, the events, the waiting and parked
+messages) commits in one transaction; messages are acknowledged on the bus
+only after it. So each event is applied exactly once: a redelivered message
+is at or below the sequence, an event seen again is already in the table.
+
+A message that can never be applied (not an event, or an event that would
+break the log's order) is **parked** in ``eventfold_parked`` with the reason,
+still counting as taken in, and terminated on the bus: it is not retried."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import functools
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+from eventfold.errors import InvalidArgument, StoreError
+from eventfold.messaging.errors import PoisonMessage
+from eventfold.messaging.wire import decode_event
+from eventfold.store.api import (
+    ANY,
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    Snapshot,
+    StreamAppend,
+)
+from eventfold.store.checks import category_of, validate_stream_id
+from eventfold.subscriptions.readmodel import Connection, ReadModel
+
+Verdict = Literal["applied", "duplicate", "held", "parked"]
+"""What became of a message: ``held`` waits for an earlier one (it is stored:
+acknowledge it); ``parked`` can never be applied (terminate it)."""
+
+_SETUP_LOCK = 7_243_019_559
+_PAGE = 500
+_MAX_VERSION = 2**62
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS eventfold_mirror_event (
+        position BIGINT PRIMARY KEY,
+        stream_id TEXT NOT NULL,
+        category TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        event_id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        schema_version INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        source_seq BIGINT NOT NULL,
+        UNIQUE (stream_id, version)
+    )""",
+    "CREATE INDEX IF NOT EXISTS eventfold_mirror_event_by_category "
+    "ON eventfold_mirror_event (category, position)",
+    """CREATE TABLE IF NOT EXISTS eventfold_mirror_source (
+        name TEXT PRIMARY KEY,
+        identity TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS eventfold_mirror_pending (
+        name TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        subject TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        data TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (name, seq)
+    )""",
+    """CREATE TABLE IF NOT EXISTS eventfold_parked (
+        name TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        subject TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        data TEXT NOT NULL,
+        parked_at TEXT NOT NULL,
+        PRIMARY KEY (name, identity, seq)
+    )""",
+)
+
+# Each statement written out in full: no SQL is assembled from pieces.
+_ALL = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
+    "recorded_at FROM eventfold_mirror_event WHERE position >= ? ORDER BY position LIMIT ?"
+)
+_ALL_CATEGORIES_SQLITE = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
+    "recorded_at FROM eventfold_mirror_event WHERE position >= ? "
+    "AND category IN (SELECT value FROM json_each(?)) ORDER BY position LIMIT ?"
+)
+_ALL_CATEGORIES_PG = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
+    "recorded_at FROM eventfold_mirror_event WHERE position >= ? AND category = ANY(?) "
+    "ORDER BY position LIMIT ?"
+)
+_STREAM = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
+    "recorded_at FROM eventfold_mirror_event WHERE stream_id = ? AND version >= ? "
+    "AND version <= ? ORDER BY version LIMIT ?"
+)
+_STREAM_BACK = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
+    "recorded_at FROM eventfold_mirror_event WHERE stream_id = ? AND version >= ? "
+    "AND version <= ? ORDER BY version DESC LIMIT ?"
+)
+_INSERT = (
+    "INSERT INTO eventfold_mirror_event (position, stream_id, category, version, event_id, "
+    "type, schema_version, data, metadata, recorded_at, source_seq) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SOURCE = "SELECT identity, seq FROM eventfold_mirror_source WHERE name = ?"
+_SOURCE_LOCKED = "SELECT identity, seq FROM eventfold_mirror_source WHERE name = ? FOR UPDATE"
+_HEAD = "SELECT COALESCE(MAX(position), 0) FROM eventfold_mirror_event"
+_VERSION = "SELECT COALESCE(MAX(version), 0) FROM eventfold_mirror_event WHERE stream_id = ?"
+
+
+class Incoming(msgspec.Struct, frozen=True):
+    """A message as a consumer received it."""
+
+    seq: int
+    subject: str
+    headers: dict[str, str]
+    data: bytes
+
+
+class TakenIn(msgspec.Struct, frozen=True):
+    """The outcome of ``take_in``: a verdict per sequence, how far the
+    mirror's sequence and head now are."""
+
+    verdicts: dict[int, Verdict]
+    seq: int
+    head: int
+    applied: int
+    parked: int
+    held: int
+
+
+class Parked(msgspec.Struct, frozen=True):
+    name: str
+    identity: str
+    seq: int
+    subject: str
+    reason: str
+    headers: dict[str, str]
+    data: bytes
+    parked_at: str
+
+
+class SourceState(msgspec.Struct, frozen=True):
+    name: str
+    identity: str
+    seq: int
+    pending: int
+    head: int
+    parked: int
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _record(row: Any) -> RecordedEvent:
+    return RecordedEvent(
+        stream_id=row[0],
+        version=int(row[1]),
+        position=int(row[2]),
+        event_id=uuid.UUID(row[3]),
+        type=row[4],
+        schema_version=int(row[5]),
+        data=row[6],
+        metadata=row[7],
+        recorded_at=datetime.fromisoformat(row[8]),
+    )
+
+
+def _text(data: bytes | str) -> str:
+    return data.decode() if isinstance(data, bytes) else data
+
+
+class _Batch:
+    def __init__(self, conn: Connection, source: str, identity: str) -> None:
+        self.conn = conn
+        self.source = source
+        self.identity = identity
+        self.verdicts: dict[int, Verdict] = {}
+        self.applied = self.parked = self.held = 0
+        pg = conn.dialect == "postgresql"
+        conn.execute(
+            "INSERT INTO eventfold_mirror_source (name, identity, seq, updated_at) "
+            "VALUES (?, ?, 0, ?) ON CONFLICT (name) DO NOTHING",
+            (source, identity, _now()),
+        )
+        row = conn.execute(_SOURCE_LOCKED if pg else _SOURCE, (source,)).fetchone()
+        self.seq = int(row[1])
+        if row[0] != identity:
+            # A new incarnation of the stream: its sequences start again.
+            conn.execute("DELETE FROM eventfold_mirror_pending WHERE name = ?", (source,))
+            self.seq = 0
+        self.waiting = int(
+            conn.execute(
+                "SELECT COUNT(*) FROM eventfold_mirror_pending WHERE name = ?", (source,)
+            ).fetchone()[0]
+        )
+        self.head = int(conn.execute(_HEAD).fetchone()[0])
+
+    def take(self, item: Incoming) -> None:
+        if item.seq <= self.seq:
+            self.verdicts[item.seq] = "duplicate"
+        elif item.seq == self.seq + 1:
+            self.verdicts[item.seq] = self._release(item)
+            self.seq = item.seq
+            self._drain()
+        else:
+            self.conn.execute(
+                "INSERT INTO eventfold_mirror_pending (name, seq, subject, headers, data, "
+                "received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name, seq) DO NOTHING",
+                (
+                    self.source,
+                    item.seq,
+                    item.subject,
+                    msgspec.json.encode(item.headers).decode(),
+                    base64.b64encode(item.data).decode(),
+                    _now(),
+                ),
+            )
+            self.waiting += 1
+            self.held += 1
+            self.verdicts[item.seq] = "held"
+
+    def _drain(self) -> None:
+        while self.waiting > 0:
+            row = self.conn.execute(
+                "SELECT subject, headers, data FROM eventfold_mirror_pending "
+                "WHERE name = ? AND seq = ?",
+                (self.source, self.seq + 1),
+            ).fetchone()
+            if row is None:
+                return
+            item = Incoming(
+                self.seq + 1,
+                row[0],
+                msgspec.json.decode(row[1], type=dict[str, str]),
+                base64.b64decode(row[2]),
+            )
+            self._release(item)
+            self.conn.execute(
+                "DELETE FROM eventfold_mirror_pending WHERE name = ? AND seq = ?",
+                (self.source, item.seq),
+            )
+            self.waiting -= 1
+            self.seq = item.seq
+
+    def _release(self, item: Incoming) -> Verdict:
+        try:
+            record = decode_event(item.data, item.headers)
+        except PoisonMessage as exc:
+            return self._park(item, exc.reason)
+        found = self.conn.execute(
+            "SELECT event_id FROM eventfold_mirror_event WHERE stream_id = ? AND version = ?",
+            (record.stream_id, record.version),
+        ).fetchone()
+        if found is not None:
+            if found[0] == str(record.event_id):
+                return "duplicate"
+            return self._park(
+                item,
+                f"stream {record.stream_id!r} version {record.version} already holds "
+                f"event {found[0]}, not {record.event_id}",
+            )
+        if record.position <= self.head:
+            return self._park(
+                item,
+                f"out of order: event {record.event_id} at position {record.position} "
+                f"arrived after position {self.head}",
+            )
+        self.conn.execute(
+            _INSERT,
+            (
+                record.position,
+                record.stream_id,
+                category_of(record.stream_id),
+                record.version,
+                str(record.event_id),
+                record.type,
+                record.schema_version,
+                _text(record.data),
+                _text(record.metadata),
+                record.recorded_at.isoformat(),
+                item.seq,
+            ),
+        )
+        self.head = record.position
+        self.applied += 1
+        return "applied"
+
+    def _park(self, item: Incoming, reason: str) -> Verdict:
+        self.conn.execute(
+            "INSERT INTO eventfold_parked (name, identity, seq, subject, reason, headers, data, "
+            "parked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (name, identity, seq) DO NOTHING",
+            (
+                self.source,
+                self.identity,
+                item.seq,
+                item.subject,
+                reason,
+                msgspec.json.encode(item.headers).decode(),
+                base64.b64encode(item.data).decode(),
+                _now(),
+            ),
+        )
+        self.parked += 1
+        return "parked"
+
+    def finish(self) -> TakenIn:
+        self.conn.execute(
+            "UPDATE eventfold_mirror_source SET identity = ?, seq = ?, updated_at = ? "
+            "WHERE name = ?",
+            (self.identity, self.seq, _now(), self.source),
+        )
+        return TakenIn(self.verdicts, self.seq, self.head, self.applied, self.parked, self.held)
+
+
+def _take_in(source: str, identity: str, items: list[Incoming], conn: Connection) -> TakenIn:
+    batch = _Batch(conn, source, identity)
+    for item in sorted(items, key=lambda i: i.seq):
+        batch.take(item)
+    return batch.finish()
+
+
+def _ensure_schema(conn: Connection) -> None:
+    if conn.dialect == "postgresql":
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (_SETUP_LOCK,))
+    for statement in _SCHEMA:
+        conn.execute(statement)
+
+
+class MirrorStore:
+    """The mirror in ``read_model`` (see the module docstring). It is an
+    ``EventStore`` that can only be read: hand it to a ``ProjectionRunner``
+    or a ``Repository`` (to load a state, e.g. as of a time) in place of the
+    event store. ``take_in`` is how a consumer fills it."""
+
+    def __init__(self, read_model: ReadModel, *, poll_interval: float = 0.25) -> None:
+        self.read_model = read_model
+        self.url = f"mirror:{read_model.url}"
+        self.poll_interval = poll_interval
+        self._ready = False
+        self._changed = asyncio.Event()
+
+    async def setup(self) -> None:
+        if not self._ready:
+            await self.read_model.write(_ensure_schema)
+            self._ready = True
+
+    async def _read(self, fn: Any) -> Any:
+        await self.setup()
+        return await self.read_model.read(fn)
+
+    # --- filling it -------------------------------------------------------------------
+
+    async def take_in(self, source: str, identity: str, items: Sequence[Incoming]) -> TakenIn:
+        """Take in messages of bus stream ``source`` (incarnation
+        ``identity``) in one transaction; acknowledge them only after this
+        returns (terminate the parked ones)."""
+        await self.setup()
+        result: TakenIn = await self.read_model.write(
+            functools.partial(_take_in, source, identity, list(items))
+        )
+        if result.applied:
+            self._changed.set()
+            self._changed = asyncio.Event()
+        return result
+
+    async def source(self, name: str) -> SourceState | None:
+        """How far the mirror got with bus stream ``name``."""
+
+        def read(conn: Connection) -> SourceState | None:
+            row = conn.execute(
+                "SELECT identity, seq FROM eventfold_mirror_source WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                return None
+            waiting = conn.execute(
+                "SELECT COUNT(*) FROM eventfold_mirror_pending WHERE name = ?", (name,)
+            ).fetchone()[0]
+            parked = conn.execute(
+                "SELECT COUNT(*) FROM eventfold_parked WHERE name = ?", (name,)
+            ).fetchone()[0]
+            head = conn.execute(_HEAD).fetchone()[0]
+            return SourceState(name, row[0], int(row[1]), int(waiting), int(head), int(parked))
+
+        found: SourceState | None = await self._read(read)
+        return found
+
+    async def parked(self, *, limit: int = 100) -> list[Parked]:
+        """The most recently parked messages, newest first."""
+
+        def read(conn: Connection) -> list[Parked]:
+            rows = conn.execute(
+                "SELECT name, identity, seq, subject, reason, headers, data, parked_at "
+                "FROM eventfold_parked ORDER BY parked_at DESC, seq DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [
+                Parked(
+                    r[0],
+                    r[1],
+                    int(r[2]),
+                    r[3],
+                    r[4],
+                    msgspec.json.decode(r[5], type=dict[str, str]),
+                    base64.b64decode(r[6]),
+                    r[7],
+                )
+                for r in rows
+            ]
+
+        found: list[Parked] = await self._read(read)
+        return found
+
+    # --- reading, as an EventReader -----------------------------------------------------
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        validate_stream_id(stream_id)
+        if limit is not None and limit < 0:
+            raise InvalidArgument("limit must be >= 0", argument="limit")
+        low, high = max(1, from_version), _MAX_VERSION if to_version is None else to_version
+        left = limit
+        while left is None or left > 0:
+            page = _PAGE if left is None else min(_PAGE, left)
+            sql = _STREAM_BACK if backwards else _STREAM
+            rows: list[Any] = await self._read(
+                functools.partial(_fetch, sql, (stream_id, low, high, page))
+            )
+            for row in rows:
+                yield _record(row)
+            if len(rows) < page:
+                return
+            if left is not None:
+                left -= len(rows)
+            last = int(rows[-1][1])
+            if backwards:
+                high = last - 1
+            else:
+                low = last + 1
+
+    async def read_all(
+        self,
+        *,
+        from_position: int = 0,
+        categories: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        if limit is not None and limit < 0:
+            raise InvalidArgument("limit must be >= 0", argument="limit")
+        wanted_types = set(types) if types is not None else None
+        at, left = from_position, limit
+        while left is None or left > 0:
+            page = _PAGE if left is None else min(_PAGE, left)
+            rows = await self._read(functools.partial(_page, at, categories, page))
+            out = 0
+            for row in rows:
+                if wanted_types is not None and row[4] not in wanted_types:
+                    continue
+                out += 1
+                yield _record(row)
+                if left is not None and out >= left:
+                    return
+            if len(rows) < page:
+                return
+            if left is not None:
+                left -= out
+            at = int(rows[-1][2]) + 1
+
+    async def stream_version(self, stream_id: str) -> int:
+        validate_stream_id(stream_id)
+        rows = await self._read(functools.partial(_fetch, _VERSION, (stream_id,)))
+        return int(rows[0][0])
+
+    async def head_position(self) -> int:
+        rows = await self._read(functools.partial(_fetch, _HEAD, ()))
+        return int(rows[0][0])
+
+    async def wait_for_events(self, after_position: int, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            changed = self._changed
+            if await self.head_position() > after_position:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(remaining, self.poll_interval))
+
+    # --- the rest of EventStore: a mirror is read-only ----------------------------------
+
+    def _read_only(self) -> StoreError:
+        return StoreError(f"{self.url} is a read-only mirror of the event store")
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion = ANY
+    ) -> AppendResult:
+        raise self._read_only()
+
+    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        raise self._read_only()
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        raise self._read_only()
+
+    async def load_snapshot(self, stream_id: str, name: str) -> Snapshot | None:
+        return None
+
+    async def close(self) -> None:
+        await self.read_model.close()
+
+    async def __aenter__(self) -> MirrorStore:
+        await self.setup()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _fetch(sql: str, params: tuple[Any, ...], conn: Connection) -> list[Any]:
+    return list(conn.execute(sql, params).fetchall())
+
+
+def _page(at: int, categories: Sequence[str] | None, page: int, conn: Connection) -> list[Any]:
+    if categories is None:
+        return list(conn.execute(_ALL, (at, page)).fetchall())
+    if conn.dialect == "postgresql":
+        return list(conn.execute(_ALL_CATEGORIES_PG, (at, list(categories), page)).fetchall())
+    encoded = msgspec.json.encode(list(categories)).decode()
+    return list(conn.execute(_ALL_CATEGORIES_SQLITE, (at, encoded, page)).fetchall())
+
+
+def mirror_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers as plain strings (what ``Incoming`` keeps)."""
+    return {str(k): str(v) for k, v in headers.items()}
+
+
+class MirrorCheckpoints:
+    """A relay's checkpoint when the bus keeps nothing across restarts (the
+    in-process bus): the mirror's head, so that a restarted relay publishes
+    again exactly what the mirror does not have yet. Saving does nothing."""
+
+    def __init__(self, mirror: MirrorStore) -> None:
+        self.mirror = mirror
+
+    async def load(self, name: str) -> int:
+        return await self.mirror.head_position()
+
+    async def save(self, name: str, position: int) -> None:
+        return None
