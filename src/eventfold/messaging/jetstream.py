@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -78,6 +79,56 @@ def _wrap(exc: BaseException, what: str) -> BusError:
     if _unavailable(exc):
         return BusUnavailable(f"{what}: {type(exc).__name__}: {exc}")
     return BusError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class _Replies:
+    """Publish acknowledgements, matched to their messages by reply subject:
+    many publishes in flight on one connection, their order kept."""
+
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+        self._prefix = nc.new_inbox()
+        self._next = 0
+        self._waiting: dict[str, asyncio.Future[PublishAck]] = {}
+
+    async def start(self) -> None:
+        await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+
+    async def send(
+        self, subject: str, data: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[PublishAck]:
+        self._next += 1
+        token = str(self._next)
+        future: asyncio.Future[PublishAck] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda _: self._waiting.pop(token, None))
+        self._waiting[token] = future
+        await self._nc.publish(subject, data, reply=f"{self._prefix}.{token}", headers=headers)
+        return future
+
+    async def _on_reply(self, msg: Msg) -> None:
+        future = self._waiting.get(msg.subject.rsplit(".", 1)[-1])
+        if future is None or future.done():
+            return
+        status = (msg.headers or {}).get("Status")
+        if status == "503":
+            future.set_exception(BusUnavailable("no stream answered (no responders)"))
+            return
+        try:
+            reply = json.loads(msg.data)
+        except ValueError:
+            future.set_exception(BusError(f"unreadable publish acknowledgement: {msg.data!r}"))
+            return
+        error = reply.get("error")
+        if error is not None:
+            future.set_exception(
+                BusError(f"{error.get('description', error)} (code {error.get('err_code')})")
+            )
+            return
+        future.set_result(
+            PublishAck(
+                str(reply.get("stream", "")), int(reply["seq"]), bool(reply.get("duplicate"))
+            )
+        )
 
 
 class _Delivery:
@@ -169,6 +220,7 @@ class JetStreamBus:
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self._nc: NATS | None = None
+        self._reply_box: _Replies | None = None
         self._lock: asyncio.Lock | None = None
         self._closed = False
 
@@ -283,8 +335,8 @@ class JetStreamBus:
     ) -> list[PublishAck]:
         if not messages:
             return []
-        js = await self._js()
-        futures: list[asyncio.Future[Any]] = []
+        replies = await self._replies()
+        futures: list[asyncio.Future[PublishAck]] = []
         acks: list[PublishAck] = []
         try:
             for i, message in enumerate(messages):
@@ -293,20 +345,24 @@ class JetStreamBus:
                     headers[MSG_ID] = message.msg_id
                 if expected_last_seq is not None:
                     headers[EXPECTED_LAST_SEQ] = str(expected_last_seq + i)
-                futures.append(
-                    await js.publish_async(
-                        message.subject, message.data, headers=headers, wait_stall=self.timeout
-                    )
-                )
+                # Sent one after the other on one connection: the server sees them in order.
+                futures.append(await replies.send(message.subject, message.data, headers))
             for future in futures:
-                ack = await asyncio.wait_for(future, self.timeout)
-                acks.append(PublishAck(stream, int(ack.seq), bool(ack.duplicate)))
+                acks.append(await asyncio.wait_for(future, self.timeout))
         except Exception as exc:
             for future in futures:
                 if not future.done():
                     future.cancel()
             raise PublishFailed(stream, f"{type(exc).__name__}: {exc}", acked=acks) from exc
         return acks
+
+    async def _replies(self) -> _Replies:
+        nc = await self._client()
+        if self._reply_box is None:
+            box = _Replies(nc)
+            await box.start()
+            self._reply_box = box
+        return self._reply_box
 
     async def get(self, stream: str, seq: int) -> StoredMessage | None:
         js = await self._js()
@@ -352,6 +408,7 @@ class JetStreamBus:
     async def close(self) -> None:
         self._closed = True
         nc, self._nc = self._nc, None
+        self._reply_box = None
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.flush(timeout=1)
