@@ -116,7 +116,7 @@ class BusConsumer:
             await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def _step(self, puller: Puller) -> bool:
-        deliveries = await puller.fetch(self.batch_size, self.fetch_timeout)
+        deliveries = await fetch_or_stop(puller, self.batch_size, self.fetch_timeout, self._stop)
         if not deliveries:
             return await self._idle()
         self.idle.clear()
@@ -147,6 +147,28 @@ class BusConsumer:
         self.bus_pending = 0
         self.idle.set()
         return True
+
+
+async def fetch_or_stop(
+    puller: Puller, batch: int, timeout: float, stop: asyncio.Event
+) -> Sequence[Delivery]:
+    """``puller.fetch``, given up as soon as ``stop`` is set (what it would
+    have fetched is handed out again after its ``ack_wait``)."""
+    if stop.is_set():
+        return []
+    fetch = asyncio.ensure_future(puller.fetch(batch, timeout))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not fetch.done():
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await fetch
+    if fetch.cancelled():
+        return []
+    return fetch.result()
 
 
 async def _settle(deliveries: Sequence[Delivery], taken: TakenIn | None) -> None:

@@ -1,0 +1,207 @@
+"""The command API, a Litestar app (ASGI), with its OpenAPI document at
+``/schema`` (``/schema/openapi.json``) made from the command types.
+
+- ``POST /commands/<Name>``: the command as JSON. Headers:
+  ``Idempotency-Key`` (a retry with it returns the first outcome and writes
+  nothing), ``Prefer: respond-async`` (queue it: 202 with the command id),
+  ``Eventfold-Expected-Version`` (fail with 409 unless the stream is there),
+  ``Eventfold-Actor`` and ``Eventfold-Correlation-Id`` (event metadata).
+  Answers 200 with the outcome: the stream's version and the position token
+  (also in the ``Eventfold-Position`` header); 409, 422 or 500 with the
+  outcome's error; 202 with ``Location: /outcomes/<id>`` when queued.
+- ``GET /outcomes/<id>?wait=5``: a queued (or keyed) command's outcome;
+  202 while it is pending (after waiting up to ``wait`` seconds), 200 once done.
+- ``GET /commands``: the commands and their JSON schemas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Annotated, Any
+
+from litestar import Litestar, Request, Response, get, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+
+from eventfold import __version__
+from eventfold.domain.events import Metadata
+from eventfold.errors import InvalidArgument
+from eventfold.services.commands import CommandBus, CommandRoute, UnknownCommand
+from eventfold.services.http_common import (
+    MAX_BODY,
+    POSITION,
+    ErrorBody,
+    UnknownOutcome,
+    exception_handlers,
+    header_param,
+    json_body,
+    path_param,
+    query_param,
+)
+from eventfold.services.queue import CommandQueue
+from eventfold.services.records import CommandOutcome
+
+_STATUS = {
+    "pending": 202,
+    "succeeded": 200,
+    "rejected": 422,
+    "conflict": 409,
+    "invalid": 422,
+    "failed": 500,
+}
+
+Key = Annotated[
+    str | None,
+    header_param(
+        "Idempotency-Key",
+        required=False,
+        description="A retry with the same key returns the first outcome and writes nothing.",
+    ),
+]
+Prefer = Annotated[
+    str | None,
+    header_param(
+        "Prefer",
+        required=False,
+        description="'respond-async': queue the command and answer 202 with its id.",
+    ),
+]
+Expected = Annotated[
+    int | None,
+    header_param(
+        "Eventfold-Expected-Version",
+        required=False,
+        description="Fail with 409 unless the stream is at this version (0: new stream).",
+    ),
+]
+Actor = Annotated[str | None, header_param("Eventfold-Actor", required=False)]
+Correlation = Annotated[str | None, header_param("Eventfold-Correlation-Id", required=False)]
+CommandId = Annotated[str, path_param()]
+WaitSeconds = Annotated[
+    float, query_param(description="Seconds to wait for the command to be done (bounded).")
+]
+
+
+def outcome_response(outcome: CommandOutcome, *, status: int | None = None) -> Response[Any]:
+    headers = {}
+    if outcome.position is not None:
+        headers[POSITION] = str(outcome.position)
+    if not outcome.done:
+        headers["Location"] = f"/outcomes/{outcome.command_id}"
+    code = status if status is not None else _STATUS[outcome.status]
+    return Response(outcome, status_code=code, headers=headers)
+
+
+def _responses() -> dict[int, ResponseSpec]:
+    return {
+        202: ResponseSpec(CommandOutcome, description="queued (Prefer: respond-async)"),
+        400: ResponseSpec(ErrorBody, description="malformed JSON"),
+        409: ResponseSpec(CommandOutcome, description="concurrency conflict"),
+        413: ResponseSpec(ErrorBody, description="body too large"),
+        422: ResponseSpec(CommandOutcome, description="invalid or rejected"),
+        503: ResponseSpec(ErrorBody, description="store or queue unavailable"),
+    }
+
+
+def _command_route(
+    route: CommandRoute[Any], commands: CommandBus, queue: CommandQueue | None
+) -> HTTPRouteHandler:
+    async def handler(
+        data: Any,
+        idempotency_key: str | None = None,
+        prefer: str | None = None,
+        expected_version: int | None = None,
+        actor: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Response[Any]:
+        metadata = None
+        if actor is not None or correlation_id is not None:
+            metadata = Metadata(correlation_id=correlation_id, actor=actor)
+        prepared = commands.prepare(
+            route.name,
+            data,
+            idempotency_key=idempotency_key,
+            expected_version=expected_version,
+            metadata=metadata,
+        )
+        if prefer is not None and "respond-async" in prefer.lower():
+            if queue is None:
+                raise InvalidArgument("asynchronous commands are not enabled here")
+            outcome = await queue.accept(prepared)
+            return outcome_response(outcome, status=202 if not outcome.done else None)
+        return outcome_response(await commands.execute(prepared))
+
+    # The signature Litestar reads (and documents): the body is this command's type.
+    handler.__annotations__ = {
+        "data": json_body(route.command_type),
+        "idempotency_key": Key,
+        "prefer": Prefer,
+        "expected_version": Expected,
+        "actor": Actor,
+        "correlation_id": Correlation,
+        "return": Response[CommandOutcome],
+    }
+    return post(
+        f"/commands/{route.name}",
+        operation_id=f"command_{route.name}",
+        summary=f"Send {route.name}",
+        description=route.description or None,
+        tags=["commands"],
+        status_code=200,
+        responses=_responses(),
+    )(handler)
+
+
+def command_app(
+    commands: CommandBus,
+    queue: CommandQueue | None = None,
+    *,
+    max_body_size: int = MAX_BODY,
+    max_wait: float = 30.0,
+    title: str = "eventfold commands",
+    lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[Any]]] = (),
+) -> Litestar:
+    """The command API for ``commands`` (and, with a ``queue``,
+    asynchronous commands). ``max_body_size``: larger bodies get 413.
+    ``max_wait`` bounds ``GET /outcomes/<id>?wait=``."""
+    known = commands.commands
+
+    @post("/commands/{name:str}", include_in_schema=False, status_code=404)
+    async def unknown_command(
+        name: Annotated[str, path_param()], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
+        raise UnknownCommand(name, known.names)
+
+    @get(
+        "/outcomes/{command_id:str}",
+        operation_id="outcome",
+        tags=["commands"],
+        summary="A command's outcome",
+        responses={202: ResponseSpec(CommandOutcome, description="still pending")},
+    )
+    async def outcome(command_id: CommandId, wait: WaitSeconds = 0.0) -> Response[CommandOutcome]:
+        if wait < 0:
+            raise InvalidArgument("wait must be >= 0 seconds", argument="wait")
+        found = await commands.outcomes.wait(command_id, min(wait, max_wait))
+        if found is None:
+            raise UnknownOutcome(command_id)
+        return outcome_response(found.outcome, status=200 if found.outcome.done else 202)
+
+    @get("/commands", operation_id="commands", tags=["commands"], summary="The commands")
+    async def list_commands() -> list[dict[str, Any]]:
+        return [{"name": r.name, "description": r.description, "schema": r.schema()} for r in known]
+
+    @get("/health", operation_id="health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    handlers: list[HTTPRouteHandler] = [_command_route(r, commands, queue) for r in known]
+    return Litestar(
+        [*handlers, unknown_command, outcome, list_commands, health],
+        exception_handlers=exception_handlers(),
+        request_max_body_size=max_body_size,
+        openapi_config=OpenAPIConfig(title=title, version=__version__),
+        lifespan=list(lifespan),
+        logging_config=None,
+    )

@@ -1,0 +1,244 @@
+"""The query API, a Litestar app (ASGI), OpenAPI at ``/schema``.
+
+- ``GET /queries/<name>?param=…``: a named query's rows;
+- ``GET /streams/<stream_id>/events?from_version=&limit=``: a stream's history;
+- ``GET /streams/<stream_id>/state?as_of=<ISO time>|version=<n>``: its state;
+- ``GET /status``: every projection's build and lag, the mirror, the bus;
+- ``GET /queries``: the named queries and their parameters.
+
+Every answer carries ``freshness`` (position reached, head, events behind,
+seconds behind, events still on the bus) and the ``Eventfold-Position``
+header. A request with ``min_position`` (or the ``Eventfold-Min-Position``
+header) waits up to ``wait`` seconds (bounded by the server) until the read
+side has reached that position, and answers 503 if it does not."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import Litestar, Response, get
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+
+from eventfold import __version__
+from eventfold.errors import InvalidArgument
+from eventfold.services.http_common import (
+    MAX_BODY,
+    MIN_POSITION,
+    POSITION,
+    ErrorBody,
+    exception_handlers,
+    header_param,
+    min_position,
+    path_param,
+    query_param,
+)
+from eventfold.services.queries import (
+    FreshnessInfo,
+    HistoryAnswer,
+    NamedQuery,
+    QueryAnswer,
+    QueryService,
+    StateAnswer,
+    StatusAnswer,
+)
+
+MinPosition = Annotated[
+    int | None,
+    query_param(
+        "min_position",
+        required=False,
+        description="Answer once the read side has reached this position (a command's token).",
+    ),
+]
+MinPositionHeader = Annotated[
+    int | None,
+    header_param(MIN_POSITION, required=False, description="Same as min_position."),
+]
+Wait = Annotated[
+    float | None,
+    query_param(
+        "wait",
+        required=False,
+        description="Seconds to wait for min_position (bounded by the server).",
+    ),
+]
+StreamId = Annotated[str, path_param()]
+FromVersion = Annotated[int, query_param(description="The first version to list.")]
+Limit = Annotated[int, query_param(description="At most this many events (1-1000).")]
+AsOf = Annotated[
+    datetime | None,
+    query_param(required=False, description="The state from the events recorded at or before it."),
+]
+Version = Annotated[
+    int | None, query_param(required=False, description="The state at this version.")
+]
+
+
+def _headers(freshness: FreshnessInfo, cached: bool | None = None) -> dict[str, str]:
+    headers = {
+        POSITION: str(freshness.position),
+        "Eventfold-Events-Behind": str(freshness.events_behind + freshness.bus_pending),
+        "Cache-Control": "no-store",
+    }
+    if cached is not None:
+        headers["Eventfold-Cache"] = "hit" if cached else "miss"
+    return headers
+
+
+def _responses() -> dict[int, ResponseSpec]:
+    return {
+        404: ResponseSpec(ErrorBody, description="unknown"),
+        422: ResponseSpec(ErrorBody, description="bad parameter"),
+        503: ResponseSpec(ErrorBody, description="the read side did not reach min_position"),
+    }
+
+
+def _query_route(query: NamedQuery, service: QueryService) -> HTTPRouteHandler:
+    names = list(query.params)
+
+    async def handler(**kwargs: Any) -> Response[QueryAnswer]:
+        args = tuple(kwargs[n] for n in names)
+        answer = await service.query(
+            query.name,
+            args,
+            min_position=min_position(kwargs["min_position"], kwargs["min_position_header"]),
+            wait=kwargs["wait"],
+        )
+        return Response(answer, headers=_headers(answer.freshness, answer.cached))
+
+    params = []
+    for name, kind in query.params.items():
+        has_default = name in query.defaults
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=query.defaults[name] if has_default else inspect.Parameter.empty,
+                annotation=Annotated[kind, query_param(name, required=not has_default)],
+            )
+        )
+    for name, annotation in (
+        ("min_position", MinPosition),
+        ("min_position_header", MinPositionHeader),
+        ("wait", Wait),
+    ):
+        params.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+            )
+        )
+    # The signature Litestar reads (and documents): this query's parameters.
+    handler.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        params, return_annotation=Response[QueryAnswer]
+    )
+    handler.__annotations__ = {p.name: p.annotation for p in params}
+    handler.__annotations__["return"] = Response[QueryAnswer]
+    return get(
+        f"/queries/{query.name}",
+        operation_id=f"query_{query.name}",
+        summary=query.description or f"Query {query.name}",
+        tags=["queries"],
+        responses=_responses(),
+    )(handler)
+
+
+def query_app(
+    service: QueryService,
+    *,
+    max_body_size: int = MAX_BODY,
+    title: str = "eventfold queries",
+    lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[Any]]] = (),
+) -> Litestar:
+    """The query API answering from ``service``."""
+
+    @get(
+        "/streams/{stream_id:str}/events",
+        operation_id="stream_events",
+        tags=["streams"],
+        summary="A stream's history",
+        responses=_responses(),
+    )
+    async def events(
+        stream_id: StreamId,
+        from_version: FromVersion = 1,
+        limit: Limit = 100,
+        min_position: MinPosition = None,
+        min_position_header: MinPositionHeader = None,
+        wait: Wait = None,
+    ) -> Response[HistoryAnswer]:
+        answer = await service.history(
+            stream_id,
+            from_version=from_version,
+            limit=limit,
+            min_position=_min(min_position, min_position_header),
+            wait=wait,
+        )
+        return Response(answer, headers=_headers(answer.freshness))
+
+    @get(
+        "/streams/{stream_id:str}/state",
+        operation_id="stream_state",
+        tags=["streams"],
+        summary="A stream's state, now, at a version, or as of a time",
+        responses=_responses(),
+    )
+    async def state(
+        stream_id: StreamId,
+        as_of: AsOf = None,
+        version: Version = None,
+        min_position: MinPosition = None,
+        min_position_header: MinPositionHeader = None,
+        wait: Wait = None,
+    ) -> Response[StateAnswer]:
+        if as_of is not None and as_of.tzinfo is None:
+            raise InvalidArgument("as_of needs a time zone (e.g. ...Z)", argument="as_of")
+        if version is not None and version < 0:
+            raise InvalidArgument("version must be >= 0", argument="version")
+        answer = await service.state(
+            stream_id,
+            as_of=as_of,
+            version=version,
+            min_position=_min(min_position, min_position_header),
+            wait=wait,
+        )
+        return Response(answer, headers=_headers(answer.freshness))
+
+    @get("/status", operation_id="status", tags=["status"], summary="Projections and lag")
+    async def status() -> StatusAnswer:
+        return await service.status()
+
+    @get("/queries", operation_id="queries", tags=["queries"], summary="The named queries")
+    async def list_queries() -> list[dict[str, Any]]:
+        return [
+            {
+                "name": q.name,
+                "projection": q.projection,
+                "description": q.description,
+                "params": {n: t.__name__ for n, t in q.params.items()},
+                "defaults": q.defaults,
+            }
+            for q in service.queries
+        ]
+
+    @get("/health", operation_id="health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    routes = [_query_route(q, service) for q in service.queries]
+    return Litestar(
+        [*routes, events, state, status, list_queries, health],
+        exception_handlers=exception_handlers(),
+        request_max_body_size=max_body_size,
+        openapi_config=OpenAPIConfig(title=title, version=__version__),
+        lifespan=list(lifespan),
+        logging_config=None,
+    )
+
+
+def _min(query: int | None, header: int | None) -> int | None:
+    return min_position(query, header)

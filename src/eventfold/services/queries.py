@@ -1,0 +1,380 @@
+"""The query side: named queries over projections, a stream's history, a
+stream's state now or as of a time, each answer with its freshness, and
+read-your-writes: a request that carries a position (a command's token)
+waits, within a bound, until what it reads has reached it.
+
+``Queries`` declares what an application answers (no I/O); ``QueryService``
+answers on a running ``ProjectionRunner`` and the log it follows (the
+mirror on a query service fed by the bus, or the event store itself)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from eventfold.domain.decider import Decider
+from eventfold.errors import EventfoldError, InvalidArgument, RegistrationError
+from eventfold.repository import Repository
+from eventfold.serialization.codec import Codec
+from eventfold.services.cache import QueryCache
+from eventfold.store.api import EventStore
+from eventfold.store.checks import category_of, validate_stream_id
+from eventfold.subscriptions.errors import ReadModelTimeout
+from eventfold.subscriptions.freshness import Freshness, ProjectionStatus
+from eventfold.subscriptions.runner import ProjectionRunner
+from eventfold.subscriptions.sqltemplate import check_name
+
+ParamType = type[str] | type[int] | type[float] | type[bool]
+_TYPES: tuple[type[Any], ...] = (str, int, float, bool)
+
+
+class UnknownQuery(EventfoldError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown query {name!r} (known: {', '.join(known) or 'none'})")
+        self.name = name
+        self.known = known
+
+
+class NoStateView(EventfoldError):
+    """No decider is registered for a stream's category."""
+
+    def __init__(self, stream_id: str, known: list[str]) -> None:
+        super().__init__(
+            f"no state is kept for stream {stream_id!r} "
+            f"(categories with a state: {', '.join(known) or 'none'})"
+        )
+        self.stream_id = stream_id
+        self.known = known
+
+
+class NamedQuery:
+    """``SELECT`` over one projection's tables with ``?`` for each parameter,
+    in the order ``params`` lists them."""
+
+    def __init__(
+        self,
+        name: str,
+        projection: str,
+        sql: str,
+        params: Mapping[str, ParamType],
+        defaults: Mapping[str, Any],
+        description: str,
+    ) -> None:
+        self.name = name
+        self.projection = projection
+        self.sql = sql
+        self.params = dict(params)
+        self.defaults = dict(defaults)
+        self.description = description
+
+    def arguments(self, given: Mapping[str, str]) -> tuple[Any, ...]:
+        """The parameters from text values (a URL's query string)."""
+        unknown = sorted(set(given) - set(self.params))
+        if unknown:
+            raise InvalidArgument(
+                f"query {self.name}: unknown parameters {unknown} "
+                f"(takes {sorted(self.params) or 'none'})",
+                argument=unknown[0],
+            )
+        out = []
+        for name, kind in self.params.items():
+            if name in given:
+                try:
+                    out.append(msgspec.convert(given[name], kind, strict=False))
+                except msgspec.ValidationError as exc:
+                    raise InvalidArgument(
+                        f"query {self.name}: parameter {name}: {exc}", argument=name
+                    ) from None
+            elif name in self.defaults:
+                out.append(self.defaults[name])
+            else:
+                raise InvalidArgument(
+                    f"query {self.name}: parameter {name} is required", argument=name
+                )
+        return tuple(out)
+
+
+class Queries:
+    """The queries an application answers::
+
+        queries = Queries()
+        queries.add("order", "order_summaries",
+                    "SELECT * FROM {order_summaries} WHERE order_id = ?",
+                    params={"order_id": str})
+        queries.state("order", orders)   # GET /streams/order-1/state
+
+    ``state(category, decider)`` lets the state of that category's streams be
+    folded on request, now, at a version, or as of a time."""
+
+    def __init__(self) -> None:
+        self._queries: dict[str, NamedQuery] = {}
+        self.states: dict[str, Decider[Any, Any, Any]] = {}
+
+    def add(
+        self,
+        name: str,
+        projection: str,
+        sql: str,
+        *,
+        params: Mapping[str, ParamType] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        description: str = "",
+    ) -> None:
+        check_name(name, "query name")
+        if name in self._queries:
+            raise RegistrationError(f"query {name!r} is already registered")
+        params = dict(params or {})
+        for param, kind in params.items():
+            if not param.isidentifier() or param in ("min_position", "wait"):
+                raise RegistrationError(f"query {name}: bad parameter name {param!r}")
+            if kind not in _TYPES:
+                raise RegistrationError(f"query {name}: {param} must be str, int, float or bool")
+        if sql.count("?") != len(params):
+            raise RegistrationError(f"query {name}: one '?' per parameter ({len(params)})")
+        self._queries[name] = NamedQuery(name, projection, sql, params, defaults or {}, description)
+
+    def state(self, category: str, decider: Decider[Any, Any, Any]) -> None:
+        if category in self.states:
+            raise RegistrationError(f"a state for category {category!r} is already registered")
+        self.states[category] = decider
+
+    def get(self, name: str) -> NamedQuery:
+        query = self._queries.get(name)
+        if query is None:
+            raise UnknownQuery(name, self.names)
+        return query
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._queries)
+
+    def __iter__(self) -> Iterator[NamedQuery]:
+        return iter(self._queries.values())
+
+
+class FreshnessInfo(msgspec.Struct, frozen=True):
+    """How fresh an answer is: it reflects the log up to ``position``; the
+    log's head (as the query side knows it) is ``head``; ``events_behind``
+    events after ``position`` are not reflected yet, the oldest recorded
+    ``seconds_behind`` seconds ago; ``bus_pending`` more still wait on the
+    bus. ``capped``: ``events_behind`` is at least that many."""
+
+    position: int
+    head: int
+    events_behind: int
+    seconds_behind: float
+    bus_pending: int
+    up_to_date: bool
+    capped: bool = False
+
+
+class QueryAnswer(msgspec.Struct, frozen=True):
+    query: str
+    projection: str
+    rows: list[dict[str, Any]]
+    freshness: FreshnessInfo
+    cached: bool = False
+
+
+class EventView(msgspec.Struct, frozen=True):
+    version: int
+    position: int
+    event_id: str
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+
+class HistoryAnswer(msgspec.Struct, frozen=True):
+    stream_id: str
+    events: list[EventView]
+    freshness: FreshnessInfo
+
+
+class StateAnswer(msgspec.Struct, frozen=True):
+    stream_id: str
+    version: int
+    state: Any
+    as_of: datetime | None
+    freshness: FreshnessInfo
+
+
+class StatusAnswer(msgspec.Struct, frozen=True):
+    projections: list[ProjectionStatus]
+    head: int
+    bus_pending: int
+    details: dict[str, Any] = {}
+
+
+_object = msgspec.json.Decoder(dict[str, Any])
+
+
+class QueryService:
+    """Answers ``queries`` from ``runner``'s projections and ``store``'s log.
+    ``bus_pending()`` says how many events still wait on the bus; ``wait``
+    bounds every wait for a position to ``max_wait`` seconds; ``cache``
+    (optional) keeps answers of named queries."""
+
+    def __init__(
+        self,
+        runner: ProjectionRunner,
+        store: EventStore,
+        queries: Queries,
+        *,
+        cache: QueryCache[QueryAnswer] | None = None,
+        bus_pending: Callable[[], int] = lambda: 0,
+        details: Callable[[], Any] | None = None,
+        max_wait: float = 10.0,
+        default_wait: float = 5.0,
+    ) -> None:
+        self.runner = runner
+        self.store = store
+        self.queries = queries
+        self.codec: Codec = runner.codec
+        self.cache = cache
+        self.bus_pending = bus_pending
+        self.details = details
+        self.max_wait = max_wait
+        self.default_wait = default_wait
+
+    def _wait(self, wait: float | None) -> float:
+        if wait is None:
+            return min(self.default_wait, self.max_wait)
+        if wait < 0:
+            raise InvalidArgument("wait must be >= 0 seconds", argument="wait")
+        return min(wait, self.max_wait)
+
+    def _info(self, fresh: Freshness) -> FreshnessInfo:
+        pending = self.bus_pending()
+        return FreshnessInfo(
+            position=fresh.position,
+            head=fresh.head,
+            events_behind=fresh.events_behind,
+            seconds_behind=round(fresh.seconds_behind, 3),
+            bus_pending=pending,
+            up_to_date=fresh.events_behind == 0 and pending == 0,
+            capped=fresh.capped,
+        )
+
+    async def query(
+        self,
+        name: str,
+        params: Mapping[str, str] | Sequence[Any] = (),
+        *,
+        min_position: int | None = None,
+        wait: float | None = None,
+    ) -> QueryAnswer:
+        """Run named query ``name``. With ``min_position``, wait (at most
+        ``wait`` seconds) until its projection has reached it, else raise
+        ``ReadModelTimeout``."""
+        query = self.queries.get(name)
+        args = query.arguments(params) if isinstance(params, Mapping) else tuple(params)
+        key = (name, args)
+        if self.cache is not None:
+            hit = self.cache.get(key, min_position=min_position)
+            if hit is not None:
+                return msgspec.structs.replace(hit, cached=True)
+        generation = self.cache.generation() if self.cache is not None else 0
+        result = await self.runner.query(
+            query.projection,
+            query.sql,
+            args,
+            min_position=min_position,
+            timeout=self._wait(wait),
+        )
+        assert result.freshness is not None
+        answer = QueryAnswer(
+            query=name,
+            projection=query.projection,
+            rows=result.dicts(),
+            freshness=self._info(result.freshness),
+        )
+        if self.cache is not None:
+            self.cache.put(key, answer, position=result.position, generation=generation)
+        return answer
+
+    async def _reach(self, position: int | None, wait: float | None) -> int:
+        """Wait until the log (as the query side has it) reaches ``position``;
+        its head."""
+        head = await self.store.head_position()
+        if position is None or head >= position:
+            return head
+        timeout = self._wait(wait)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while head < position:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ReadModelTimeout("event log", position, head, timeout)
+            await self.store.wait_for_events(head, remaining)
+            head = await self.store.head_position()
+        return head
+
+    def _log_freshness(self, head: int) -> FreshnessInfo:
+        return self._info(Freshness(head, head, 0, 0.0))
+
+    async def history(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        limit: int = 100,
+        min_position: int | None = None,
+        wait: float | None = None,
+    ) -> HistoryAnswer:
+        """A stream's events, oldest first, from ``from_version``."""
+        validate_stream_id(stream_id)
+        if from_version < 1 or not 0 < limit <= 1000:
+            raise InvalidArgument("from_version must be >= 1 and limit 1-1000")
+        head = await self._reach(min_position, wait)
+        events = [
+            EventView(
+                version=r.version,
+                position=r.position,
+                event_id=str(r.event_id),
+                type=r.type,
+                data=_object.decode(r.data),
+                metadata=_object.decode(r.metadata),
+                recorded_at=r.recorded_at,
+            )
+            async for r in self.store.read_stream(stream_id, from_version=from_version, limit=limit)
+        ]
+        return HistoryAnswer(stream_id, events, self._log_freshness(head))
+
+    async def state(
+        self,
+        stream_id: str,
+        *,
+        as_of: datetime | None = None,
+        version: int | None = None,
+        min_position: int | None = None,
+        wait: float | None = None,
+    ) -> StateAnswer:
+        """A stream's state now, at ``version``, or as of ``as_of`` (events
+        recorded at or before it), folded by its category's decider."""
+        validate_stream_id(stream_id)
+        decider = self.queries.states.get(category_of(stream_id))
+        if decider is None:
+            raise NoStateView(stream_id, sorted(self.queries.states))
+        head = await self._reach(min_position, wait)
+        loaded = await Repository(self.store, decider, self.codec).load(
+            stream_id, version=version, as_of=as_of
+        )
+        state = msgspec.to_builtins(loaded.state)
+        return StateAnswer(stream_id, loaded.version, state, as_of, self._log_freshness(head))
+
+    async def status(self) -> StatusAnswer:
+        details = self.details() if self.details is not None else {}
+        if asyncio.iscoroutine(details):
+            details = await details
+        return StatusAnswer(
+            projections=await self.runner.status(),
+            head=await self.store.head_position(),
+            bus_pending=self.bus_pending(),
+            details=details if isinstance(details, dict) else {},
+        )

@@ -1,0 +1,335 @@
+"""Wiring the services of one application, by role:
+
+- **command**: the event store, the command bus with its outcome store, the
+  queue and its workers, the relay publishing the log to the bus, and the
+  process managers (sagas);
+- **query**: the read-model database holding the mirror and the
+  projections, the bus consumer filling the mirror, the projection runner and
+  the query service with its cache;
+- **all**: both in one process. Without a NATS URL the bus is in-process
+  (the embedded default: nothing to install or run); the relay then resumes
+  from what the mirror holds, since such a bus keeps nothing across restarts.
+
+Background loops are supervised: a loop that fails is logged and restarted
+with a growing delay, except for failures no restart can fix (a bad setting,
+a gap in the bus stream), which stay visible in ``/status``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+
+from eventfold.errors import ConfigurationError
+from eventfold.messaging import BusConsumer, MirrorGap, MirrorStore, Relay, Topology, open_bus
+from eventfold.messaging.api import Bus
+from eventfold.messaging.mirror import MirrorCheckpoints
+from eventfold.serialization.codec import Codec
+from eventfold.services.cache import QueryCache
+from eventfold.services.commands import CommandBus, Commands
+from eventfold.services.outcomes import OutcomeStore, open_outcomes
+from eventfold.services.queries import Queries, QueryAnswer, QueryService
+from eventfold.services.queue import CommandQueue, CommandWorkers
+from eventfold.store.api import EventStore
+from eventfold.store.url import connect
+from eventfold.subscriptions.checkpoints import CheckpointStore
+from eventfold.subscriptions.checkpoints_sql import open_checkpoints
+from eventfold.subscriptions.process_manager import ProcessManager
+from eventfold.subscriptions.projection import Projection, ProjectionSet
+from eventfold.subscriptions.readmodel import ReadModel, open_read_model
+from eventfold.subscriptions.runner import ProjectionRunner
+
+log = logging.getLogger("eventfold.services")
+
+Role = Literal["all", "command", "query"]
+
+
+class ServiceDefinition:
+    """What an application serves: its commands, its projections, its named
+    queries and states, and the process managers to run beside the
+    commands (``process_managers(store)`` builds them on the running store)."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        *,
+        commands: Commands | None = None,
+        projections: ProjectionSet | Iterable[Projection] = (),
+        queries: Queries | None = None,
+        process_managers: Callable[[EventStore], Sequence[ProcessManager]] | None = None,
+        title: str = "eventfold",
+    ) -> None:
+        self.codec = codec
+        self.commands = commands if commands is not None else Commands(codec)
+        self.projections = (
+            projections
+            if isinstance(projections, ProjectionSet)
+            else ProjectionSet(codec, projections)
+        )
+        self.queries = queries if queries is not None else Queries()
+        self.process_managers = process_managers
+        self.title = title
+
+
+class ServeConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How to run: which role, which databases, which bus. ``outcomes``
+    defaults to a database beside the store (``<store>-services.db`` for
+    SQLite, schema ``<schema>_services`` for PostgreSQL)."""
+
+    role: Role = "all"
+    store: str = "sqlite:///eventfold.db"
+    read_model: str = "sqlite:///eventfold-reads.db"
+    outcomes: str | None = None
+    nats: str | None = None
+    prefix: str = "eventfold"
+    replicas: int = 1
+    workers: int = 2
+    ack_wait: float = 30.0
+    consumer: str = "eventfold-mirror"
+    cache_ttl: float = 1.0
+    max_body_size: int = 1024 * 1024
+    max_wait: float = 10.0
+    requeue_after: float = 300.0
+    poll_interval: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.role not in ("all", "command", "query"):
+            raise ConfigurationError(f"role must be all, command or query, not {self.role!r}")
+        if self.role != "all" and self.nats is None:
+            raise ConfigurationError(
+                f"--role {self.role} runs one side of the services in its own process: "
+                "the sides then need a NATS URL (--nats) to talk",
+                setting="nats",
+            )
+
+    def outcomes_url(self) -> str:
+        return self.outcomes if self.outcomes is not None else services_url(self.store)
+
+
+def services_url(store: str) -> str:
+    """The default database for a command service's own tables, beside ``store``."""
+    if store.startswith("memory://"):
+        return "memory://"
+    if store.startswith("sqlite:///"):
+        path = store.split("://", 1)[1][1:].split("?", 1)[0]
+        stem = path[:-3] if path.endswith(".db") else path
+        return f"sqlite:///{stem}-services.db"
+    parts = urlsplit(store)
+    query = dict(parse_qsl(parts.query))
+    query["schema"] = f"{query.get('schema', 'eventfold')}_services"
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class Runtime:
+    """The running services of ``definition`` per ``config`` (an async
+    context manager). ``commands``/``queue`` are set on the command side,
+    ``query`` on the query side."""
+
+    def __init__(self, definition: ServiceDefinition, config: ServeConfig) -> None:
+        self.definition = definition
+        self.config = config
+        self.topology = Topology(config.prefix, replicas=config.replicas)
+        self.bus: Bus | None = None
+        self.store: EventStore | None = None
+        self.outcomes: OutcomeStore | None = None
+        self.commands: CommandBus | None = None
+        self.queue: CommandQueue | None = None
+        self.workers: CommandWorkers | None = None
+        self.relay: Relay | None = None
+        self.read_model: ReadModel | None = None
+        self.mirror: MirrorStore | None = None
+        self.consumer: BusConsumer | None = None
+        self.runner: ProjectionRunner | None = None
+        self.query: QueryService | None = None
+        self.failures: dict[str, str] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stoppers: list[Callable[[], None]] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._stopping = asyncio.Event()
+
+    @property
+    def serves_commands(self) -> bool:
+        return self.config.role in ("all", "command")
+
+    @property
+    def serves_queries(self) -> bool:
+        return self.config.role in ("all", "query")
+
+    async def __aenter__(self) -> Runtime:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self.bus = open_bus(self.config.nats)
+        self._closers.append(self.bus.close)
+        if self.serves_queries:
+            await self._start_queries(self.bus)
+        if self.serves_commands:
+            await self._start_commands(self.bus)
+
+    async def _start_queries(self, bus: Bus) -> None:
+        config, definition = self.config, self.definition
+        read_model = self.read_model = open_read_model(config.read_model)
+        self._closers.append(read_model.close)
+        mirror = self.mirror = MirrorStore(
+            read_model, poll_interval=min(config.poll_interval, 0.25)
+        )
+        await mirror.setup()
+        consumer = self.consumer = BusConsumer(
+            bus, mirror, self.topology, durable=config.consumer, ack_wait=config.ack_wait
+        )
+        runner = self.runner = ProjectionRunner(
+            mirror,
+            read_model,
+            definition.projections,
+            definition.codec,
+            poll_interval=config.poll_interval,
+        )
+        await runner.start()
+        self._closers.append(runner.stop)
+        cache: QueryCache[QueryAnswer] = QueryCache(
+            ttl=config.cache_ttl, generation=lambda: read_model.commits
+        )
+        self.query = QueryService(
+            runner,
+            mirror,
+            definition.queries,
+            cache=cache,
+            bus_pending=lambda: consumer.bus_pending,
+            details=self.details,
+            max_wait=config.max_wait,
+        )
+        self._spawn("consumer", consumer.run, consumer.stop)
+
+    async def _start_commands(self, bus: Bus) -> None:
+        config, definition = self.config, self.definition
+        store = self.store = await connect(config.store)
+        self._closers.append(store.close)
+        outcomes = self.outcomes = open_outcomes(config.outcomes_url())
+        self._closers.append(outcomes.close)
+        commands = self.commands = CommandBus(definition.commands, store, outcomes)
+        queue = self.queue = CommandQueue(commands, bus, self.topology)
+        await queue.setup()
+        checkpoints = open_checkpoints(config.outcomes_url())
+        closer = getattr(checkpoints, "close", None)
+        if closer is not None:
+            self._closers.append(closer)
+        relay_checkpoints: CheckpointStore = checkpoints
+        if not bus.durable:
+            # The bus forgets everything when the process ends: resume from the mirror.
+            assert self.mirror is not None
+            relay_checkpoints = MirrorCheckpoints(self.mirror)
+        relay = self.relay = Relay(
+            store,
+            bus,
+            self.topology,
+            checkpoints=relay_checkpoints,
+            poll_interval=config.poll_interval,
+        )
+        self._spawn("relay", relay.run, relay.stop)
+        workers = self.workers = CommandWorkers(
+            commands,
+            bus,
+            self.topology,
+            concurrency=max(1, config.workers),
+            ack_wait=config.ack_wait,
+        )
+        if not bus.durable:
+            requeued = await queue.requeue_pending(older_than=0)
+            if requeued:
+                log.warning("queued again %d commands left pending by the last run", requeued)
+        if config.workers > 0:
+            self._spawn("workers", workers.run, workers.stop)
+        self._spawn("requeue", self._requeue_loop, lambda: None)
+        managers = definition.process_managers(store) if definition.process_managers else []
+        for manager in managers:
+            subscription = manager.subscribe(
+                store, definition.codec, checkpoints, poll_interval=config.poll_interval
+            )
+            self._spawn(f"process:{manager.name}", subscription.run, subscription.stop)
+
+    async def _requeue_loop(self) -> None:
+        """Queue again commands pending for longer than ``requeue_after``
+        (their message was lost: a failed publish, a purged queue)."""
+        every = max(1.0, min(60.0, self.config.requeue_after / 2))
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), every)
+            if self._stopping.is_set() or self.queue is None:
+                return
+            await self.queue.requeue_pending(older_than=self.config.requeue_after)
+
+    def _spawn(
+        self, name: str, run: Callable[[], Awaitable[None]], stop: Callable[[], None]
+    ) -> None:
+        self._stoppers.append(stop)
+        self._tasks.append(asyncio.create_task(self._supervise(name, run), name=name))
+
+    async def _supervise(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                await run()
+                if self._stopping.is_set():
+                    return
+            except asyncio.CancelledError:
+                raise
+            except (ConfigurationError, MirrorGap) as exc:
+                self.failures[name] = f"{type(exc).__name__}: {exc}"
+                log.error("%s stopped: %s", name, exc)
+                return
+            except Exception as exc:
+                self.failures[name] = f"{type(exc).__name__}: {exc}"
+                log.error("%s failed (restarting in %.1fs): %s", name, delay, exc, exc_info=exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, 30.0)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for stop in self._stoppers:
+            stop()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=10)
+            for task in pending:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._tasks.clear()
+        for close in reversed(self._closers):
+            try:
+                await close()
+            except Exception as exc:  # closing what failed may fail again
+                log.debug("closing: %s", exc)
+        self._closers.clear()
+
+    async def details(self) -> dict[str, Any]:
+        """What ``/status`` shows beside the projections."""
+        out: dict[str, Any] = {"role": self.config.role, "failures": dict(self.failures)}
+        if self.consumer is not None and self.mirror is not None:
+            source = await self.mirror.source(self.topology.events_stream)
+            out["consumer"] = {
+                "applied": self.consumer.applied,
+                "parked": self.consumer.parked,
+                "bus_pending": self.consumer.bus_pending,
+                "failures": self.consumer.failures,
+                "mirror": msgspec.to_builtins(source) if source is not None else None,
+            }
+        if self.query is not None and self.query.cache is not None:
+            out["cache"] = self.query.cache.stats()
+        if self.relay is not None:
+            out["relay"] = {"position": self.relay.position, "published": self.relay.published}
+        return out
