@@ -3,8 +3,9 @@
 
 - ``POST /commands/<Name>``: the command as JSON. Headers:
   ``Idempotency-Key`` (a retry with it returns the first outcome and writes
-  nothing), ``Prefer: respond-async`` (queue it: 202 with the command id),
-  ``Eventfold-Expected-Version`` (fail with 409 unless the stream is there),
+  nothing), ``Prefer: respond-async`` (queue it: 202 with the command id;
+  ``respond-async, wait=5``: and wait up to 5 s for the outcome, 200 if it
+  came), ``Eventfold-Expected-Version`` (fail with 409 unless the stream is there),
   ``Eventfold-Actor`` and ``Eventfold-Correlation-Id`` (event metadata).
   Answers 200 with the outcome: the stream's version and the position token
   (also in the ``Eventfold-Position`` header); 409, 422 or 500 with the
@@ -64,7 +65,8 @@ Prefer = Annotated[
     header_param(
         "Prefer",
         required=False,
-        description="'respond-async': queue the command and answer 202 with its id.",
+        description="'respond-async': queue the command and answer 202 with its id; "
+        "'respond-async, wait=5': and wait up to 5 s for its outcome.",
     ),
 ]
 Expected = Annotated[
@@ -104,8 +106,23 @@ def _responses() -> dict[int, ResponseSpec]:
     }
 
 
+def _preferences(prefer: str | None) -> tuple[bool, float]:
+    """``Prefer: respond-async`` (queue it), ``wait=N`` (for up to N seconds)."""
+    asynchronous, wait = False, 0.0
+    for part in (prefer or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "respond-async":
+            asynchronous = True
+        elif name.lower() == "wait":
+            try:
+                wait = max(0.0, float(value))
+            except ValueError:
+                raise InvalidArgument(f"Prefer: wait={value!r} is not a number") from None
+    return asynchronous, wait
+
+
 def _command_route(
-    route: CommandRoute[Any], commands: CommandBus, queue: CommandQueue | None
+    route: CommandRoute[Any], commands: CommandBus, queue: CommandQueue | None, max_wait: float
 ) -> HTTPRouteHandler:
     async def handler(
         data: Any,
@@ -125,11 +142,16 @@ def _command_route(
             expected_version=expected_version,
             metadata=metadata,
         )
-        if prefer is not None and "respond-async" in prefer.lower():
+        asynchronous, wait = _preferences(prefer)
+        if asynchronous:
             if queue is None:
                 raise InvalidArgument("asynchronous commands are not enabled here")
             outcome = await queue.accept(prepared)
-            return outcome_response(outcome, status=202 if not outcome.done else None)
+            if wait and not outcome.done:
+                found = await commands.outcomes.wait(outcome.command_id, min(wait, max_wait))
+                if found is not None:
+                    outcome = found.outcome
+            return outcome_response(outcome)
         return outcome_response(await commands.execute(prepared))
 
     # The signature Litestar reads (and documents): the body is this command's type.
@@ -196,7 +218,7 @@ def command_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    handlers: list[HTTPRouteHandler] = [_command_route(r, commands, queue) for r in known]
+    handlers = [_command_route(r, commands, queue, max_wait) for r in known]
     return Litestar(
         [*handlers, unknown_command, outcome, list_commands, health],
         exception_handlers=exception_handlers(),
