@@ -125,6 +125,22 @@ def encode(requests: Sequence[Request], channel: str | None) -> list[str | None]
     ]
 
 
+def encode_one(request: Request, channel: str | None) -> list[str | int | None]:
+    """The arguments of ``append_one`` for a request to one stream."""
+    (item,) = request.appends
+    events = item.events
+    return [
+        item.stream_id,
+        expected_code(item.expected_version),
+        "{" + ",".join([str(event.event_id) for event in events]) + "}",
+        _texts([event.type for event in events]),
+        _ints([event.schema_version for event in events]),
+        _texts([_text(event.data, "data", event.type) for event in events]),
+        _texts([_text(event.metadata, "metadata", event.type) for event in events]),
+        channel,
+    ]
+
+
 def decode(batch: Sequence[Request], rows: list[tuple[Any, ...]]) -> list[Outcome | None]:
     """Per request: its results, the error, or None when some of its event ids
     are already stored (the caller settles that)."""

@@ -74,6 +74,11 @@ class Queries:
             "%s::text[], %s::integer[], %s::integer[], %s::bigint[], %s::integer[],"
             " %s::uuid[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::text)"
         )
+        self.append_one = q(
+            "SELECT r_item, r_status, r_version, r_position FROM {append_one}("
+            "%s::text, %s::bigint, %s::uuid[], %s::text[], %s::integer[], %s::text[],"
+            " %s::text[], %s::text)"
+        )
         self.by_ids = q("SELECT {columns} FROM {events} WHERE event_id = ANY(%s::uuid[])")
         self.stream_forward = q(
             "SELECT {columns} FROM {events}"

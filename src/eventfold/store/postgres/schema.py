@@ -18,7 +18,7 @@ from psycopg import sql
 from eventfold.errors import NotAnEventStore, SchemaVersionError
 from eventfold.store.postgres import functions
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The newest schema version this code knows. Bump it (with a migration, even
 an empty one) whenever functions.py changes: the functions are reinstalled
 whenever migrations run."""
@@ -41,6 +41,7 @@ class Names:
         self.settings = sql.Identifier(schema, "settings")
         self.versions = sql.Identifier(schema, "schema_version")
         self.append = sql.Identifier(schema, "append_batch")
+        self.append_one = sql.Identifier(schema, "append_one")
         self.chain_hash = sql.Identifier(schema, "chain_hash")
         digest = hashlib.sha256(f"eventfold:{schema}".encode()).digest()
         # The NOTIFY channel and the migration lock key: fixed-size, derived
@@ -61,6 +62,7 @@ class Names:
             settings=self.settings,
             versions=self.versions,
             append=self.append,
+            append_one=self.append_one,
         )
 
 
@@ -120,7 +122,10 @@ _MIGRATION_2: list[Step] = [
     "ALTER TABLE {streams} ALTER COLUMN hash SET NOT NULL",
 ]
 
-MIGRATIONS: dict[int, Sequence[Step]] = {1: _MIGRATION_1, 2: _MIGRATION_2}
+# 3: append_one, the append function for a lone request to one stream.
+_MIGRATION_3: list[Step] = [functions.install]
+
+MIGRATIONS: dict[int, Sequence[Step]] = {1: _MIGRATION_1, 2: _MIGRATION_2, 3: _MIGRATION_3}
 
 
 async def _run_step(conn: psycopg.AsyncConnection[Any], names: Names, step: Step) -> None:

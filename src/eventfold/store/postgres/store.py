@@ -55,6 +55,7 @@ from eventfold.store.postgres.batch import (
     check_limits,
     decode,
     encode,
+    encode_one,
     shares_event_ids,
 )
 from eventfold.store.postgres.errors import RETRYABLE, is_connection_failure, translate
@@ -267,7 +268,10 @@ class PostgresStore:
         return translate(error, "append")
 
     async def _execute_one(self, conn: Conn, request: Request) -> Outcome:
-        cur = await conn.execute(self._q.append, encode([request], self._channel))
+        if len(request.appends) == 1:  # the usual lone append: the lighter function
+            cur = await conn.execute(self._q.append_one, encode_one(request, self._channel))
+        else:
+            cur = await conn.execute(self._q.append, encode([request], self._channel))
         rows = await cur.fetchall()
         (outcome,) = decode([request], rows)
         if outcome is None:
