@@ -5,6 +5,7 @@ retrying on a concurrent write. Any earlier state is one call away."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -107,13 +108,17 @@ class Repository(Generic[C, E, S]):
         decider, decode = self.decider, self.codec.decode_event
         state = decider.initial_state() if state is None else state
         evolve = decider.evolve
-        async for record in self.store.read_stream(
-            stream_id, from_version=current + 1, to_version=version
-        ):
-            if as_of is not None and record.recorded_at > as_of:
-                break
-            state = evolve(state, decode(record))
-            current = record.version
+        read_data = getattr(self.store, "read_stream_data", None) if as_of is None else None
+        if read_data is not None and type(self.codec).decode_event is Codec.decode_event:
+            state, current = await self._fold_data(read_data, stream_id, current, version, state)
+        else:
+            async for record in self.store.read_stream(
+                stream_id, from_version=current + 1, to_version=version
+            ):
+                if as_of is not None and record.recorded_at > as_of:
+                    break
+                state = evolve(state, decode(record))
+                current = record.version
         if (
             self.snapshots is not None
             and version is None
@@ -122,6 +127,36 @@ class Repository(Generic[C, E, S]):
         ):
             await self._save_snapshot(stream_id, state, current)
         return Loaded(state, current)
+
+    async def _fold_data(
+        self, read_data: Any, stream_id: str, current: int, version: int | None, state: S
+    ) -> tuple[S, int]:
+        """Fold from a store's ``read_stream_data``: pages of (version, type,
+        schema_version, data), no records built; each (type, schema version)
+        looks up its decoder once. Anything unusual (an unknown type, an old
+        shape to upcast, bad data) goes through ``Codec.decode_fields`` for the
+        same result or the same error as the record-by-record path."""
+        codec, evolve = self.codec, self.decider.evolve
+        decoders: dict[tuple[str, int], Callable[[Any], Any] | None] = {}
+        last: tuple[str, int] | None = None
+        fast: Callable[[Any], Any] | None = None
+        async for page in read_data(stream_id, from_version=current + 1, to_version=version):
+            for at, type_name, schema_version, data in page:
+                if last is None or type_name != last[0] or schema_version != last[1]:
+                    last = (type_name, schema_version)
+                    if last not in decoders:
+                        decoders[last] = codec.plain_decoder(type_name, schema_version)
+                    fast = decoders[last]
+                if fast is None:
+                    event = codec.decode_fields(stream_id, at, type_name, schema_version, data)
+                else:
+                    try:
+                        event = fast(data)
+                    except msgspec.DecodeError:
+                        event = codec.decode_fields(stream_id, at, type_name, schema_version, data)
+                state = evolve(state, event)
+                current = at
+        return state, current
 
     async def handle(
         self,

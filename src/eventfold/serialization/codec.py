@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
@@ -10,7 +11,7 @@ import msgspec
 from eventfold.domain.events import Envelope, EventRegistry, Metadata
 from eventfold.errors import SerializationError, UnknownEventType
 from eventfold.serialization.upcasting import upcast
-from eventfold.store.api import NewEvent, RecordedEvent
+from eventfold.store.api import JsonText, NewEvent, RecordedEvent
 
 _encoder = msgspec.json.Encoder()
 
@@ -66,18 +67,39 @@ class Codec:
 
     def decode_event(self, record: RecordedEvent) -> Any:
         """Only the event object: the fast path for folding a stream."""
-        entry = self.registry.of_name(record.type)
+        return self.decode_fields(
+            record.stream_id, record.version, record.type, record.schema_version, record.data
+        )
+
+    def decode_fields(
+        self, stream_id: str, version: int, type_name: str, schema_version: int, data: JsonText
+    ) -> Any:
+        """``decode_event`` from the fields it uses, without a record."""
+        entry = self.registry.of_name(type_name)
         if entry is None:
-            raise UnknownEventType(record.type, stream_id=record.stream_id, version=record.version)
-        if record.schema_version == entry.version:
+            raise UnknownEventType(type_name, stream_id=stream_id, version=version)
+        if schema_version == entry.version:
             try:
-                return entry.decoder.decode(record.data)
+                return entry.decoder.decode(data)
             except msgspec.DecodeError as exc:
                 raise SerializationError(
-                    f"{record.type} at {record.stream_id!r} version {record.version}: {exc}",
-                    event_type=record.type,
+                    f"{type_name} at {stream_id!r} version {version}: {exc}",
+                    event_type=type_name,
                 ) from None
-        return upcast(self.registry, entry, record.schema_version, record.data)
+        return upcast(self.registry, entry, schema_version, data)
+
+    def plain_decoder(
+        self, type_name: str, schema_version: int
+    ) -> Callable[[JsonText], Any] | None:
+        """The decoder of a registered type stored in its current shape (no
+        upcasting needed), or None. It raises msgspec.DecodeError on bad data:
+        ``decode_fields`` then gives the typed error."""
+        if type(self).decode_fields is not Codec.decode_fields:
+            return None  # a subclass decodes its own way
+        entry = self.registry.of_name(type_name)
+        if entry is None or entry.version != schema_version:
+            return None
+        return entry.decoder.decode
 
     def decode(
         self, record: RecordedEvent, *, unknown: Literal["raise", "raw"] = "raise"

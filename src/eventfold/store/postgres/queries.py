@@ -90,6 +90,11 @@ class Queries:
             " WHERE stream_id = %s AND version >= %s AND version <= %s"
             " ORDER BY version DESC LIMIT %s"
         )
+        self.stream_data = q(
+            "SELECT version, type, schema_version, data::text FROM {events}"
+            " WHERE stream_id = %s AND version >= %s AND version <= %s"
+            " ORDER BY version LIMIT %s"
+        )
         self.stream_version = q("SELECT version FROM {streams} WHERE stream_id = %s")
         self.head = q("SELECT coalesce(max(position), 0) FROM {events} WHERE position < {bound}")
         self.bound = q("SELECT {bound}")

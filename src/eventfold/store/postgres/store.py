@@ -351,6 +351,25 @@ class PostgresStore:
             else:
                 lo = rows[-1][1] + 1
 
+    async def read_stream_data(
+        self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> AsyncIterator[list[tuple[int, str, int, str]]]:
+        """Pages of ``(version, type, schema_version, data)`` of one stream,
+        ascending: only what folding a stream needs (Repository.load)."""
+        validate_read_stream(stream_id, from_version, to_version, None)
+        self._check_open()
+        lo = max(from_version, 1)
+        hi = INT64_MAX if to_version is None else min(to_version, INT64_MAX)
+        while lo <= hi:
+            rows = await self._fetch(
+                self._q.stream_data, [stream_id, lo, hi, PAGE], "read_stream", binary=True
+            )
+            if rows:
+                yield rows
+            if len(rows) < PAGE:
+                return
+            lo = rows[-1][0] + 1
+
     async def read_all(
         self,
         *,

@@ -33,6 +33,10 @@ _STREAM_BACKWARD = (
     "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events "
     "WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version DESC LIMIT ?"
 )
+_STREAM_DATA = (
+    "SELECT version, type, schema_version, CAST(data AS BLOB) FROM events "
+    "WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version LIMIT ?"
+)
 _LOG = (
     "SELECT stream_id, version, position, event_id, type, schema_version, "
     "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events "
@@ -147,6 +151,30 @@ def stream_page(
 ) -> tuple[list[RecordedEvent], bool]:
     sql = _STREAM_BACKWARD if backwards else _STREAM_FORWARD
     return _fetch(con, sql, (stream_id, low, high, limit), limit)
+
+
+def stream_data_page(
+    con: sqlite3.Connection, stream_id: str, low: int, high: int, limit: int
+) -> tuple[list[tuple[int, str, int, bytes]], bool]:
+    """``(version, type, schema_version, data)`` rows of one stream, ascending:
+    up to ``limit``, fewer once their payloads pass PAGE_BYTES. Returns
+    (rows, exhausted)."""
+    cursor = con.execute(_STREAM_DATA, (stream_id, low, high, limit))
+    rows: list[tuple[int, str, int, bytes]] = []
+    size = 0
+    try:
+        while len(rows) < limit:
+            want = min(limit - len(rows), _CHUNK * 4)
+            chunk = cursor.fetchmany(want)
+            rows += chunk
+            if len(chunk) < want:
+                return rows, True
+            size += sum(len(row[3]) for row in chunk)
+            if size >= PAGE_BYTES:
+                break
+    finally:
+        cursor.close()
+    return rows, False
 
 
 def category_sql(arms: int) -> str:

@@ -42,6 +42,7 @@ from eventfold.store.sqlite.writer import (
 )
 
 _MAX_INT = (1 << 63) - 1
+_DATA_PAGE_ROWS = 5000  # narrow rows: fewer, larger pages for read_stream_data
 POLL_INTERVAL = 0.05
 """How often ``wait_for_events`` looks for appends made by other processes."""
 
@@ -207,6 +208,26 @@ class SQLiteStore:
                 high = page[-1].version - 1
             else:
                 low = page[-1].version + 1
+
+    async def read_stream_data(
+        self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> AsyncIterator[list[tuple[int, str, int, bytes]]]:
+        """Pages of ``(version, type, schema_version, data)`` of one stream,
+        ascending: only what folding a stream needs (Repository.load)."""
+        validate_read_stream(stream_id, from_version, to_version, None)
+        self._check_open()
+        low = max(from_version, 1)
+        high = _MAX_INT if to_version is None else min(to_version, _MAX_INT)
+        while low <= high:
+            self._check_open()
+            page, exhausted = await self._readers.run(
+                rows.stream_data_page, stream_id, low, high, _DATA_PAGE_ROWS
+            )
+            if page:
+                yield page
+            if exhausted or not page:
+                return
+            low = page[-1][0] + 1
 
     async def read_all(
         self,
