@@ -81,8 +81,41 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _escape_joined(joined: str) -> str:
+    """Elements joined by NUL to a text[] literal: each element quoted, with
+    backslashes and quotes escaped, in a few passes over the whole string."""
+    if "\\" in joined:
+        joined = joined.replace("\\", "\\\\")
+    if '"' in joined:
+        joined = joined.replace('"', '\\"')
+    return '{"' + joined.replace("\x00", '","') + '"}'
+
+
 def _texts(values: list[str]) -> str:
-    return "{" + ",".join(map(_quoted, values)) + "}"
+    """A text[] literal. Elements are joined with NUL, which none holds
+    (PostgreSQL text cannot), and escaped at once; if one does hold a NUL,
+    element by element."""
+    if not values:
+        return "{}"
+    joined = "\x00".join(values)
+    if joined.count("\x00") != len(values) - 1:
+        return "{" + ",".join(map(_quoted, values)) + "}"
+    return _escape_joined(joined)
+
+
+def _payloads(events: Sequence[NewEvent], what: str) -> str:
+    """The ``data`` or ``metadata`` of ``events`` as a text[] literal, decoded
+    from UTF-8 in one step (element by element to name a bad one)."""
+    if not events:
+        return "{}"
+    raws = [getattr(event, what) for event in events]
+    try:
+        joined: str | None = b"\x00".join(raws).decode()
+    except (UnicodeDecodeError, TypeError):
+        joined = None
+    if joined is None or joined.count("\x00") != len(raws) - 1:
+        return _texts([_text(raw, what, e.type) for e, raw in zip(events, raws, strict=True)])
+    return _escape_joined(joined)
 
 
 def encode(requests: Sequence[Request], channel: str | None) -> list[str | None]:
@@ -96,8 +129,7 @@ def encode(requests: Sequence[Request], channel: str | None) -> list[str | None]
     ev_id: list[str] = []
     ev_type: list[str] = []
     ev_schema: list[int] = []
-    ev_data: list[str] = []
-    ev_meta: list[str] = []
+    ev_all: list[NewEvent] = []
     for number, request in enumerate(requests):
         for item in request.appends:
             it_req.append(number)
@@ -108,8 +140,7 @@ def encode(requests: Sequence[Request], channel: str | None) -> list[str | None]
                 ev_id.append(str(event.event_id))
                 ev_type.append(event.type)
                 ev_schema.append(event.schema_version)
-                ev_data.append(_text(event.data, "data", event.type))
-                ev_meta.append(_text(event.metadata, "metadata", event.type))
+            ev_all += item.events
     return [
         _texts(list(slots)),
         _ints(it_req),
@@ -119,8 +150,8 @@ def encode(requests: Sequence[Request], channel: str | None) -> list[str | None]
         "{" + ",".join(ev_id) + "}",
         _texts(ev_type),
         _ints(ev_schema),
-        _texts(ev_data),
-        _texts(ev_meta),
+        _payloads(ev_all, "data"),
+        _payloads(ev_all, "metadata"),
         channel,
     ]
 
@@ -135,8 +166,8 @@ def encode_one(request: Request, channel: str | None) -> list[str | int | None]:
         "{" + ",".join([str(event.event_id) for event in events]) + "}",
         _texts([event.type for event in events]),
         _ints([event.schema_version for event in events]),
-        _texts([_text(event.data, "data", event.type) for event in events]),
-        _texts([_text(event.metadata, "metadata", event.type) for event in events]),
+        _payloads(events, "data"),
+        _payloads(events, "metadata"),
         channel,
     ]
 

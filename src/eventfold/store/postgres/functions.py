@@ -351,6 +351,7 @@ DECLARE
     h bytea;
     base bigint;
     hashes bytea[];
+    rests bytea[];
     j_data jsonb[];
     j_meta jsonb[];
     g integer;
@@ -386,12 +387,26 @@ BEGIN
     END IF;
     -- payloads as jsonb will store them (and read them back), then the hash
     -- chain over exactly that text
+    -- (chain_hash's message without the previous digest, for every event in
+    -- one statement; the loop then only chains the digests)
     j_data := ev_data::jsonb[];
     j_meta := ev_meta::jsonb[];
+    SELECT array_agg(
+               convert_to(E'\\n' || p_stream || E'\\n' || (v + x.o)::text || E'\\n', 'UTF8')
+               || uuid_send(x.id)
+               || convert_to(
+                   E'\\n' || x.ty || E'\\n' || x.sc::text || E'\\n'
+                   || octet_length(convert_to(x.d::text, 'UTF8'))::text || E'\\n'
+                   || x.d::text || x.m::text,
+                   'UTF8'
+               )
+               ORDER BY x.o)
+      INTO rests
+      FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta)
+           WITH ORDINALITY AS x(id, ty, sc, d, m, o);
     hashes := array_fill(NULL::bytea, ARRAY[n]);
     FOR g IN 1..n LOOP
-        h := {chain_hash}(h, p_stream, v + g, ev_id[g], ev_type[g], ev_schema[g],
-                          j_data[g]::text, j_meta[g]::text);
+        h := sha256(h || rests[g]);
         hashes[g] := h;
     END LOOP;
     -- the first write: the transaction id is taken here, after the lock
@@ -399,9 +414,9 @@ BEGIN
       FROM {settings} s WHERE s.key = 'xid_offset';
     INSERT INTO {events} (position, stream_id, version, event_id, type, schema_version,
                           data, metadata, hash)
-    SELECT base + o - 1, p_stream, v + o, ev_id[o], ev_type[o], ev_schema[o], j_data[o],
-           j_meta[o], hashes[o]
-      FROM generate_series(1, n) AS o;
+    SELECT base + x.o - 1, p_stream, v + x.o, x.id, x.ty, x.sc, x.d, x.m, x.h
+      FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta, hashes)
+           WITH ORDINALITY AS x(id, ty, sc, d, m, h, o);
     IF v = 0 THEN
         INSERT INTO {streams} (stream_id, version, position, hash)
         VALUES (p_stream, n, base + n - 1, h);

@@ -18,7 +18,7 @@ from psycopg import sql
 from eventfold.errors import NotAnEventStore, SchemaVersionError
 from eventfold.store.postgres import functions
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The newest schema version this code knows. Bump it (with a migration, even
 an empty one) whenever functions.py changes: the functions are reinstalled
 whenever migrations run."""
@@ -125,7 +125,15 @@ _MIGRATION_2: list[Step] = [
 # 3: append_one, the append function for a lone request to one stream.
 _MIGRATION_3: list[Step] = [functions.install]
 
-MIGRATIONS: dict[int, Sequence[Step]] = {1: _MIGRATION_1, 2: _MIGRATION_2, 3: _MIGRATION_3}
+# 4: append_one computes the chain's messages in one statement.
+_MIGRATION_4: list[Step] = [functions.install]
+
+MIGRATIONS: dict[int, Sequence[Step]] = {
+    1: _MIGRATION_1,
+    2: _MIGRATION_2,
+    3: _MIGRATION_3,
+    4: _MIGRATION_4,
+}
 
 
 async def _run_step(conn: psycopg.AsyncConnection[Any], names: Names, step: Step) -> None:
