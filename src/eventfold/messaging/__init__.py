@@ -24,8 +24,9 @@ from eventfold.messaging.errors import (
     PoisonMessage,
     PublishFailed,
 )
+from eventfold.messaging.intake import Incoming, TakenIn
 from eventfold.messaging.memory import InProcessBus
-from eventfold.messaging.mirror import Incoming, MirrorStore, Parked, SourceState, TakenIn
+from eventfold.messaging.mirror import MirrorCheckpoints, MirrorStore, Parked, SourceState
 from eventfold.messaging.relay import Relay
 from eventfold.messaging.topology import Topology
 from eventfold.messaging.wire import decode_event, event_message
@@ -40,6 +41,7 @@ __all__ = [
     "InProcessBus",
     "Incoming",
     "Message",
+    "MirrorCheckpoints",
     "MirrorGap",
     "MirrorStore",
     "Parked",
