@@ -8,8 +8,9 @@ or stopped (SIGTERM, exit 0).
 
 KILL makes the process SIGKILL itself at an exact point:
 
-- relay ``half:N``: in the N-th publish, after the first half of the batch
-  is stored and acknowledged (the rest never sent, no checkpoint);
+- relay ``half:N``: in the first publish from the N-th on with more than
+  one message, after the first half of the batch is stored and
+  acknowledged (the rest never sent, no checkpoint);
   ``acked:N``: after the N-th publish was acknowledged, before the checkpoint;
 - consumer ``committed:N``: after the N-th batch was committed to the mirror,
   before any message of it is acknowledged;
@@ -131,10 +132,11 @@ class DyingBus(JetStreamBus):
         self, stream: str, messages: Sequence[Message], *, expected_last_seq: int | None = None
     ) -> list[PublishAck]:
         self.calls += 1
-        if self.kill == ("half", self.calls) and len(messages) > 1:
-            await super().publish(
-                stream, messages[: len(messages) // 2], expected_last_seq=expected_last_seq
-            )
+        if self.kill is not None and self.kill[0] == "half" and self.calls >= self.kill[1]:
+            if len(messages) < 2:
+                return await super().publish(stream, messages, expected_last_seq=expected_last_seq)
+            half = messages[: len(messages) // 2]
+            await super().publish(stream, half, expected_last_seq=expected_last_seq)
             die()
         acks = await super().publish(stream, messages, expected_last_seq=expected_last_seq)
         if self.kill == ("acked", self.calls):

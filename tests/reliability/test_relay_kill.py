@@ -94,20 +94,22 @@ class Supervisor:
         self.args = args
         self.plan = list(plan)
         self.starts = 0
+        self.current: str | None = None
         self.proc = self._start()
 
     def _start(self) -> subprocess.Popen[str]:
-        kill = self.plan.pop(0) if self.plan else None
+        self.current = self.plan.pop(0) if self.plan else None
         self.starts += 1
-        return start(self.role, *self.args, *([kill] if kill else []))
+        return start(self.role, *self.args, *([self.current] if self.current else []))
 
     def tend(self) -> None:
         if ended(self.proc):
             self.proc = self._start()
 
     def kill(self) -> bool:
-        """SIGKILL it if it runs (False if it is between lives)."""
-        if self.proc.poll() is not None:
+        """SIGKILL it, if it runs and is not headed for a planned death of its
+        own (False: not now)."""
+        if self.proc.poll() is not None or self.current is not None:
             return False
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
