@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
+import pytest
 
 import eventfold
 from eventfold import Codec, EventRegistry, EventStore
@@ -17,6 +18,7 @@ from eventfold.messaging import (
     BusConsumer,
     InProcessBus,
     Message,
+    MirrorGap,
     MirrorStore,
     PublishAck,
     PublishFailed,
@@ -280,3 +282,25 @@ async def test_the_mirror_reads_like_the_store(tmp_path: Path) -> None:
         assert await mirror.stream_version("tick-2") == await store.stream_version("tick-2")
         assert await mirror.head_position() == await store.head_position()
         assert not await mirror.wait_for_events(await mirror.head_position(), 0.05)
+
+
+async def test_messages_gone_from_the_stream_stop_the_consumer_with_a_gap(tmp_path: Path) -> None:
+    async with (
+        eventfold.connect("memory://") as store,
+        SQLiteReadModel(tmp_path / "reads.db") as reads,
+    ):
+        mirror = MirrorStore(reads)
+        bus = InProcessBus()
+        await fill(store, 6)
+        await Relay(store, bus, TOPOLOGY, checkpoints=MemoryCheckpointStore()).run(
+            until_caught_up=True
+        )
+        stream = bus._streams[TOPOLOGY.events_stream]
+        # Messages 2 and 3 were removed (a limit, a purge) before the consumer read them.
+        for seq in (2, 3):
+            stream.messages.pop(seq)
+        sink = BusConsumer(bus, mirror, TOPOLOGY, fetch_timeout=0.05)
+        with pytest.raises(MirrorGap) as gap:
+            await asyncio.wait_for(sink.run(), 10)
+        assert (gap.value.missing_from, gap.value.first_available) == (2, 4)
+        assert [r.position async for r in mirror.read_all()] == [1]

@@ -136,13 +136,18 @@ class BusConsumer:
         return False
 
     async def _idle(self) -> bool:
-        """Nothing came: done, unless messages wait for an earlier one that
-        the bus no longer has."""
+        """Nothing came: done, unless messages wait for an earlier one, which
+        is coming again (after ``ack_wait``) or is gone from the stream."""
         state = await self.mirror.source(self.stream)
         if state is not None and state.pending:
+            missing = state.seq + 1
             info = await self.bus.stream_info(self.stream)
-            if info.identity == state.identity and info.first_seq > state.seq + 1:
-                raise MirrorGap(self.stream, state.seq + 1, info.first_seq)
+            if (
+                info.identity == state.identity
+                and info.last_seq >= missing
+                and (missing < info.first_seq or await self.bus.get(self.stream, missing) is None)
+            ):
+                raise MirrorGap(self.stream, missing, state.next_waiting or info.first_seq)
             return False
         self.bus_pending = 0
         self.idle.set()

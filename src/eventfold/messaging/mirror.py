@@ -110,12 +110,17 @@ class Parked(msgspec.Struct, frozen=True):
 
 
 class SourceState(msgspec.Struct, frozen=True):
+    """How far the mirror got with a bus stream: every message up to ``seq``
+    is taken in; ``pending`` messages after it wait for an earlier one, the
+    first of them at ``next_waiting``; ``head`` is the mirror's last position."""
+
     name: str
     identity: str
     seq: int
     pending: int
     head: int
     parked: int
+    next_waiting: int | None = None
 
 
 def _record(row: Any) -> RecordedEvent:
@@ -179,13 +184,16 @@ class MirrorStore:
             if row is None:
                 return None
             waiting = conn.execute(
-                "SELECT COUNT(*) FROM eventfold_mirror_pending WHERE name = ?", (name,)
-            ).fetchone()[0]
+                "SELECT COUNT(*), MIN(seq) FROM eventfold_mirror_pending WHERE name = ?", (name,)
+            ).fetchone()
             parked = conn.execute(
                 "SELECT COUNT(*) FROM eventfold_parked WHERE name = ?", (name,)
             ).fetchone()[0]
             head = conn.execute(_HEAD).fetchone()[0]
-            return SourceState(name, row[0], int(row[1]), int(waiting), int(head), int(parked))
+            first = None if waiting[1] is None else int(waiting[1])
+            return SourceState(
+                name, row[0], int(row[1]), int(waiting[0]), int(head), int(parked), first
+            )
 
         found: SourceState | None = await self._read(read)
         return found
