@@ -353,6 +353,8 @@ class JetStreamBus:
             for future in futures:
                 if not future.done():
                     future.cancel()
+                elif not future.cancelled():
+                    future.exception()  # seen: the whole batch is reported as failed
             raise PublishFailed(stream, f"{type(exc).__name__}: {exc}", acked=acks) from exc
         return acks
 
