@@ -25,10 +25,15 @@ S = TypeVar("S")
 _encoder = msgspec.json.Encoder()
 
 
-def _derived_id(stream_id: str, key: str | None, index: int) -> uuid.UUID | None:
-    if key is None:
-        return None
+def derived_event_id(stream_id: str, key: str, index: int) -> uuid.UUID:
+    """The id ``handle(..., idempotency_key=key)`` gives the ``index``-th event
+    it appends to ``stream_id``: where a keyed command's events landed can be
+    found by these ids."""
     return uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{stream_id}\x00{key}\x00{index}")
+
+
+def _derived_id(stream_id: str, key: str | None, index: int) -> uuid.UUID | None:
+    return None if key is None else derived_event_id(stream_id, key, index)
 
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c5e2a-9d0b-4f7e-8a43-5b2d7c9e1f30")

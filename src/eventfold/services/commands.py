@@ -35,7 +35,7 @@ from eventfold.errors import (
     StoreError,
     WrongExpectedVersion,
 )
-from eventfold.repository import Repository, SnapshotPolicy, _derived_id
+from eventfold.repository import Repository, SnapshotPolicy, derived_event_id
 from eventfold.serialization.codec import Codec
 from eventfold.services.outcomes import OutcomeStore
 from eventfold.services.records import CommandError, CommandOutcome, Status, StoredOutcome
@@ -389,7 +389,7 @@ class CommandBus:
     async def _landed(self, stream_id: str, key: str) -> tuple[int, int, list[str]] | None:
         """Where the events derived from ``key`` landed, if they did: the
         version and position of the last of them, and their types."""
-        first = _derived_id(stream_id, key, 0)
+        first = derived_event_id(stream_id, key, 0)
         seen = []
         async for record in self.store.read_stream(stream_id, backwards=True, limit=RECOVERY_SCAN):
             seen.append(record)
@@ -400,7 +400,7 @@ class CommandBus:
         seen.reverse()
         landed = []
         for index, record in enumerate(seen):
-            if record.event_id != _derived_id(stream_id, key, index):
+            if record.event_id != derived_event_id(stream_id, key, index):
                 break
             landed.append(record)
         last = landed[-1]
