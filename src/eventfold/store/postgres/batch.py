@@ -137,7 +137,7 @@ def encode(requests: Sequence[Request], channel: str | None) -> list[str | None]
             it_expected.append(expected_code(item.expected_version))
             it_count.append(len(item.events))
             for event in item.events:
-                ev_id.append(str(event.event_id))
+                ev_id.append(event.event_id.hex)  # uuid_in takes 32 hex digits
                 ev_type.append(event.type)
                 ev_schema.append(event.schema_version)
             ev_all += item.events
@@ -163,7 +163,7 @@ def encode_one(request: Request, channel: str | None) -> list[str | int | None]:
     return [
         item.stream_id,
         expected_code(item.expected_version),
-        "{" + ",".join([str(event.event_id) for event in events]) + "}",
+        "{" + ",".join([event.event_id.hex for event in events]) + "}",
         _texts([event.type for event in events]),
         _ints([event.schema_version for event in events]),
         _payloads(events, "data"),
