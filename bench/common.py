@@ -47,7 +47,7 @@ class Sizes:
 FULL = Sizes(
     single=10_000,
     writers=(1, 8, 64),
-    per_writer=200,
+    per_writer=100,
     batch=10_000,
     aggregate=10_000,
     tail=100,

@@ -163,7 +163,7 @@ async def append_paths(url: str, count: int) -> list[tuple[str, float]]:
         for n in range(1, count + 1):
             await store.append("fn-1", [event(n)], n)
         elapsed = time.perf_counter() - started
-        results.append(("eventfold: append_batch function (1 round trip)", elapsed / count * 1e6))
+        results.append(("eventfold: append_one function (1 round trip)", elapsed / count * 1e6))
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             version = 1
             for name, once in raw_paths(schema).items():
