@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -241,11 +242,16 @@ def validate_read_all(
             raise InvalidArgument(f"{name} must be a sequence of strings", argument=name)
 
 
+_exact_numbers = msgspec.json.Decoder(float_hook=Decimal)
+
+
 def same_json(a: JsonText, b: JsonText) -> bool:
+    """Equal as JSON values, numbers compared exactly (a backend that
+    normalises ``6.95e16`` to ``69500000000000000`` stores the same value)."""
     if a == b:
         return True
     try:
-        return bool(msgspec.json.decode(a) == msgspec.json.decode(b))
+        return bool(_exact_numbers.decode(a) == _exact_numbers.decode(b))
     except msgspec.DecodeError:
         return False
 
