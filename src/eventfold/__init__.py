@@ -22,6 +22,7 @@ from eventfold.errors import (
     SerializationError,
     StoreClosed,
     StoreError,
+    StoreTimeout,
     UnknownEventType,
     WrongExpectedVersion,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "SnapshotPolicy",
     "StoreClosed",
     "StoreError",
+    "StoreTimeout",
     "StreamAppend",
     "Subscription",
     "SubscriptionFailed",

@@ -126,6 +126,16 @@ class SchemaVersionError(StoreError):
         self.supported = supported
 
 
+class StoreTimeout(StoreError):
+    """The database did not answer in time: no connection free, a lock held
+    too long, a statement cancelled by its timeout. Safe to retry later (an
+    append may retry with the same event ids)."""
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
 class StoreClosed(StoreError):
     """The store was used after close()."""
 

@@ -22,6 +22,7 @@ from eventfold.errors import (
     SchemaVersionError,
     StoreClosed,
     StoreError,
+    StoreTimeout,
     WrongExpectedVersion,
 )
 from eventfold.store.api import NO_STREAM, NewEvent, Snapshot, StreamAppend
@@ -275,8 +276,9 @@ async def test_lock_timeout_is_a_store_error_and_writes_nothing(
                     sql.Identifier(pg_schema, "streams")
                 )
             )
-            with pytest.raises(StoreError, match="lock_timeout"):
+            with pytest.raises(StoreTimeout, match="lock_timeout") as info:
                 await store.append("locked-1", numbered(1), 1)
+            assert info.value.setting == "lock_timeout"
         assert await store.stream_version("locked-1") == 1
         assert (await store.append("locked-1", numbered(1), 1)).version == 2
 
@@ -290,7 +292,7 @@ async def test_statement_timeout_is_a_store_error(pg_url: str, pg_schema: str) -
                     sql.Identifier(pg_schema, "events")
                 )
             )
-            with pytest.raises(StoreError, match="statement_timeout"):
+            with pytest.raises(StoreTimeout, match="statement_timeout"):
                 await collect(store.read_stream("a-1"))
         assert len(await collect(store.read_stream("a-1"))) == 1
 

@@ -24,6 +24,7 @@ from eventfold.errors import (
     SchemaVersionError,
     StoreClosed,
     StoreError,
+    StoreTimeout,
     WrongExpectedVersion,
 )
 from eventfold.store.api import (
@@ -198,8 +199,9 @@ async def test_a_write_lock_held_past_busy_timeout_fails_the_group_typed(tmp_pat
         finally:
             raw.execute("ROLLBACK")
             raw.close()
-        assert all(type(o) is StoreError for o in outcomes), outcomes
+        assert all(type(o) is StoreTimeout for o in outcomes), outcomes
         assert "locked" in str(outcomes[0])
+        assert all(o.setting == "busy_timeout" for o in outcomes if isinstance(o, StoreTimeout))
         assert await store.head_position() == 0
         assert (await store.append("x-0", numbered(1))).version == 1
 

@@ -13,6 +13,7 @@ from eventfold.errors import (
     InvalidArgument,
     StoreClosed,
     StoreError,
+    StoreTimeout,
 )
 
 NOT_FIRST_WRITE = "EF001"  # raised by the append function
@@ -42,15 +43,24 @@ def translate(exc: BaseException, what: str) -> EventfoldError:
     if isinstance(exc, EventfoldError):
         return exc
     if isinstance(exc, PoolTimeout | TooManyRequests):
-        return StoreError(f"{what}: no database connection available in time ({exc})")
+        return StoreTimeout(
+            f"{what}: no database connection available in time ({exc})", setting="pool_timeout"
+        )
     if isinstance(exc, pg.LockNotAvailable):
-        return StoreError(
-            f"{what}: lock_timeout expired waiting for a lock held by another session"
+        return StoreTimeout(
+            f"{what}: lock_timeout expired waiting for a lock held by another session",
+            setting="lock_timeout",
         )
     if isinstance(exc, pg.QueryCanceled):
-        return StoreError(f"{what}: statement_timeout expired or the statement was cancelled")
+        return StoreTimeout(
+            f"{what}: statement_timeout expired or the statement was cancelled",
+            setting="statement_timeout",
+        )
     if isinstance(exc, pg.IdleInTransactionSessionTimeout):
-        return StoreError(f"{what}: the session was idle in a transaction for too long")
+        return StoreTimeout(
+            f"{what}: the session was idle in a transaction for too long",
+            setting="idle_in_transaction_session_timeout",
+        )
     if isinstance(exc, RETRYABLE):
         return ConcurrencyError(f"{what}: conflict with a concurrent writer ({exc.sqlstate})")
     if getattr(exc, "sqlstate", None) == NOT_FIRST_WRITE:

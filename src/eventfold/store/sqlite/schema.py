@@ -11,7 +11,7 @@ import sqlite3
 import stat
 import time
 
-from eventfold.errors import NotAnEventStore, SchemaVersionError, StoreError
+from eventfold.errors import NotAnEventStore, SchemaVersionError, StoreError, StoreTimeout
 from eventfold.store.sqlite.options import SYNCHRONOUS_LEVELS, SQLiteOptions
 
 SCHEMA_VERSION = 1
@@ -76,6 +76,10 @@ def store_error(path: str, exc: sqlite3.Error, doing: str) -> StoreError:
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
     if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
         error: StoreError = NotAnEventStore(path, f"{exc} (while trying to {doing})")
+    elif code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        error = StoreTimeout(
+            f"{path}: could not {doing}: {exc} (busy_timeout passed)", setting="busy_timeout"
+        )
     else:
         error = StoreError(f"{path}: could not {doing}: {exc}")
     error.__cause__ = exc
