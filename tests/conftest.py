@@ -99,6 +99,25 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def dedicated_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, for tests that crash it or read
+    its data directory; removed afterwards."""
+    server: PostgresServer | None = None
+    try:
+        server = PostgresServer()
+        server.start()
+    except Exception as exc:
+        if server is not None:
+            server.cleanup()
+        postgres_unavailable(f"cannot start a dedicated PostgreSQL server: {exc}")
+        raise
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
 def pg_schema() -> str:
     """A schema name no other test uses."""
     return f"t_{uuid.uuid4().hex[:16]}"

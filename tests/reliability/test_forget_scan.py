@@ -5,12 +5,11 @@ neither the forgotten subject's plaintext nor their key. Other subjects are
 intact, and replays and projections still run."""
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
 import psycopg
-import pytest
 
 import eventfold
 from eventfold import Codec, Decider, Envelope, EventRegistry, Repository, SnapshotPolicy
@@ -23,7 +22,6 @@ from eventfold.subscriptions import Projection, ProjectionRunner, SQLiteReadMode
 from eventfold.subscriptions.readmodel import ReadModel
 from eventfold.subscriptions.readmodel_postgres import PostgresReadModel
 from eventfold.testing.pgserver import PostgresServer
-from tests.conftest import postgres_unavailable
 
 registry = EventRegistry()
 
@@ -84,21 +82,6 @@ def moved(tx: Tx, env: Envelope) -> None:
 
 SECRETS = [b"Ada Lovelace", b"ada@analytical.engine", b"12 St James's Square"]
 KEPT = [b"Bo Peep", b"bo@sheep.farm"]
-
-
-@pytest.fixture
-def scan_server() -> Iterator[PostgresServer]:
-    """A server of our own, so that its data directory can be read."""
-    try:
-        server = PostgresServer()
-        server.start()
-    except Exception as exc:
-        postgres_unavailable(f"cannot start a dedicated PostgreSQL server: {exc}")
-        raise
-    try:
-        yield server
-    finally:
-        server.cleanup()
 
 
 def checkpoint(path: Path) -> None:
@@ -201,21 +184,21 @@ async def test_forget_on_sqlite_leaves_no_plaintext_and_no_key_in_any_file(
 
 
 async def test_forget_on_postgres_leaves_no_plaintext_and_no_key_in_table_files(
-    scan_server: PostgresServer, tmp_path: Path
+    dedicated_postgres: PostgresServer, tmp_path: Path
 ) -> None:
     """Every relation file of the cluster is scanned (base/, global/). The
     write-ahead log is not: docs/compliance.md says what it may still hold."""
-    admin = scan_server.url()
+    admin = dedicated_postgres.url()
     async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
         await conn.execute("CREATE DATABASE reads")
     url = admin + "?schema=shop"
-    files = scan_server.data_dir
+    files = dedicated_postgres.data_dir
 
     async def flush() -> None:
         async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as conn:
             await conn.execute("CHECKPOINT")
 
-    reads = PostgresReadModel(scan_server.url("reads"))
+    reads = PostgresReadModel(dedicated_postgres.url("reads"))
     async with reads:
         ada_key = await forget_story(
             url,

