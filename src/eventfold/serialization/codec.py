@@ -16,6 +16,7 @@ from eventfold.store.api import JsonText, NewEvent, RecordedEvent
 _encoder = msgspec.json.Encoder()
 
 _EMPTY_METADATA = Metadata()
+_NO_METADATA = (b"{}", "{}")
 
 
 class RawEvent(msgspec.Struct, frozen=True):
@@ -31,6 +32,8 @@ class Codec:
 
     def __init__(self, registry: EventRegistry) -> None:
         self.registry = registry
+        # A subclass that overrides decode_fields decodes its own way.
+        self._plain = type(self).decode_fields is Codec.decode_fields
 
     def encode(
         self,
@@ -94,7 +97,7 @@ class Codec:
         """The decoder of a registered type stored in its current shape (no
         upcasting needed), or None. It raises msgspec.DecodeError on bad data:
         ``decode_fields`` then gives the typed error."""
-        if type(self).decode_fields is not Codec.decode_fields:
+        if not self._plain:
             return None  # a subclass decodes its own way
         entry = self.registry.of_name(type_name)
         if entry is None or entry.version != schema_version:
@@ -106,26 +109,39 @@ class Codec:
     ) -> Envelope[Any]:
         """The event with its envelope. With ``unknown="raw"`` an unregistered
         type gives a ``RawEvent`` instead of raising ``UnknownEventType``."""
-        if unknown == "raw" and self.registry.of_name(record.type) is None:
+        # The common case inline (a registered type in its current shape, no
+        # metadata): reading the log spends most of its Python time here.
+        entry = self.registry.of_name(record.type)
+        if entry is None:
+            if unknown != "raw":
+                raise UnknownEventType(
+                    record.type, stream_id=record.stream_id, version=record.version
+                )
             event: Any = RawEvent(record)
+        elif record.schema_version == entry.version and self._plain:
+            try:
+                event = entry.decoder.decode(record.data)
+            except msgspec.DecodeError:
+                event = self.decode_event(record)  # raises the typed error
         else:
             event = self.decode_event(record)
+        raw_metadata = record.metadata
         return Envelope(
-            event=event,
-            stream_id=record.stream_id,
-            version=record.version,
-            position=record.position,
-            event_id=record.event_id,
-            type=record.type,
-            schema_version=record.schema_version,
-            metadata=decode_metadata(record),
-            recorded_at=record.recorded_at,
+            event,
+            record.stream_id,
+            record.version,
+            record.position,
+            record.event_id,
+            record.type,
+            record.schema_version,
+            _EMPTY_METADATA if raw_metadata in _NO_METADATA else decode_metadata(record),
+            record.recorded_at,
         )
 
 
 def decode_metadata(record: RecordedEvent) -> Metadata:
     raw = record.metadata
-    if raw in (b"{}", "{}"):
+    if raw in _NO_METADATA:
         return _EMPTY_METADATA
     try:
         # Unknown keys written by other tools are kept under ``extra``.

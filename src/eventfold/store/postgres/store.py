@@ -14,6 +14,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from itertools import starmap
 from typing import Any, TypeAlias
 
 import psycopg
@@ -74,8 +75,7 @@ def _connect_timeout(settings: _options.PostgresOptions) -> int:
     return max(1, round(settings.connect_timeout))  # libpq counts whole seconds
 
 
-def _record(row: tuple[Any, ...]) -> RecordedEvent:
-    return RecordedEvent(*row)
+_CHUNK = 250  # rows turned into records at a time (see _fetch_records)
 
 
 class PostgresStore:
@@ -318,7 +318,7 @@ class PostgresStore:
         else:
             cur = await conn.execute(self._q.by_ids, [ids], binary=True)
             rows = await cur.fetchall()
-        return {row[3]: _record(row) for row in rows}
+        return {row[3]: RecordedEvent(*row) for row in rows}
 
     # --- reading ---------------------------------------------------------------------
 
@@ -339,17 +339,17 @@ class PostgresStore:
         query = self._q.stream_backward if backwards else self._q.stream_forward
         while lo <= hi and (remaining is None or remaining > 0):
             n = PAGE if remaining is None else min(PAGE, remaining)
-            rows = await self._fetch(query, [stream_id, lo, hi, n], "read_stream", binary=True)
-            for row in rows:
-                yield _record(row)
-            if len(rows) < n:
+            page = await self._fetch_records(query, [stream_id, lo, hi, n], "read_stream")
+            for record in page:
+                yield record
+            if len(page) < n:
                 return
             if remaining is not None:
-                remaining -= len(rows)
+                remaining -= len(page)
             if backwards:
-                hi = rows[-1][1] - 1
+                hi = page[-1].version - 1
             else:
-                lo = rows[-1][1] + 1
+                lo = page[-1].version + 1
 
     async def read_stream_data(
         self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
@@ -394,14 +394,14 @@ class PostgresStore:
         while remaining is None or remaining > 0:
             n = PAGE if remaining is None else min(PAGE, remaining)
             params = [position, self._offset, *filters, n]
-            rows = await self._fetch(query, params, "read_all", binary=True)
-            for row in rows:
-                yield _record(row)
-            if len(rows) < n:
+            page = await self._fetch_records(query, params, "read_all")
+            for record in page:
+                yield record
+            if len(page) < n:
                 return
             if remaining is not None:
-                remaining -= len(rows)
-            position = rows[-1][2] + 1
+                remaining -= len(page)
+            position = page[-1].position + 1
 
     async def stream_version(self, stream_id: str) -> int:
         validate_stream_id(stream_id)
@@ -458,6 +458,22 @@ class PostgresStore:
                 return await cur.fetchall()
         except psycopg.Error as exc:
             raise translate(exc, what) from None
+
+    async def _fetch_records(
+        self, query: str, params: Sequence[Any], what: str
+    ) -> list[RecordedEvent]:
+        """Records of an event query. Rows become records a chunk at a time, so
+        that the row tuples (tracked by the garbage collector; records are not)
+        die young instead of a page of them surviving into older generations."""
+        records: list[RecordedEvent] = []
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query, params, binary=True)
+                while chunk := await cur.fetchmany(_CHUNK):
+                    records += starmap(RecordedEvent, chunk)
+        except psycopg.Error as exc:
+            raise translate(exc, what) from None
+        return records
 
     async def wait_for_events(self, after_position: int, timeout: float) -> bool:
         self._check_open()

@@ -127,23 +127,25 @@ def _fetch(
     con: sqlite3.Connection, sql: str, params: Sequence[Any], limit: int
 ) -> tuple[list[RecordedEvent], bool]:
     """Up to ``limit`` rows, fewer once their payloads pass PAGE_BYTES. Returns
-    (records, exhausted): exhausted means the query ran out of rows."""
+    (records, exhausted): exhausted means the query ran out of rows. Rows are
+    turned into records a chunk at a time, so that the row tuples (which the
+    garbage collector tracks; records are not tracked) die young."""
     cursor = con.execute(sql, params)
-    rows: list[Any] = []
+    records: list[RecordedEvent] = []
     size = 0
     try:
-        while len(rows) < limit:
-            want = min(limit - len(rows), _CHUNK)
+        while len(records) < limit:
+            want = min(limit - len(records), _CHUNK)
             chunk = cursor.fetchmany(want)
-            rows += chunk
+            records += decode(chunk)
             if len(chunk) < want:
-                return decode(rows), True
+                return records, True
             size += sum(len(row[6]) + len(row[7]) for row in chunk)
             if size >= PAGE_BYTES:
                 break
     finally:
         cursor.close()
-    return decode(rows), False
+    return records, False
 
 
 def stream_page(
