@@ -36,6 +36,15 @@ SOFT_TARGETS: dict[str, dict[str, float]] = {
 }
 
 
+# Bound measurements (bench/side_bounds.py), per scenario: what they measure.
+BOUNDS: dict[str, str] = {
+    "1_single": "the checks without eventfold's client (SQLite: the writer's statements on the"
+    " caller's thread; PostgreSQL: its append function from one asyncio connection)",
+    "3_batch": "the same checks for one append of N events",
+    "5_read_log": "raw driver reading the full record (nine columns, UUID and datetime) + payload",
+}
+
+
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
     """eventfold's speed divided by the other side's (events/s over events/s;
     for timed loads the inverse of the time ratio): above 1, eventfold is faster."""
@@ -43,7 +52,7 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     for backend, scenarios in results.items():
         for key, cells in scenarios.items():
             ef = cells.get("eventfold")
-            for other in ("eventsourcing", "raw"):
+            for other in ("eventsourcing", "raw", "bound"):
                 cell = cells.get(other)
                 if ef and cell:
                     out.setdefault(backend, {}).setdefault(key, {})[other] = (
@@ -137,6 +146,28 @@ def targets_markdown(checks: list[dict[str, Any]]) -> str:
             f"| {c['what']} | {c['backend']} | {c['ratio']:,.2f}x of {c['versus']} "
             f"(target {c['target']:g}x) | {'yes' if c['met'] else '**no**'} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def bounds_markdown(results: dict[str, Any], ratio: dict[str, Any]) -> str:
+    """Each bound's speed, its ratio to the raw driver (the best a store doing
+    that work could reach against the raw target) and eventfold's ratio to it."""
+    lines = [
+        "| bound | backend | bound | bound / raw | eventfold / bound |",
+        "|---|---|---|---|---|",
+    ]
+    for key, what in BOUNDS.items():
+        for backend in BACKENDS:
+            cells = results.get(backend, {}).get(key, {})
+            bound, raw = cells.get("bound"), cells.get("raw")
+            if not bound or not raw:
+                continue
+            versus = ratio.get(backend, {}).get(key, {}).get("bound")
+            lines.append(
+                f"| {SCENARIOS[key]}: {what} | {backend} | {_cell(bound, key)} | "
+                f"{bound['events_per_s'] / raw['events_per_s']:,.2f}x | "
+                f"{'-' if versus is None else f'{versus:,.2f}x'} |"
+            )
     return "\n".join(lines) + "\n"
 
 

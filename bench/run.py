@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 
-from bench import report, side_eventfold, side_peer, side_raw
+from bench import report, side_bounds, side_eventfold, side_peer, side_raw
 from bench.backends import Backend, make_tmpdir
 from bench.common import FULL, QUICK, Measure, Sizes, summarise
 
@@ -137,10 +137,14 @@ class Runner:
 
     def run_backend(self, backend: Backend) -> None:
         s = self.sizes
-        sides = [side_eventfold.Side(backend), side_peer.Side(backend), side_raw.Side(backend)]
+        raw = side_raw.Side(backend)
+        sides = [side_eventfold.Side(backend), side_peer.Side(backend), raw]
+        bound = side_bounds.Side(backend, raw)
         b = backend.kind
         if "1" in self.scenarios:
-            self.interleaved(b, "1_single", sides, lambda side: side.single_appends(s.single))
+            self.interleaved(
+                b, "1_single", [*sides, bound], lambda side: side.single_appends(s.single)
+            )
         if "2" in self.scenarios:
             for writers in s.writers:
                 self.interleaved(
@@ -150,7 +154,7 @@ class Runner:
                     lambda side, w=writers: side.concurrent(w, s.per_writer),
                 )
         if "3" in self.scenarios:
-            for side in sides:
+            for side in [*sides, bound]:
                 runs = self.attempt(
                     f"{b} 3_batch {side.name}", side.batch_append, s.batch, self.repeat
                 )
@@ -178,7 +182,8 @@ class Runner:
                 if len(self.errors) == before:
                     ready.append(side)
             if "5" in self.scenarios:
-                self.interleaved(b, "5_read_log", ready, lambda side: side.read_log())
+                readers = [*ready, bound] if raw in ready else ready
+                self.interleaved(b, "5_read_log", readers, lambda side: side.read_log())
             if "6" in self.scenarios:
                 self.interleaved(b, "6_projection", ready, lambda side: side.projection())
 
@@ -264,8 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     report.write_json(out, document)
     table = report.markdown(runner.results, ratio)
     targets = report.targets_markdown(checks)
+    bounds = report.bounds_markdown(runner.results, ratio)
     print(table)
     print(targets)
+    print(bounds)
     chart_path = ROOT / "docs" / "benchmarks.png" if args.docs else out.with_suffix(".png")
     title = (
         f"eventfold {document['versions']['eventfold']} vs eventsourcing "
@@ -279,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         if MARK_START in text and MARK_END in text:
             head, rest = text.split(MARK_START, 1)
             _, tail = rest.split(MARK_END, 1)
-            text = f"{head}{MARK_START}\n{table}\n{targets}{MARK_END}{tail}"
+            text = f"{head}{MARK_START}\n{table}\n{targets}\n{bounds}{MARK_END}{tail}"
             docs.write_text(text)
         else:
             log(f"{docs} has no {MARK_START} marker: table not written there")
