@@ -41,6 +41,7 @@ from bench.common import NOTE, Deposited, Measure, decode_deposited, encode_json
 from bench.side_raw import Side as RawSide
 from eventfold.compliance.chain import GENESIS, link_message
 from eventfold.store.api import NewEvent, StreamAppend
+from eventfold.store.ids import new_event_id
 from eventfold.store.postgres.batch import Request, encode_one
 from eventfold.store.sqlite.rows import HEAD_SQL, LAST_SQL
 from eventfold.store.sqlite.writer import _INSERT as _SQLITE_INSERT
@@ -111,7 +112,7 @@ class Side:
         for i in range(n):
             t0 = time.perf_counter()
             data = encode_json(Deposited(i, NOTE))
-            event_id = uuid.uuid4()
+            event_id = new_event_id()
             con.execute("BEGIN IMMEDIATE")
             head = con.execute(HEAD_SQL).fetchone()[0]
             last = con.execute(LAST_SQL, (stream,)).fetchone()
@@ -155,7 +156,7 @@ class Side:
                 args: list[Any] = [
                     stream,
                     i,  # the exact expected version
-                    "{" + uuid.uuid4().hex + "}",
+                    "{" + new_event_id().hex + "}",
                     "{Deposited}",
                     "{1}",
                     '{"' + data.replace("\\", "\\\\").replace('"', '\\"') + '"}',
@@ -196,7 +197,7 @@ class Side:
             rows = []
             for i in range(n):
                 data = encode_json(Deposited(i, NOTE))
-                event_id = uuid.uuid4()
+                event_id = new_event_id()
                 chained = sha256(
                     link_message(chained, stream, i + 1, event_id, "Deposited", 1, data, b"{}")
                 ).digest()

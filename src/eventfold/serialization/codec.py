@@ -12,6 +12,7 @@ from eventfold.domain.events import Envelope, EventRegistry, Metadata
 from eventfold.errors import SerializationError, UnknownEventType
 from eventfold.serialization.upcasting import upcast
 from eventfold.store.api import JsonText, NewEvent, RecordedEvent
+from eventfold.store.ids import new_event_id
 
 _encoder = msgspec.json.Encoder()
 
@@ -64,7 +65,7 @@ class Codec:
             type=entry.name,
             data=data,
             metadata=meta,
-            event_id=event_id or uuid.uuid4(),
+            event_id=event_id or new_event_id(),
             schema_version=entry.version,
         )
 

@@ -12,6 +12,8 @@ from typing import Protocol, TypeAlias, runtime_checkable
 
 import msgspec
 
+from eventfold.store.ids import new_event_id
+
 JsonText: TypeAlias = bytes | str
 """Raw JSON (an object) as stored: what the codec produces and decodes."""
 
@@ -41,7 +43,7 @@ class NewEvent(msgspec.Struct, frozen=True):
     type: str
     data: bytes
     metadata: bytes = b"{}"
-    event_id: uuid.UUID = msgspec.field(default_factory=uuid.uuid4)
+    event_id: uuid.UUID = msgspec.field(default_factory=new_event_id)
     schema_version: int = 1
 
 
