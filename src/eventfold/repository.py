@@ -136,8 +136,9 @@ class Repository(Generic[C, E, S]):
     async def _fold_data(
         self, read_data: Any, stream_id: str, current: int, version: int | None, state: S
     ) -> tuple[S, int]:
-        """Fold from a store's ``read_stream_data``: pages of (version, type,
-        schema_version, data), no records built; each (type, schema version)
+        """Fold from a store's ``read_stream_data``: pages of (type,
+        schema_version, data) from a first version on (a stream's versions are
+        contiguous), no records built; each (type, schema version)
         looks up its decoder once. Anything unusual (an unknown type, an old
         shape to upcast, bad data) goes through ``Codec.decode_fields`` for the
         same result or the same error as the record-by-record path."""
@@ -145,8 +146,8 @@ class Repository(Generic[C, E, S]):
         decoders: dict[tuple[str, int], Callable[[Any], Any] | None] = {}
         last: tuple[str, int] | None = None
         fast: Callable[[Any], Any] | None = None
-        async for page in read_data(stream_id, from_version=current + 1, to_version=version):
-            for at, type_name, schema_version, data in page:
+        async for first, page in read_data(stream_id, from_version=current + 1, to_version=version):
+            for at, (type_name, schema_version, data) in enumerate(page, first):
                 if last is None or type_name != last[0] or schema_version != last[1]:
                     last = (type_name, schema_version)
                     if last not in decoders:
@@ -160,7 +161,7 @@ class Repository(Generic[C, E, S]):
                     except msgspec.DecodeError:
                         event = codec.decode_fields(stream_id, at, type_name, schema_version, data)
                 state = evolve(state, event)
-                current = at
+            current = first + len(page) - 1
         return state, current
 
     async def handle(

@@ -325,6 +325,75 @@ class StoreConformance:
             backwards = await collect(store.read_stream("long-1", backwards=True))
             assert numbers(backwards) == list(range(2499, -1, -1))
 
+    async def test_repository_load_folds_long_mixed_streams(self, open_store: Any) -> None:
+        """Repository.load (a backend's fast fold path, where it has one) gives
+        what folding ``read_stream`` gives: across pages, with several types,
+        an old shape upcast on the way, from a snapshot and up to a version;
+        and a bad payload is reported at its own version."""
+        from eventfold.domain.decider import Decider
+        from eventfold.domain.events import EventRegistry
+        from eventfold.errors import SerializationError
+        from eventfold.repository import Repository, SnapshotPolicy
+        from eventfold.serialization.codec import Codec
+
+        class Added(msgspec.Struct, frozen=True):
+            n: int
+
+        class Noted(msgspec.Struct, frozen=True):
+            text: str
+
+        class Tally(msgspec.Struct, frozen=True):
+            count: int = 0
+            total: int = 0
+            last: str = ""
+
+        registry = EventRegistry()
+        registry.add(Added, "Added", version=2)
+        registry.add(Noted, "Noted")
+        registry.add_upcaster("Added", 1, lambda old: {"n": old["value"]})
+        codec = Codec(registry)
+
+        def evolve(state: Tally, event: Any) -> Tally:
+            if isinstance(event, Added):
+                return Tally(state.count + 1, state.total + event.n, state.last)
+            return Tally(state.count + 1, state.total, event.text)
+
+        tally: Decider[Any, Any, Tally] = Decider(lambda c, s: [], evolve, Tally)
+
+        def event(i: int) -> NewEvent:
+            if i % 7 == 3:
+                return codec.encode(Noted(f"note {i}"))
+            if i % 11 == 5:  # stored in the old shape
+                return NewEvent("Added", msgspec.json.encode({"value": i}), schema_version=1)
+            return codec.encode(Added(i))
+
+        count = 6100  # more than a page of every backend's fold path
+        async with open_store() as store:
+            for start in range(0, count, 1000):
+                stop = min(start + 1000, count)
+                await store.append("tally-1", [event(i) for i in range(start, stop)])
+
+            async def folded(to: int) -> Tally:
+                records = await collect(store.read_stream("tally-1", to_version=to))
+                return tally.fold(codec.decode_event(r) for r in records)
+
+            repo = Repository(store, tally, codec)
+            loaded = await repo.load("tally-1")
+            assert (loaded.state, loaded.version) == (await folded(count), count)
+            assert (await repo.load("tally-1", version=5003)).state == await folded(5003)
+            assert (await repo.load("tally-1", version=5003)).version == 5003
+
+            snapshots = SnapshotPolicy(every=1200, state_type=Tally)
+            snapped = Repository(store, tally, codec, snapshots=snapshots)
+            await snapped.load("tally-1")  # writes a snapshot at the last version
+            await store.append("tally-1", [event(i) for i in range(count, count + 1300)])
+            loaded = await snapped.load("tally-1")
+            assert (loaded.state, loaded.version) == (await folded(count + 1300), count + 1300)
+
+            await store.append("tally-1", [NewEvent("Added", b'{"n": "x"}', schema_version=2)])
+            with pytest.raises(SerializationError, match=f"version {count + 1301}"):
+                await repo.load("tally-1")
+
     # --- reading the log --------------------------------------------------------------
 
     async def test_read_all_in_global_order_with_filters(self, open_store: Any) -> None:

@@ -91,7 +91,7 @@ class Queries:
             " ORDER BY version DESC LIMIT %s"
         )
         self.stream_data = q(
-            "SELECT version, type, schema_version, data::text FROM {events}"
+            "SELECT type, schema_version, data::text FROM {events}"
             " WHERE stream_id = %s AND version >= %s AND version <= %s"
             " ORDER BY version LIMIT %s"
         )

@@ -353,9 +353,10 @@ class PostgresStore:
 
     async def read_stream_data(
         self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
-    ) -> AsyncIterator[list[tuple[int, str, int, str]]]:
-        """Pages of ``(version, type, schema_version, data)`` of one stream,
-        ascending: only what folding a stream needs (Repository.load)."""
+    ) -> AsyncIterator[tuple[int, list[tuple[str, int, str]]]]:
+        """Pages of one stream, ascending, with only what folding it needs
+        (Repository.load): ``(first_version, [(type, schema_version, data),
+        ...])``, the rows' versions being ``first_version, first_version + 1, ...``."""
         validate_read_stream(stream_id, from_version, to_version, None)
         self._check_open()
         lo = max(from_version, 1)
@@ -365,10 +366,10 @@ class PostgresStore:
                 self._q.stream_data, [stream_id, lo, hi, PAGE], "read_stream", binary=True
             )
             if rows:
-                yield rows
+                yield lo, rows
             if len(rows) < PAGE:
                 return
-            lo = rows[-1][0] + 1
+            lo += len(rows)
 
     async def read_all(
         self,

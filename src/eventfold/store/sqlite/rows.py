@@ -34,7 +34,7 @@ _STREAM_BACKWARD = (
     "WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version DESC LIMIT ?"
 )
 _STREAM_DATA = (
-    "SELECT version, type, schema_version, CAST(data AS BLOB) FROM events "
+    "SELECT type, schema_version, CAST(data AS BLOB) FROM events "
     "WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version LIMIT ?"
 )
 _LOG = (
@@ -157,12 +157,13 @@ def stream_page(
 
 def stream_data_page(
     con: sqlite3.Connection, stream_id: str, low: int, high: int, limit: int
-) -> tuple[list[tuple[int, str, int, bytes]], bool]:
-    """``(version, type, schema_version, data)`` rows of one stream, ascending:
-    up to ``limit``, fewer once their payloads pass PAGE_BYTES. Returns
+) -> tuple[list[tuple[str, int, bytes]], bool]:
+    """``(type, schema_version, data)`` rows of one stream from version ``low``
+    up: up to ``limit``, fewer once their payloads pass PAGE_BYTES. A stream's
+    versions are contiguous, so row ``i`` is version ``low + i``. Returns
     (rows, exhausted)."""
     cursor = con.execute(_STREAM_DATA, (stream_id, low, high, limit))
-    rows: list[tuple[int, str, int, bytes]] = []
+    rows: list[tuple[str, int, bytes]] = []
     size = 0
     try:
         while len(rows) < limit:
@@ -171,7 +172,7 @@ def stream_data_page(
             rows += chunk
             if len(chunk) < want:
                 return rows, True
-            size += sum(len(row[3]) for row in chunk)
+            size += sum(len(row[2]) for row in chunk)
             if size >= PAGE_BYTES:
                 break
     finally:

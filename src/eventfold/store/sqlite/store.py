@@ -211,9 +211,10 @@ class SQLiteStore:
 
     async def read_stream_data(
         self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
-    ) -> AsyncIterator[list[tuple[int, str, int, bytes]]]:
-        """Pages of ``(version, type, schema_version, data)`` of one stream,
-        ascending: only what folding a stream needs (Repository.load)."""
+    ) -> AsyncIterator[tuple[int, list[tuple[str, int, bytes]]]]:
+        """Pages of one stream, ascending, with only what folding it needs
+        (Repository.load): ``(first_version, [(type, schema_version, data),
+        ...])``, the rows' versions being ``first_version, first_version + 1, ...``."""
         validate_read_stream(stream_id, from_version, to_version, None)
         self._check_open()
         low = max(from_version, 1)
@@ -224,10 +225,10 @@ class SQLiteStore:
                 rows.stream_data_page, stream_id, low, high, _DATA_PAGE_ROWS
             )
             if page:
-                yield page
+                yield low, page
             if exhausted or not page:
                 return
-            low = page[-1][0] + 1
+            low += len(page)
 
     async def read_all(
         self,
