@@ -30,6 +30,7 @@ from eventfold.errors import (
 from eventfold.store.api import (
     ANY,
     NO_STREAM,
+    STREAM_EXISTS,
     AppendResult,
     NewEvent,
     RecordedEvent,
@@ -149,6 +150,74 @@ async def test_a_failing_request_fails_alone_and_later_requests_see_earlier_ones
             ("twin-1", 1),
             ("twin-1", 2),
         ]
+
+
+async def test_a_group_that_all_succeeds_is_written_as_if_request_by_request(
+    tmp_path: Path,
+) -> None:
+    """One group, run in one pass without a savepoint per request: later
+    requests see earlier ones, positions follow arrival order, snapshots ride
+    along, and a conflict in the next group still fails alone."""
+    path = tmp_path / "g.db"
+    async with eventfold.connect(url_of(path)) as store:
+        assert isinstance(store, SQLiteStore)
+        raw = await _hold_write_lock(path)
+        blocker = asyncio.ensure_future(store.append("blocker-1", numbered(1)))
+        await asyncio.sleep(0.1)
+        before = store.commit_count
+        calls = [
+            store.append("c-1", numbered(2), NO_STREAM),
+            store.append("c-1", numbered(1, start=2), 2),
+            store.append_many(
+                [StreamAppend("c-2", numbered(1), NO_STREAM), StreamAppend("c-1", numbered(1), 3)]
+            ),
+            store.save_snapshot(Snapshot("c-1", "state", 4, 1, b"4")),
+            store.append("c-1", numbered(1, start=9), STREAM_EXISTS),
+        ]
+        futures = [asyncio.ensure_future(call) for call in calls]
+        await asyncio.sleep(0.05)
+        raw.execute("ROLLBACK")
+        raw.close()
+        await blocker
+        first, second, many, snapshot, last = await asyncio.gather(*futures)
+        assert store.commit_count - before == 2  # the blocker's group, then all of these
+        assert (first.version, second.version, last.version) == (2, 3, 5)
+        assert [r.version for r in many] == [1, 4]
+        assert snapshot is None
+        assert first.position < second.position < many[0].position < many[1].position
+        assert many[1].position < last.position
+        log = [(r.stream_id, r.version) for r in await collect(store.read_all())]
+        assert log == [
+            ("blocker-1", 1),
+            ("c-1", 1),
+            ("c-1", 2),
+            ("c-1", 3),
+            ("c-2", 1),
+            ("c-1", 4),
+            ("c-1", 5),
+        ]
+        assert (await store.load_snapshot("c-1", "state")) == Snapshot("c-1", "state", 4, 1, b"4")
+
+        raw = await _hold_write_lock(path)
+        blocker = asyncio.ensure_future(store.append("blocker-2", numbered(1)))
+        await asyncio.sleep(0.1)
+        futures = [
+            asyncio.ensure_future(call)
+            for call in (
+                store.append("d-1", numbered(1), NO_STREAM),
+                store.append("c-1", numbered(1), 1),  # stale: fails alone
+                store.append("d-1", numbered(1), 1),
+            )
+        ]
+        await asyncio.sleep(0.05)
+        raw.execute("ROLLBACK")
+        raw.close()
+        await blocker
+        ok, stale, ok_again = await asyncio.gather(*futures, return_exceptions=True)
+        assert isinstance(ok, AppendResult) and isinstance(ok_again, AppendResult)
+        assert (ok.version, ok_again.version) == (1, 2)
+        assert isinstance(stale, WrongExpectedVersion) and stale.actual == 5
+        assert await store.stream_version("c-1") == 5
 
 
 async def test_a_failed_commit_fails_the_whole_group_and_writes_nothing(tmp_path: Path) -> None:

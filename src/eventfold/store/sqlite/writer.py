@@ -10,7 +10,10 @@ savepoint alone and gets its typed error; the others commit. Requests run in
 arrival order and each sees the writes of those before it, exactly as if they
 ran one by one. If the COMMIT fails, every request of the group fails with a
 StoreError and nothing is written. (A group of one request needs no savepoint:
-its transaction is one.)
+its transaction is one.) The savepoints are taken only when needed: a group
+first runs under one savepoint for all its requests, and only if one of them
+fails or must undo what it wrote is that pass rolled back and the group run
+again request by request.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ from eventfold.store.sqlite.schema import store_error
 
 MAX_GROUP_REQUESTS = 1000
 MAX_GROUP_EVENTS = 20_000
+_SKIP_SHARED_GROUPS = 8
+"""After a shared pass fails, this many groups go request by request at once,
+so that a run of conflicting writers does not pay for two passes per group."""
 
 _INSERT = (
     "INSERT INTO events (position, stream_id, version, category, type, event_id, "
@@ -63,18 +69,25 @@ PRAGMAS = frozenset(
 
 class _Transaction:
     """What the requests of one group share. A request that is a group of its
-    own needs no savepoint: the transaction is one."""
+    own needs no savepoint: the transaction is one. In the first, ``shared``
+    pass over a group no request has a savepoint of its own: undoing one
+    abandons the pass (``_Redo``) and the group runs again request by request."""
 
-    __slots__ = ("alone", "con", "head", "now")
+    __slots__ = ("alone", "con", "head", "now", "shared")
 
-    def __init__(self, con: sqlite3.Connection, head: int, now: int, alone: bool) -> None:
+    def __init__(
+        self, con: sqlite3.Connection, head: int, now: int, alone: bool, shared: bool = False
+    ) -> None:
         self.con = con
         self.head = head  # highest position written so far, this group included
         self.now = now  # recorded_at of the group: UTC microseconds since the epoch
         self.alone = alone
+        self.shared = shared
 
     def undo(self) -> None:
         """Take back what the current request wrote; the transaction goes on."""
+        if self.shared:
+            raise _Redo
         if self.alone:
             self.con.execute("ROLLBACK")
             self.con.execute("BEGIN IMMEDIATE")
@@ -85,6 +98,11 @@ class _Transaction:
 
 class _Retry(Exception):
     """The optimistic path met something only the checked path can explain."""
+
+
+class _Redo(Exception):
+    """A request of a shared pass needs its own savepoint: run the group again,
+    request by request."""
 
 
 class Request:
@@ -265,6 +283,7 @@ class GroupWriter:
         self._backlog: deque[Request] = deque()
         self.commit_count = 0
         """Transactions committed: one per group, however many requests it held."""
+        self._skip_shared = 0  # groups left to run request by request
         self.running = True
         self._thread = threading.Thread(
             target=self._run, name=f"eventfold-sqlite-writer {path}", daemon=True
@@ -349,28 +368,17 @@ class GroupWriter:
             con.execute("BEGIN IMMEDIATE")
             doing = "write"
             head = con.execute(HEAD_SQL).fetchone()[0]
-            tx = _Transaction(con, head, time.time_ns() // 1000, alone)
-            for request in group:
-                if not alone:
-                    con.execute("SAVEPOINT eventfold_request")
-                try:
-                    outcome = request.apply(tx)
-                except Exception as exc:
-                    if not con.in_transaction:  # SQLite gave up the whole transaction
-                        raise
-                    if alone:
-                        con.execute("ROLLBACK")
-                    else:
-                        con.execute("ROLLBACK TO eventfold_request")
-                        con.execute("RELEASE eventfold_request")
-                        tx.head = con.execute(HEAD_SQL).fetchone()[0]
-                    if isinstance(exc, sqlite3.Error):
-                        exc = store_error(self._path, exc, "write")
-                    outcomes.append(_Failed(exc))
-                else:
-                    if not alone:
-                        con.execute("RELEASE eventfold_request")
-                    outcomes.append(outcome)
+            now = time.time_ns() // 1000
+            tx = _Transaction(con, head, now, alone)
+            outcomes = []
+            if not alone and self._skip_shared == 0:
+                outcomes = self._shared_pass(group, tx)
+                if not outcomes:  # conflicts happen here: go request by request a while
+                    self._skip_shared = _SKIP_SHARED_GROUPS
+            elif self._skip_shared:
+                self._skip_shared -= 1
+            if not outcomes:
+                outcomes = self._request_by_request(group, tx)
             if con.in_transaction:
                 doing = "commit"
                 self._commit()
@@ -385,6 +393,56 @@ class GroupWriter:
             self._deliver(group, failures, None)
             return
         self._deliver(group, outcomes, tx.head)
+
+    def _shared_pass(self, group: list[Request], tx: _Transaction) -> list[Any]:
+        """Every request of the group under one savepoint, none of their own:
+        the usual case, where every request succeeds, costs two statements per
+        group instead of two per request. If any request fails or needs to
+        undo what it wrote, the pass is rolled back, ``tx`` is left as it
+        was, and [] returned."""
+        con, head = self._con, tx.head
+        con.execute("SAVEPOINT eventfold_group")
+        tx.shared = True
+        try:
+            outcomes = [request.apply(tx) for request in group]
+        except Exception:
+            if not con.in_transaction:  # SQLite gave up the whole transaction
+                raise
+            con.execute("ROLLBACK TO eventfold_group")
+            tx.head = head
+            outcomes = []
+        finally:
+            tx.shared = False
+        con.execute("RELEASE eventfold_group")
+        return outcomes
+
+    def _request_by_request(self, group: list[Request], tx: _Transaction) -> list[Any]:
+        """Each request under its own savepoint (none for a group of one), so
+        that one failing gets its error and the others still commit."""
+        con, alone = self._con, tx.alone
+        outcomes: list[Any] = []
+        for request in group:
+            if not alone:
+                con.execute("SAVEPOINT eventfold_request")
+            try:
+                outcome = request.apply(tx)
+            except Exception as exc:
+                if not con.in_transaction:  # SQLite gave up the whole transaction
+                    raise
+                if alone:
+                    con.execute("ROLLBACK")
+                else:
+                    con.execute("ROLLBACK TO eventfold_request")
+                    con.execute("RELEASE eventfold_request")
+                    tx.head = con.execute(HEAD_SQL).fetchone()[0]
+                if isinstance(exc, sqlite3.Error):
+                    exc = store_error(self._path, exc, "write")
+                outcomes.append(_Failed(exc))
+            else:
+                if not alone:
+                    con.execute("RELEASE eventfold_request")
+                outcomes.append(outcome)
+        return outcomes
 
     def _group_error(self, exc: Exception, doing: str) -> BaseException:
         if isinstance(exc, sqlite3.Error):
