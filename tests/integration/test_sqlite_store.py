@@ -9,6 +9,7 @@ import os
 import sqlite3
 import time
 import uuid
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,25 @@ async def _hold_write_lock(path: Path) -> sqlite3.Connection:
     return raw
 
 
+async def _one_group(
+    store: SQLiteStore, path: Path, blocker: str, calls: list[Coroutine[Any, Any, Any]]
+) -> list[Any]:
+    """Outcomes of ``calls`` run as ONE group: the writer is parked on a held
+    write lock (appending ``blocker``) while they queue up behind it."""
+    raw = await _hold_write_lock(path)
+    parked = asyncio.ensure_future(store.append(blocker, numbered(1)))
+    await asyncio.sleep(0.1)
+    before = store.commit_count
+    futures = [asyncio.ensure_future(call) for call in calls]
+    await asyncio.sleep(0.05)
+    raw.execute("ROLLBACK")
+    raw.close()
+    await parked
+    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    assert store.commit_count - before == 2  # the blocker's group, then all of these
+    return outcomes
+
+
 async def test_a_failing_request_fails_alone_and_later_requests_see_earlier_ones(
     tmp_path: Path,
 ) -> None:
@@ -95,11 +115,6 @@ async def test_a_failing_request_fails_alone_and_later_requests_see_earlier_ones
         stored = new_event(n=7)
         original = await store.append("dup-1", [stored])
         twins = numbered(2)
-        # Park the writer on a held lock, so everything below queues into ONE group.
-        raw = await _hold_write_lock(path)
-        blocker = asyncio.ensure_future(store.append("blocker-1", numbered(1)))
-        await asyncio.sleep(0.1)
-        before = store.commit_count
         calls = [
             store.append("a-1", numbered(1), NO_STREAM),
             store.append("a-1", numbered(1, start=1), 1),  # sees the request before it
@@ -114,13 +129,7 @@ async def test_a_failing_request_fails_alone_and_later_requests_see_earlier_ones
             store.append("twin-1", twins, ANY),
             store.append("twin-1", twins, ANY),  # a retry of the request before it
         ]
-        futures = [asyncio.ensure_future(call) for call in calls]
-        await asyncio.sleep(0.05)
-        raw.execute("ROLLBACK")
-        raw.close()
-        await blocker
-        outcomes = await asyncio.gather(*futures, return_exceptions=True)
-        assert store.commit_count - before == 2  # the blocker's group, then all of these
+        outcomes = await _one_group(store, path, "blocker-1", calls)
 
         ok_a1, ok_a2, late_a, wrong_seed, dup, many, ok_b, replay, twin, twin_again = outcomes
         assert isinstance(ok_a1, AppendResult) and ok_a1.version == 1
@@ -161,10 +170,6 @@ async def test_a_group_that_all_succeeds_is_written_as_if_request_by_request(
     path = tmp_path / "g.db"
     async with eventfold.connect(url_of(path)) as store:
         assert isinstance(store, SQLiteStore)
-        raw = await _hold_write_lock(path)
-        blocker = asyncio.ensure_future(store.append("blocker-1", numbered(1)))
-        await asyncio.sleep(0.1)
-        before = store.commit_count
         calls = [
             store.append("c-1", numbered(2), NO_STREAM),
             store.append("c-1", numbered(1, start=2), 2),
@@ -174,13 +179,7 @@ async def test_a_group_that_all_succeeds_is_written_as_if_request_by_request(
             store.save_snapshot(Snapshot("c-1", "state", 4, 1, b"4")),
             store.append("c-1", numbered(1, start=9), STREAM_EXISTS),
         ]
-        futures = [asyncio.ensure_future(call) for call in calls]
-        await asyncio.sleep(0.05)
-        raw.execute("ROLLBACK")
-        raw.close()
-        await blocker
-        first, second, many, snapshot, last = await asyncio.gather(*futures)
-        assert store.commit_count - before == 2  # the blocker's group, then all of these
+        first, second, many, snapshot, last = await _one_group(store, path, "blocker-1", calls)
         assert (first.version, second.version, last.version) == (2, 3, 5)
         assert [r.version for r in many] == [1, 4]
         assert snapshot is None
@@ -198,22 +197,12 @@ async def test_a_group_that_all_succeeds_is_written_as_if_request_by_request(
         ]
         assert (await store.load_snapshot("c-1", "state")) == Snapshot("c-1", "state", 4, 1, b"4")
 
-        raw = await _hold_write_lock(path)
-        blocker = asyncio.ensure_future(store.append("blocker-2", numbered(1)))
-        await asyncio.sleep(0.1)
-        futures = [
-            asyncio.ensure_future(call)
-            for call in (
-                store.append("d-1", numbered(1), NO_STREAM),
-                store.append("c-1", numbered(1), 1),  # stale: fails alone
-                store.append("d-1", numbered(1), 1),
-            )
+        calls = [
+            store.append("d-1", numbered(1), NO_STREAM),
+            store.append("c-1", numbered(1), 1),  # stale: fails alone
+            store.append("d-1", numbered(1), 1),
         ]
-        await asyncio.sleep(0.05)
-        raw.execute("ROLLBACK")
-        raw.close()
-        await blocker
-        ok, stale, ok_again = await asyncio.gather(*futures, return_exceptions=True)
+        ok, stale, ok_again = await _one_group(store, path, "blocker-2", calls)
         assert isinstance(ok, AppendResult) and isinstance(ok_again, AppendResult)
         assert (ok.version, ok_again.version) == (1, 2)
         assert isinstance(stale, WrongExpectedVersion) and stale.actual == 5
