@@ -4,16 +4,16 @@ request together.
 Callers on the event loop queue requests. The writer takes everything waiting
 (up to a bound): all that arrived while it was committing the previous group,
 or while the event loop was busy submitting them. It runs them in ONE
-transaction with a SAVEPOINT per request, COMMITs once, and only then settles
-each caller's future. A request that fails its checks is rolled back to its
-savepoint alone and gets its typed error; the others commit. Requests run in
-arrival order and each sees the writes of those before it, exactly as if they
-ran one by one. If the COMMIT fails, every request of the group fails with a
-StoreError and nothing is written. (A group of one request needs no savepoint:
-its transaction is one.) The savepoints are taken only when needed: a group
-first runs under one savepoint for all its requests, and only if one of them
-fails or must undo what it wrote is that pass rolled back and the group run
-again request by request.
+transaction, COMMITs once, and only then settles each caller's future.
+Requests run in arrival order and each sees the writes of those before it,
+exactly as if they ran one by one. A request that fails its checks is rolled
+back alone and gets its typed error; the others commit. If the COMMIT fails,
+every request of the group fails with a StoreError and nothing is written.
+
+Savepoints are taken only when needed: a group first runs under one savepoint
+for all its requests. Only if one of them fails, or must undo what it wrote,
+is that pass rolled back and the group run again with a SAVEPOINT per request.
+(A group of one request needs no savepoint: its transaction is one.)
 """
 
 from __future__ import annotations
