@@ -37,6 +37,8 @@ MAX_TYPE_NAME = 200
 _FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
 _TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
 _json_object = msgspec.json.Decoder(dict[str, Any])
+# Bytes that are not UTF-8 inside a string or key surface as UnicodeDecodeError.
+_NOT_JSON = (msgspec.DecodeError, UnicodeDecodeError)
 
 
 def validate_stream_id(stream_id: object) -> str:
@@ -102,7 +104,7 @@ def _check_json_object(raw: object, what: str, event_type: str) -> None:
         return
     try:
         _json_object.decode(raw)
-    except msgspec.DecodeError as exc:
+    except _NOT_JSON as exc:
         raise InvalidArgument(
             f"{event_type}: {what} is not a JSON object: {exc}", argument=what
         ) from None
@@ -175,7 +177,7 @@ def validate_appends(appends: Iterable[object]) -> list[StreamAppend]:
                     decode(event.data)
                     if event.metadata != b"{}":
                         decode(event.metadata)
-                except msgspec.DecodeError:
+                except _NOT_JSON:
                     validate_new_event(event)
             ids.add(event.event_id)
         count += len(events)

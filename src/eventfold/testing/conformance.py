@@ -468,6 +468,11 @@ class StoreConformance:
             NewEvent(type="T", data=b"[1, 2]"),
             NewEvent(type="T", data=b'{"a": 1'),
             NewEvent(type="T", data=b"{}", metadata=b"nope"),
+            NewEvent(type="T", data=b'{"a": "\xc3("}'),  # not UTF-8 inside a string
+            NewEvent(type="T", data=b'{"\xff": 1}'),  # ... inside a key
+            NewEvent(type="T", data=b'{"a": "\xed\xa0\x80"}'),  # an encoded surrogate
+            NewEvent(type="T", data=b"{}", metadata=b'{"actor": "\xc0\xaf"}'),  # overlong
+            NewEvent(type="T", data=b'{"a": 1e999}'),
             NewEvent(type="", data=b"{}"),
             NewEvent(type="bad type", data=b"{}"),
             NewEvent(type="Robert'); DROP TABLE events;--", data=b"{}"),
