@@ -16,7 +16,7 @@ from eventfold.domain.events import Metadata
 from eventfold.errors import InvalidArgument, SerializationError, WrongExpectedVersion
 from eventfold.serialization.codec import Codec
 from eventfold.store.api import EventStore, ExpectedVersion, Snapshot
-from eventfold.store.checks import validate_expected, validate_stream_id
+from eventfold.store.checks import NOT_JSON, validate_expected, validate_stream_id
 
 C = TypeVar("C")
 E = TypeVar("E")
@@ -158,7 +158,7 @@ class Repository(Generic[C, E, S]):
                 else:
                     try:
                         event = fast(data)
-                    except msgspec.DecodeError:
+                    except NOT_JSON:
                         event = codec.decode_fields(stream_id, at, type_name, schema_version, data)
                 state = evolve(state, event)
             current = first + len(page) - 1
@@ -219,7 +219,7 @@ class Repository(Generic[C, E, S]):
             return None
         try:
             return decoder.decode(snap.state), snap.version
-        except msgspec.DecodeError:
+        except NOT_JSON:
             # A snapshot that no longer fits the state type is only a cache miss.
             return None
 

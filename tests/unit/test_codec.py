@@ -235,6 +235,21 @@ def test_stored_payload_that_does_not_fit_is_a_serialization_error() -> None:
         assert "'o-1' version 1" in str(info.value)
 
 
+def test_stored_bytes_that_are_not_utf8_are_a_serialization_error() -> None:
+    def record(data: bytes, metadata: bytes = b"{}", schema_version: int = 1) -> RecordedEvent:
+        now = dt.datetime.now(dt.UTC)
+        return RecordedEvent(
+            "o-1", 1, 1, uuid.uuid4(), "OrderShipped", schema_version, data, metadata, now
+        )
+
+    bad = b'{"order_id": "\xc3("}'
+    for decode in (codec.decode_event, codec.decode):
+        with pytest.raises(SerializationError):
+            decode(record(bad))
+    with pytest.raises(SerializationError):
+        codec.decode(record(b'{"order_id": "o-1"}', metadata=b'{"actor": "\xff"}'))
+
+
 def test_registration_rules() -> None:
     reg = EventRegistry()
     reg.add(Line, "LineAdded")

@@ -207,6 +207,7 @@ async def test_poison_is_parked_with_its_reason_and_the_rest_flows(tmp_path: Pat
             [
                 Message("test.x.Junk", b"not json at all"),
                 Message("test.x.Junk", b'{"stream_id": "x-1"}'),
+                Message("test.x.Junk", b'{"stream_id": "\xc3("}'),  # not UTF-8
             ],
         )
         # Another event at a stream version the mirror has, and an event that
@@ -229,12 +230,12 @@ async def test_poison_is_parked_with_its_reason_and_the_rest_flows(tmp_path: Pat
         assert await mirror_log(mirror) == await log_of(store)
         parked = await mirror.parked()
         reasons = sorted(p.reason.split(":")[0] for p in parked)
-        assert len(parked) == 4 and sink.parked == 4
-        assert reasons.count("not an event") == 2
+        assert len(parked) == 5 and sink.parked == 5
+        assert reasons.count("not an event") == 3
         assert "out of order" in reasons
         assert any(f"{forged.stream_id!r} version {forged.version}" in r for r in reasons)
         state = await mirror.source(TOPOLOGY.events_stream)
-        assert state is not None and state.parked == 4 and state.pending == 0
+        assert state is not None and state.parked == 5 and state.pending == 0
 
 
 async def test_a_new_in_process_bus_continues_where_the_mirror_is(tmp_path: Path) -> None:

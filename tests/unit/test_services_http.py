@@ -120,6 +120,12 @@ async def test_bad_requests_get_clear_4xx_and_write_nothing(tmp_path: Path) -> N
             ("/commands/PlaceOrder", b"\xff\xfe", 400, "BadRequest"),
             (
                 "/commands/PlaceOrder",
+                b'{"order_id": "\xc3(", "customer_id": "a"}',
+                400,
+                "BadRequest",
+            ),
+            (
+                "/commands/PlaceOrder",
                 b'{"order_id": 7, "customer_id": "a"}',
                 422,
                 "ValidationError",

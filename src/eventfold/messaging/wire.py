@@ -18,7 +18,7 @@ from eventfold.messaging.api import MSG_ID, Message
 from eventfold.messaging.errors import PoisonMessage
 from eventfold.messaging.topology import Topology
 from eventfold.store.api import RecordedEvent
-from eventfold.store.checks import validate_stream_id
+from eventfold.store.checks import NOT_JSON, validate_stream_id
 
 POSITION = "Eventfold-Position"
 
@@ -77,7 +77,7 @@ def decode_event(data: bytes, headers: dict[str, str] | None = None) -> Recorded
     with its ``Nats-Msg-Id`` …)."""
     try:
         wire = _decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except NOT_JSON as exc:
         raise PoisonMessage(f"not an event: {exc}") from None
     try:
         validate_stream_id(wire.stream_id)

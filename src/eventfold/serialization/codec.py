@@ -12,6 +12,7 @@ from eventfold.domain.events import Envelope, EventRegistry, Metadata
 from eventfold.errors import SerializationError, UnknownEventType
 from eventfold.serialization.upcasting import upcast
 from eventfold.store.api import JsonText, NewEvent, RecordedEvent
+from eventfold.store.checks import NOT_JSON
 from eventfold.store.ids import new_event_id
 
 _encoder = msgspec.json.Encoder()
@@ -85,7 +86,7 @@ class Codec:
         if schema_version == entry.version:
             try:
                 return entry.decoder.decode(data)
-            except msgspec.DecodeError as exc:
+            except NOT_JSON as exc:
                 raise SerializationError(
                     f"{type_name} at {stream_id!r} version {version}: {exc}",
                     event_type=type_name,
@@ -122,7 +123,7 @@ class Codec:
         elif record.schema_version == entry.version and self._plain:
             try:
                 event = entry.decoder.decode(record.data)
-            except msgspec.DecodeError:
+            except NOT_JSON:
                 event = self.decode_event(record)  # raises the typed error
         else:
             event = self.decode_event(record)
@@ -147,7 +148,7 @@ def decode_metadata(record: RecordedEvent) -> Metadata:
     try:
         # Unknown keys written by other tools are kept under ``extra``.
         data = msgspec.json.decode(raw, type=dict[str, Any])
-    except msgspec.DecodeError as exc:
+    except NOT_JSON as exc:
         raise SerializationError(
             f"metadata of {record.type}: {exc}", event_type=record.type
         ) from None

@@ -9,6 +9,7 @@ import msgspec
 from eventfold.domain.events import EventRegistry, EventType
 from eventfold.errors import SerializationError
 from eventfold.store.api import JsonText
+from eventfold.store.checks import NOT_JSON
 
 
 def upcast(registry: EventRegistry, entry: EventType, stored_version: int, raw: JsonText) -> Any:
@@ -22,7 +23,7 @@ def upcast(registry: EventRegistry, entry: EventType, stored_version: int, raw: 
         )
     try:
         data: dict[str, Any] = msgspec.json.decode(raw, type=dict[str, Any])
-    except msgspec.DecodeError as exc:
+    except NOT_JSON as exc:
         raise SerializationError(
             f"{entry.name}: stored payload is not JSON: {exc}", event_type=entry.name
         ) from None

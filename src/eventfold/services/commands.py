@@ -40,7 +40,7 @@ from eventfold.serialization.codec import Codec
 from eventfold.services.outcomes import OutcomeStore
 from eventfold.services.records import CommandError, CommandOutcome, Status, StoredOutcome
 from eventfold.store.api import EventStore
-from eventfold.store.checks import validate_expected, validate_stream_id
+from eventfold.store.checks import NOT_JSON, validate_expected, validate_stream_id
 
 C = TypeVar("C")
 
@@ -112,7 +112,7 @@ class CommandRoute(Generic[C]):
             return self.decoder.decode(body)
         except msgspec.ValidationError as exc:
             raise InvalidCommand(self.name, str(exc)) from None
-        except msgspec.DecodeError as exc:
+        except NOT_JSON as exc:
             raise InvalidCommand(self.name, f"malformed JSON: {exc}", malformed=True) from None
 
     def schema(self) -> dict[str, Any]:

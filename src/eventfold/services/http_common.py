@@ -159,10 +159,20 @@ def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Er
     return Response(body, status_code=status, headers=exc.headers)
 
 
+def _on_undecodable(
+    request: Request[Any, Any, Any], exc: UnicodeDecodeError
+) -> Response[ErrorBody]:
+    # Litestar's JSON decoding lets bytes that are not UTF-8 inside a string
+    # or key through as UnicodeDecodeError: the body is malformed.
+    body = ErrorBody(400, "BadRequest", f"the body is not UTF-8 JSON: {exc}")
+    return Response(body, status_code=400)
+
+
 def exception_handlers() -> ExceptionHandlersMap:
     handlers: ExceptionHandlersMap = {
         ValidationException: _on_validation,
         HTTPException: _on_http,
+        UnicodeDecodeError: _on_undecodable,
         EventfoldError: _on_error,
         sqlite3.OperationalError: _on_error,
     }

@@ -37,6 +37,7 @@ from eventfold.services.commands import (
     now_text,
 )
 from eventfold.services.records import CommandError, CommandOutcome, StoredOutcome
+from eventfold.store.checks import NOT_JSON
 
 log = logging.getLogger("eventfold.services")
 
@@ -228,7 +229,7 @@ class CommandWorkers:
         """Handle one queued command and acknowledge it once its outcome is recorded."""
         try:
             queued = _decoder.decode(delivery.data)
-        except msgspec.DecodeError as exc:
+        except NOT_JSON as exc:
             log.error("queue message #%d is not a command (%s): dropped", delivery.seq, exc)
             await delivery.term()
             return

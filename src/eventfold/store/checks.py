@@ -37,8 +37,9 @@ MAX_TYPE_NAME = 200
 _FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
 _TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
 _json_object = msgspec.json.Decoder(dict[str, Any])
-# Bytes that are not UTF-8 inside a string or key surface as UnicodeDecodeError.
-_NOT_JSON = (msgspec.DecodeError, UnicodeDecodeError)
+NOT_JSON = (msgspec.DecodeError, UnicodeDecodeError)
+"""What decoding bytes that are not JSON raises: msgspec reports bytes that
+are not UTF-8 inside a string or key as UnicodeDecodeError, not DecodeError."""
 
 
 def validate_stream_id(stream_id: object) -> str:
@@ -104,7 +105,7 @@ def _check_json_object(raw: object, what: str, event_type: str) -> None:
         return
     try:
         _json_object.decode(raw)
-    except _NOT_JSON as exc:
+    except NOT_JSON as exc:
         raise InvalidArgument(
             f"{event_type}: {what} is not a JSON object: {exc}", argument=what
         ) from None
@@ -177,7 +178,7 @@ def validate_appends(appends: Iterable[object]) -> list[StreamAppend]:
                     decode(event.data)
                     if event.metadata != b"{}":
                         decode(event.metadata)
-                except _NOT_JSON:
+                except NOT_JSON:
                     validate_new_event(event)
             ids.add(event.event_id)
         count += len(events)
@@ -254,7 +255,7 @@ def same_json(a: JsonText, b: JsonText) -> bool:
         return True
     try:
         return bool(_exact_numbers.decode(a) == _exact_numbers.decode(b))
-    except msgspec.DecodeError:
+    except NOT_JSON:
         return False
 
 
