@@ -142,6 +142,14 @@ def test_verify_clean_then_tampered(store_url: str, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "member-1" in result.output and "altered" in result.output
     assert "member-2" in result.output and "truncated" in result.output
+    for content in (b"not json", b'{"heads": 1}', b'{"a": "\xff"}'):
+        heads.write_bytes(content)
+        bad = runner.invoke(app, ["verify", "--store", store_url, "--checkpoint", str(heads)])
+        assert bad.exit_code == 1 and "ConfigurationError" in bad.output, bad.output
+    missing = runner.invoke(
+        app, ["verify", "--store", store_url, "--checkpoint", str(tmp_path / "none.json")]
+    )
+    assert missing.exit_code == 1 and "cannot read the checkpoint" in missing.output
 
 
 def test_export_and_forget(store_url: str, tmp_path: Path) -> None:

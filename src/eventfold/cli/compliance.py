@@ -17,8 +17,18 @@ from eventfold.cli.stores import MasterKeyOption, RegistryOption, StoreOption, k
 from eventfold.compliance.chain import ChainReader, Heads, take_heads, verify
 from eventfold.compliance.export import export_jsonl
 from eventfold.errors import ConfigurationError
+from eventfold.store.checks import NOT_JSON
 
 app = typer.Typer()
+
+
+def _read_checkpoint(path: Path) -> Heads:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=Heads)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the checkpoint {path}: {exc.strerror}") from None
+    except NOT_JSON as exc:  # a ValidationError is a DecodeError too
+        raise ConfigurationError(f"{path} is not a checkpoint of chain heads: {exc}") from None
 
 
 def _secret(env: str | None) -> bytes | None:
@@ -48,11 +58,9 @@ def verify_command(
     removed, inserted or reordered (and, against a checkpoint, each stream
     truncated or rewritten)."""
     key = _secret(key_env)
-    heads = None
-    if checkpoint is not None:
-        heads = msgspec.json.decode(checkpoint.read_bytes(), type=Heads)
 
     async def main() -> bool:
+        heads = None if checkpoint is None else _read_checkpoint(checkpoint)
         async with open_store(store) as opened:
             if not isinstance(opened, ChainReader):
                 raise ConfigurationError(f"{store}: this store keeps no hash chain")
