@@ -111,8 +111,8 @@ class Codec:
     ) -> Envelope[Any]:
         """The event with its envelope. With ``unknown="raw"`` an unregistered
         type gives a ``RawEvent`` instead of raising ``UnknownEventType``."""
-        # The common case inline (a registered type in its current shape, no
-        # metadata): reading the log spends most of its Python time here.
+        # The common case inline (a registered type in its current shape):
+        # reading the log spends most of its Python time here.
         entry = self.registry.of_name(record.type)
         if entry is None:
             if unknown != "raw":
@@ -127,7 +127,6 @@ class Codec:
                 event = self.decode_event(record)  # raises the typed error
         else:
             event = self.decode_event(record)
-        raw_metadata = record.metadata
         return Envelope(
             event,
             record.stream_id,
@@ -136,7 +135,7 @@ class Codec:
             record.event_id,
             record.type,
             record.schema_version,
-            _EMPTY_METADATA if raw_metadata in _NO_METADATA else decode_metadata(record),
+            decode_metadata(record),
             record.recorded_at,
         )
 

@@ -75,14 +75,12 @@ class _Transaction:
 
     __slots__ = ("alone", "con", "head", "now", "shared")
 
-    def __init__(
-        self, con: sqlite3.Connection, head: int, now: int, alone: bool, shared: bool = False
-    ) -> None:
+    def __init__(self, con: sqlite3.Connection, head: int, now: int, alone: bool) -> None:
         self.con = con
         self.head = head  # highest position written so far, this group included
         self.now = now  # recorded_at of the group: UTC microseconds since the epoch
         self.alone = alone
-        self.shared = shared
+        self.shared = False
 
     def undo(self) -> None:
         """Take back what the current request wrote; the transaction goes on."""
@@ -361,7 +359,6 @@ class GroupWriter:
 
     def _write(self, group: list[Request]) -> None:
         con = self._con
-        outcomes: list[Any] = []
         alone = len(group) == 1
         doing = "begin a write transaction"
         try:
@@ -370,14 +367,14 @@ class GroupWriter:
             head = con.execute(HEAD_SQL).fetchone()[0]
             now = time.time_ns() // 1000
             tx = _Transaction(con, head, now, alone)
-            outcomes = []
+            outcomes = None
             if not alone and self._skip_shared == 0:
                 outcomes = self._shared_pass(group, tx)
-                if not outcomes:  # conflicts happen here: go request by request a while
+                if outcomes is None:  # conflicts happen here: go request by request a while
                     self._skip_shared = _SKIP_SHARED_GROUPS
             elif self._skip_shared:
                 self._skip_shared -= 1
-            if not outcomes:
+            if outcomes is None:
                 outcomes = self._request_by_request(group, tx)
             if con.in_transaction:
                 doing = "commit"
@@ -394,12 +391,12 @@ class GroupWriter:
             return
         self._deliver(group, outcomes, tx.head)
 
-    def _shared_pass(self, group: list[Request], tx: _Transaction) -> list[Any]:
+    def _shared_pass(self, group: list[Request], tx: _Transaction) -> list[Any] | None:
         """Every request of the group under one savepoint, none of their own:
         the usual case, where every request succeeds, costs two statements per
         group instead of two per request. If any request fails or needs to
         undo what it wrote, the pass is rolled back, ``tx`` is left as it
-        was, and [] returned."""
+        was, and None returned."""
         con, head = self._con, tx.head
         con.execute("SAVEPOINT eventfold_group")
         tx.shared = True
@@ -410,7 +407,7 @@ class GroupWriter:
                 raise
             con.execute("ROLLBACK TO eventfold_group")
             tx.head = head
-            outcomes = []
+            outcomes = None
         finally:
             tx.shared = False
         con.execute("RELEASE eventfold_group")
