@@ -24,13 +24,13 @@ from eventfold.store.api import (
     StreamAppend,
 )
 from eventfold.store.checks import check_expected
+from eventfold.store.paging import INT64_MAX
 from eventfold.store.postgres.schema import MAX_EVENTS_PER_TRANSACTION
 
 Outcome: TypeAlias = list[AppendResult] | BaseException
 """What one request ends with: its results (one per stream) or its error."""
 
 INT32_MAX = 2**31 - 1
-INT64_MAX = 2**63 - 1
 _EXPECTED_CODES = {ANY: -1, NO_STREAM: -2, STREAM_EXISTS: -3}
 
 

@@ -45,11 +45,11 @@ from eventfold.store.checks import (
     validate_snapshot,
     validate_stream_id,
 )
+from eventfold.store.paging import INT64_MAX, data_pages, log_pages, stream_pages
 from eventfold.store.postgres import inspect
 from eventfold.store.postgres import options as _options
 from eventfold.store.postgres.batch import (
     INT32_MAX,
-    INT64_MAX,
     Outcome,
     Request,
     as_stored,
@@ -333,23 +333,23 @@ class PostgresStore:
     ) -> AsyncIterator[RecordedEvent]:
         validate_read_stream(stream_id, from_version, to_version, limit)
         self._check_open()
-        lo = max(from_version, 1)
-        hi = INT64_MAX if to_version is None else min(to_version, INT64_MAX)
-        remaining = limit
         query = self._q.stream_backward if backwards else self._q.stream_forward
-        while lo <= hi and (remaining is None or remaining > 0):
-            n = PAGE if remaining is None else min(PAGE, remaining)
-            page = await self._fetch_records(query, [stream_id, lo, hi, n], "read_stream")
+
+        async def fetch(low: int, high: int, want: int) -> tuple[list[RecordedEvent], bool]:
+            page = await self._fetch_records(query, [stream_id, low, high, want], "read_stream")
+            return page, len(page) < want
+
+        pages = stream_pages(
+            fetch,
+            from_version=from_version,
+            to_version=to_version,
+            backwards=backwards,
+            limit=limit,
+            page_rows=PAGE,
+        )
+        async for page in pages:
             for record in page:
                 yield record
-            if len(page) < n:
-                return
-            if remaining is not None:
-                remaining -= len(page)
-            if backwards:
-                hi = page[-1].version - 1
-            else:
-                lo = page[-1].version + 1
 
     async def read_stream_data(
         self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
@@ -359,17 +359,14 @@ class PostgresStore:
         ...])``, the rows' versions being ``first_version, first_version + 1, ...``."""
         validate_read_stream(stream_id, from_version, to_version, None)
         self._check_open()
-        lo = max(from_version, 1)
-        hi = INT64_MAX if to_version is None else min(to_version, INT64_MAX)
-        while lo <= hi:
-            rows = await self._fetch(
-                self._q.stream_data, [stream_id, lo, hi, PAGE], "read_stream", binary=True
-            )
-            if rows:
-                yield lo, rows
-            if len(rows) < PAGE:
-                return
-            lo += len(rows)
+
+        async def fetch(low: int, high: int) -> tuple[list[Any], bool]:
+            params = [stream_id, low, high, PAGE]
+            rows = await self._fetch(self._q.stream_data, params, "read_stream", binary=True)
+            return rows, len(rows) < PAGE
+
+        async for page in data_pages(fetch, from_version=from_version, to_version=to_version):
+            yield page
 
     async def read_all(
         self,
@@ -385,24 +382,21 @@ class PostgresStore:
             return
         await self._see_own_writes()
         query = self._q.log(categories is not None, types is not None)
-        position = min(from_position, INT64_MAX)
-        remaining = limit
         filters: list[Any] = []
         if categories is not None:
             filters.append(list(categories))
         if types is not None:
             filters.append(list(types))
-        while remaining is None or remaining > 0:
-            n = PAGE if remaining is None else min(PAGE, remaining)
-            params = [position, self._offset, *filters, n]
+
+        async def fetch(position: int, want: int) -> tuple[list[RecordedEvent], bool]:
+            params = [position, self._offset, *filters, want]
             page = await self._fetch_records(query, params, "read_all")
+            return page, len(page) < want
+
+        pages = log_pages(fetch, from_position=from_position, limit=limit, page_rows=PAGE)
+        async for page in pages:
             for record in page:
                 yield record
-            if len(page) < n:
-                return
-            if remaining is not None:
-                remaining -= len(page)
-            position = page[-1].position + 1
 
     async def stream_version(self, stream_id: str) -> int:
         validate_stream_id(stream_id)

@@ -28,6 +28,7 @@ from eventfold.store.checks import (
     validate_read_stream,
     validate_snapshot,
 )
+from eventfold.store.paging import data_pages, log_pages, stream_pages
 from eventfold.store.sqlite import inspect, rows
 from eventfold.store.sqlite.options import SQLiteOptions, parse_sqlite_url
 from eventfold.store.sqlite.readers import ReadPool
@@ -41,7 +42,6 @@ from eventfold.store.sqlite.writer import (
     SnapshotRequest,
 )
 
-_MAX_INT = (1 << 63) - 1
 _DATA_PAGE_ROWS = 5000  # narrow rows: fewer, larger pages for read_stream_data
 POLL_INTERVAL = 0.05
 """How often ``wait_for_events`` looks for appends made by other processes."""
@@ -189,25 +189,22 @@ class SQLiteStore:
     ) -> AsyncIterator[RecordedEvent]:
         validate_read_stream(stream_id, from_version, to_version, limit)
         self._check_open()
-        low = max(from_version, 1)
-        high = _MAX_INT if to_version is None else min(to_version, _MAX_INT)
-        remaining = limit
-        while low <= high and (remaining is None or remaining > 0):
-            want = rows.PAGE_ROWS if remaining is None else min(rows.PAGE_ROWS, remaining)
+
+        async def fetch(low: int, high: int, want: int) -> tuple[list[RecordedEvent], bool]:
             self._check_open()
-            page, exhausted = await self._readers.run(
-                rows.stream_page, stream_id, low, high, backwards, want
-            )
+            return await self._readers.run(rows.stream_page, stream_id, low, high, backwards, want)
+
+        pages = stream_pages(
+            fetch,
+            from_version=from_version,
+            to_version=to_version,
+            backwards=backwards,
+            limit=limit,
+            page_rows=rows.PAGE_ROWS,
+        )
+        async for page in pages:
             for record in page:
                 yield record
-            if exhausted or not page:
-                return
-            if remaining is not None:
-                remaining -= len(page)
-            if backwards:
-                high = page[-1].version - 1
-            else:
-                low = page[-1].version + 1
 
     async def read_stream_data(
         self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
@@ -217,18 +214,15 @@ class SQLiteStore:
         ...])``, the rows' versions being ``first_version, first_version + 1, ...``."""
         validate_read_stream(stream_id, from_version, to_version, None)
         self._check_open()
-        low = max(from_version, 1)
-        high = _MAX_INT if to_version is None else min(to_version, _MAX_INT)
-        while low <= high:
+
+        async def fetch(low: int, high: int) -> tuple[list[tuple[str, int, bytes]], bool]:
             self._check_open()
-            page, exhausted = await self._readers.run(
+            return await self._readers.run(
                 rows.stream_data_page, stream_id, low, high, _DATA_PAGE_ROWS
             )
-            if page:
-                yield low, page
-            if exhausted or not page:
-                return
-            low += len(page)
+
+        async for page in data_pages(fetch, from_version=from_version, to_version=to_version):
+            yield page
 
     async def read_all(
         self,
@@ -245,21 +239,15 @@ class SQLiteStore:
         if wanted == () or kinds == []:
             return
         kinds_json = None if kinds is None else msgspec.json.encode(kinds).decode()
-        position = from_position
-        remaining = limit
-        while position <= _MAX_INT and (remaining is None or remaining > 0):
-            want = rows.PAGE_ROWS if remaining is None else min(rows.PAGE_ROWS, remaining)
+
+        async def fetch(position: int, want: int) -> tuple[list[RecordedEvent], bool]:
             self._check_open()
-            page, exhausted = await self._readers.run(
-                rows.log_page, position, wanted, kinds_json, want
-            )
+            return await self._readers.run(rows.log_page, position, wanted, kinds_json, want)
+
+        pages = log_pages(fetch, from_position=from_position, limit=limit, page_rows=rows.PAGE_ROWS)
+        async for page in pages:
             for record in page:
                 yield record
-            if exhausted or not page:
-                return
-            if remaining is not None:
-                remaining -= len(page)
-            position = page[-1].position + 1
 
     async def stream_version(self, stream_id: str) -> int:
         validate_read_stream(stream_id, 1, None, None)
