@@ -17,14 +17,19 @@ import msgspec
 import pytest
 
 from eventfold.compliance.chain import verify
+from eventfold.domain.decider import Decider
+from eventfold.domain.events import EventRegistry
 from eventfold.errors import (
     DuplicateEventId,
     EventfoldError,
     InvalidArgument,
     InvalidStreamId,
+    SerializationError,
     StoreClosed,
     WrongExpectedVersion,
 )
+from eventfold.repository import Repository, SnapshotPolicy
+from eventfold.serialization.codec import Codec
 from eventfold.store.api import (
     ANY,
     NO_STREAM,
@@ -330,11 +335,6 @@ class StoreConformance:
         what folding ``read_stream`` gives: across pages, with several types,
         an old shape upcast on the way, from a snapshot and up to a version;
         and a bad payload is reported at its own version."""
-        from eventfold.domain.decider import Decider
-        from eventfold.domain.events import EventRegistry
-        from eventfold.errors import SerializationError
-        from eventfold.repository import Repository, SnapshotPolicy
-        from eventfold.serialization.codec import Codec
 
         class Added(msgspec.Struct, frozen=True):
             n: int
