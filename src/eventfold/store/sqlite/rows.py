@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from eventfold.compliance.chain import ChainLink
 from eventfold.store.api import RecordedEvent, Snapshot
+
+T = TypeVar("T")
 
 PAGE_ROWS = 1000
 """Rows per query when paging through a stream or the log."""
@@ -123,29 +125,48 @@ def decode(rows: Sequence[Any]) -> list[RecordedEvent]:
     )
 
 
-def _fetch(
-    con: sqlite3.Connection, sql: str, params: Sequence[Any], limit: int
-) -> tuple[list[RecordedEvent], bool]:
-    """Up to ``limit`` rows, fewer once their payloads pass PAGE_BYTES. Returns
-    (records, exhausted): exhausted means the query ran out of rows. Rows are
-    turned into records a chunk at a time, so that the row tuples (which the
-    garbage collector tracks; records are not tracked) die young."""
+def _page(
+    con: sqlite3.Connection,
+    sql: str,
+    params: Sequence[Any],
+    limit: int,
+    chunk_rows: int,
+    build: Callable[[list[Any]], list[T]],
+    payload_bytes: Callable[[list[Any]], int],
+) -> tuple[list[T], bool]:
+    """Up to ``limit`` rows, fetched ``chunk_rows`` at a time and each chunk
+    turned into items by ``build``; fewer once the chunks' ``payload_bytes``
+    pass PAGE_BYTES. Returns (items, exhausted): exhausted means the query ran
+    out of rows."""
     cursor = con.execute(sql, params)
-    records: list[RecordedEvent] = []
+    items: list[T] = []
     size = 0
     try:
-        while len(records) < limit:
-            want = min(limit - len(records), _CHUNK)
+        while len(items) < limit:
+            want = min(limit - len(items), chunk_rows)
             chunk = cursor.fetchmany(want)
-            records += decode(chunk)
+            items += build(chunk)
             if len(chunk) < want:
-                return records, True
-            size += sum(len(row[6]) + len(row[7]) for row in chunk)
+                return items, True
+            size += payload_bytes(chunk)
             if size >= PAGE_BYTES:
                 break
     finally:
         cursor.close()
-    return records, False
+    return items, False
+
+
+def _record_bytes(chunk: list[Any]) -> int:
+    return sum(len(row[6]) + len(row[7]) for row in chunk)
+
+
+def _fetch(
+    con: sqlite3.Connection, sql: str, params: Sequence[Any], limit: int
+) -> tuple[list[RecordedEvent], bool]:
+    """A page of records. Rows are turned into records a chunk at a time, so
+    that the row tuples (which the garbage collector tracks; records are not
+    tracked) die young."""
+    return _page(con, sql, params, limit, _CHUNK, decode, _record_bytes)
 
 
 def stream_page(
@@ -155,6 +176,14 @@ def stream_page(
     return _fetch(con, sql, (stream_id, low, high, limit), limit)
 
 
+def _as_is(chunk: list[Any]) -> list[Any]:
+    return chunk
+
+
+def _data_bytes(chunk: list[Any]) -> int:
+    return sum(len(row[2]) for row in chunk)
+
+
 def stream_data_page(
     con: sqlite3.Connection, stream_id: str, low: int, high: int, limit: int
 ) -> tuple[list[tuple[str, int, bytes]], bool]:
@@ -162,22 +191,8 @@ def stream_data_page(
     up: up to ``limit``, fewer once their payloads pass PAGE_BYTES. A stream's
     versions are contiguous, so row ``i`` is version ``low + i``. Returns
     (rows, exhausted)."""
-    cursor = con.execute(_STREAM_DATA, (stream_id, low, high, limit))
-    rows: list[tuple[str, int, bytes]] = []
-    size = 0
-    try:
-        while len(rows) < limit:
-            want = min(limit - len(rows), _CHUNK * 4)
-            chunk = cursor.fetchmany(want)
-            rows += chunk
-            if len(chunk) < want:
-                return rows, True
-            size += sum(len(row[2]) for row in chunk)
-            if size >= PAGE_BYTES:
-                break
-    finally:
-        cursor.close()
-    return rows, False
+    params = (stream_id, low, high, limit)
+    return _page(con, _STREAM_DATA, params, limit, _CHUNK * 4, _as_is, _data_bytes)
 
 
 def category_sql(arms: int) -> str:
