@@ -50,7 +50,7 @@ def serving(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Iterato
     proc = subprocess.Popen(
         [*eventfold_command(), "serve", *ports, *args],
         cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

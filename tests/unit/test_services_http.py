@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from examples.shop.services import service
 
+from eventfold.examples.shop.services import service
 from eventfold.services import Runtime, ServeConfig
 from eventfold.services.server import apps
 

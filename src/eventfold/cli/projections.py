@@ -32,7 +32,7 @@ AppOption = Annotated[
         "--app",
         envvar="EVENTFOLD_APP",
         help="module:attribute naming a ProjectionSet (or a function returning one), "
-        "e.g. examples.shop.app:projections",
+        "e.g. eventfold.examples.shop.app:projections",
     ),
 ]
 StoreOption = Annotated[
