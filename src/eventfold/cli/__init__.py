@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from eventfold.cli import compliance, dev, log, projections, serve
+from eventfold.cli import compliance, dev, init, log, projections, serve
 
 app = typer.Typer(
     name="eventfold",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.add_typer(projections.app, name="projections")
 app.add_typer(dev.app, name="dev")
 app.command("serve")(serve.serve)
+app.command("init")(init.init)
 app.registered_commands += log.app.registered_commands
 app.registered_commands += compliance.app.registered_commands
 
