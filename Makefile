@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck dist unit bench bench-quick clean
+.PHONY: demo test lint typecheck docs dist unit bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The documentation site (mkdocs.yml): the pages in docs/ and an API reference
+# generated from the docstrings, into site/; any warning fails the build.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 # An sdist and a wheel in dist/ (the version is eventfold.__version__).
 dist: $(STAMP)
 	rm -rf dist
@@ -35,7 +40,7 @@ dist: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck
+test: lint typecheck docs
 	$(BIN)/python -m pytest -q
 
 # Benchmarks (bench/run.py): the bench extra brings the peer library, matplotlib and profilers.
