@@ -45,6 +45,7 @@ def test_start_stop_status_and_the_data_survives(
         again = dev("start")  # already running: the same URL
         assert again.exit_code == 0 and again.stdout.strip() == url
         assert dev("status").stdout.strip() == f"running: {url}"
+        assert dev("url").stdout.strip() == url
 
         stopped = dev("stop")
         assert stopped.exit_code == 0 and stopped.stdout.strip() == "stopped"
@@ -65,4 +66,5 @@ def test_a_folder_of_its_own_and_nothing_to_stop(tmp_path: Path) -> None:
     folder = tmp_path / "elsewhere"
     assert dev("stop", "--dir", str(folder)).stdout.strip() == f"no server in {folder}"
     missing = dev("status", "--dir", str(folder))
-    assert missing.exit_code == 1 and not folder.exists()
+    assert missing.exit_code == 1 and dev("url", "--dir", str(folder)).exit_code == 1
+    assert not folder.exists()

