@@ -4,6 +4,9 @@ data outlives a stop and a start, status tells, stop stops."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,10 +31,20 @@ async def append_and_count(url: str) -> int:
         return len([r async for r in store.read_stream("note-1")])
 
 
-def test_start_stop_status_and_the_data_survives(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture
+def project(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A project folder to run in. Not under tmp_path: the server runs as
+    another user when the tests run as root, and every pytest session that
+    starts takes the group and other bits off pytest's temporary root."""
+    folder = Path(tempfile.mkdtemp(prefix="eventfold-dev-"))
+    monkeypatch.chdir(folder)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_start_stop_status_and_the_data_survives(project: Path) -> None:
     started = dev("start")
     if started.exit_code != 0:
         postgres_unavailable(started.stderr)
@@ -39,7 +52,7 @@ def test_start_stop_status_and_the_data_survives(
         url = started.stdout.strip()
         assert url.startswith("postgresql://postgres@127.0.0.1:") and "\n" not in url
         assert "created and running" in started.stderr
-        assert (tmp_path / ".eventfold" / "postgres" / "data" / "PG_VERSION").exists()
+        assert (project / ".eventfold" / "postgres" / "data" / "PG_VERSION").exists()
         assert asyncio.run(append_and_count(url)) == 1
 
         again = dev("start")  # already running: the same URL

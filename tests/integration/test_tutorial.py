@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -104,10 +105,20 @@ def bash(script: str, cwd: Path, env: dict[str, str]) -> str:
     return done.stdout + done.stderr
 
 
-def test_every_step_of_the_tutorial(tmp_path: Path) -> None:
+def logs(project: Path) -> str:
+    """The development PostgreSQL server's log, if there is one."""
+    log = project / ".eventfold" / "postgres" / "data" / "server.log"
+    return f"\n--- {log}:\n{log.read_text()[-3000:]}" if log.exists() else ""
+
+
+def test_every_step_of_the_tutorial() -> None:
     if shutil.which("curl") is None and not in_ci():
         pytest.skip("curl is needed to follow the tutorial")
-    project = tmp_path / "library-service"
+    # Not under tmp_path: the development PostgreSQL server runs as another
+    # user when the tests run as root, and every pytest session that starts
+    # takes the group and other bits off pytest's temporary root, which would
+    # lock that user out of its data folder.
+    project = Path(tempfile.mkdtemp(prefix="eventfold-tutorial-")) / "library-service"
     project.mkdir()
     venv_bin = str(Path(sys.executable).parent)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -131,26 +142,27 @@ def test_every_step_of_the_tutorial(tmp_path: Path) -> None:
                 script = body if server is None else server.rewrite(body)
                 printed = bash(script, project, env)
                 for expected in re.findall(r"^#> (.*)$", body, flags=re.M):
-                    assert expected in printed, f"{expected!r} not in:\n{printed}"
+                    assert expected in printed, f"{expected!r} not in:\n{printed}{logs(project)}"
                 ran += 1
             else:
                 assert marker.startswith("not run: "), f"unknown marker {marker!r}"
+        assert ran >= 8
+        for check in (
+            ["ruff", "check", "--line-length", "100", "--select", "E,F,W,I,B,UP", "."],
+            ["mypy", "--strict", "."],
+        ):
+            checked = subprocess.run(
+                [str(Path(venv_bin) / check[0]), *check[1:]],
+                cwd=project,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert checked.returncode == 0, checked.stdout + checked.stderr
     finally:
         if server is not None:
             server.stop()
         if (project / ".eventfold").exists():
             bash("eventfold dev postgres stop", project, env)
-    assert ran >= 8
-    for check in (
-        ["ruff", "check", "--line-length", "100", "--select", "E,F,W,I,B,UP", "."],
-        ["mypy", "--strict", "."],
-    ):
-        checked = subprocess.run(
-            [str(Path(venv_bin) / check[0]), *check[1:]],
-            cwd=project,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+        shutil.rmtree(project.parent, ignore_errors=True)
