@@ -35,6 +35,7 @@ postgres = typer.Typer(
 app.add_typer(postgres, name="postgres")
 
 SETTINGS = "eventfold-dev.json"
+DEFAULT_DIR = Path(".eventfold/postgres")
 
 DirOption = Annotated[
     Path,
@@ -95,7 +96,7 @@ def _reported() -> Iterator[None]:
 
 @postgres.command("start")
 def start(
-    folder: DirOption = Path(".eventfold/postgres"),
+    folder: DirOption = DEFAULT_DIR,
     port: Annotated[
         int | None,
         typer.Option("--port", min=1, max=65535, help="on the first start (default: a free one)"),
@@ -111,12 +112,13 @@ def start(
             f"PostgreSQL {'created and ' if fresh else ''}running, data in {folder}; "
             "stop it with: eventfold dev postgres stop",
             highlight=False,
+            soft_wrap=True,
         )
     print(server.url(), flush=True)
 
 
 @postgres.command("stop")
-def stop(folder: DirOption = Path(".eventfold/postgres")) -> None:
+def stop(folder: DirOption = DEFAULT_DIR) -> None:
     """Stop the server; its data stays in the folder for the next start."""
     with _reported():
         if _settings(folder) is None:
@@ -129,7 +131,7 @@ def stop(folder: DirOption = Path(".eventfold/postgres")) -> None:
 
 
 @postgres.command("status")
-def status(folder: DirOption = Path(".eventfold/postgres")) -> None:
+def status(folder: DirOption = DEFAULT_DIR) -> None:
     """Say whether the server runs, and its URL; exit 1 when it does not."""
     with _reported():
         if _settings(folder) is None:
@@ -143,7 +145,7 @@ def status(folder: DirOption = Path(".eventfold/postgres")) -> None:
 
 
 @postgres.command("url")
-def url(folder: DirOption = Path(".eventfold/postgres")) -> None:
+def url(folder: DirOption = DEFAULT_DIR) -> None:
     """Print the server's URL (for "$(eventfold dev postgres url)"); exit 1
     if the folder holds no server."""
     with _reported():

@@ -9,7 +9,7 @@ import typer
 
 from eventfold.cli.common import console
 from eventfold.errors import InvalidArgument
-from eventfold.scaffold import check_package, package_name, scaffold
+from eventfold.scaffold import package_name, scaffold
 
 
 def init(
@@ -22,11 +22,11 @@ def init(
     """Start a new application: events, a decider, a projection, a service
     definition, given/when/then tests and a README with its two commands."""
     try:
-        package = check_package(package if package is not None else package_name(path))
         written = scaffold(path, package)
     except InvalidArgument as exc:
         hint = "--package" if exc.argument == "package" else "PATH"
         raise typer.BadParameter(str(exc), param_hint=hint) from None
+    package = package if package is not None else package_name(path)
     out = console()
     out.print(f"created {path} ({len(written)} files); next:", highlight=False)
     for line in (
