@@ -3,7 +3,8 @@ dist`` builds them (the wheel from the sdist), without a deprecation warning;
 the wheel installed with its extras into a clean virtual environment runs,
 from a folder that has nothing of the repository, the demo, ``eventfold
 serve`` with the README's curl session, the command line and ``eventfold
-init``."""
+init``. And from a fresh copy of the sources, ``make demo`` leaves
+``.venv/bin/eventfold serve`` working for the README's curl session."""
 
 from __future__ import annotations
 
@@ -54,15 +55,35 @@ def clean_env(venv: Path) -> dict[str, str]:
     return env
 
 
-def test_the_wheel_installs_and_runs_from_another_folder(tmp_path: Path) -> None:
-    # The sources an sdist is made of, and nothing else from this checkout.
-    source = tmp_path / "source"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy2(ROOT / name, source / name)
+def sources(into: Path, *extra: str) -> Path:
+    """The files an sdist is made of (and ``extra`` ones), nothing else from
+    this checkout."""
+    into.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE", *extra):
+        shutil.copy2(ROOT / name, into / name)
     shutil.copytree(
-        ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        ROOT / "src", into / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
     )
+    return into
+
+
+def readme_session_runs(eventfold: Path, cwd: Path, env: dict[str, str]) -> None:
+    """``eventfold serve`` in ``cwd``, and the README's curl session against it."""
+    if shutil.which("curl") is None or shutil.which("bash") is None:
+        pytest.skip("curl and bash are needed to run the README's session")
+    with serving(cwd=cwd, env=env, command=[str(eventfold)]) as served:
+        script = readme_session()
+        script = script.replace("localhost:8000", served.command.removeprefix("http://"))
+        script = script.replace("localhost:8001", served.query.removeprefix("http://"))
+        session = run("bash", "-euo", "pipefail", "-c", script, cwd=cwd, env=env)
+        assert '"stream_id":"order-1001","version":2,"position":3' in session.stdout
+        assert re.search(r'"status":"open","lines":1,"items":3,"total_cents":135', session.stdout)
+        assert '"up_to_date":true' in session.stdout
+    assert served.proc.returncode == 0, "".join(served.lines)
+
+
+def test_the_wheel_installs_and_runs_from_another_folder(tmp_path: Path) -> None:
+    source = sources(tmp_path / "source")
     dist = tmp_path / "dist"
     built = run(sys.executable, "-m", "build", "--outdir", dist, source, cwd=tmp_path)
     assert "deprecat" not in (built.stdout + built.stderr).lower(), built.stderr
@@ -94,21 +115,22 @@ def test_the_wheel_installs_and_runs_from_another_folder(tmp_path: Path) -> None
     demo = run(python, "-m", "eventfold.examples.shop.demo", cwd=elsewhere, env=env)
     assert "Verifying the log" in demo.stdout and "all intact" in demo.stdout
 
-    if shutil.which("curl") is None or shutil.which("bash") is None:
-        pytest.skip("curl and bash are needed to run the README's session")
-    with serving(cwd=elsewhere, env=env, command=[str(eventfold)]) as served:
-        script = readme_session()
-        script = script.replace("localhost:8000", served.command.removeprefix("http://"))
-        script = script.replace("localhost:8001", served.query.removeprefix("http://"))
-        session = run("bash", "-euo", "pipefail", "-c", script, cwd=elsewhere, env=env)
-        assert '"stream_id":"order-1001","version":2,"position":3' in session.stdout
-        assert re.search(r'"status":"open","lines":1,"items":3,"total_cents":135', session.stdout)
-        assert '"up_to_date":true' in session.stdout
-    assert served.proc.returncode == 0, "".join(served.lines)
-
+    readme_session_runs(eventfold, elsewhere, env)
     streams = run(eventfold, "streams", "--store", "sqlite:///eventfold.db", cwd=elsewhere, env=env)
     assert "order-1001" in streams.stdout and "stock-apple" in streams.stdout
     verified = run(eventfold, "verify", "--store", "sqlite:///eventfold.db", cwd=elsewhere, env=env)
     assert "all intact" in verified.stdout
     run(eventfold, "init", "my-app", cwd=elsewhere, env=env)
     assert (elsewhere / "my-app" / "my_app" / "services.py").is_file()
+
+
+def test_make_demo_leaves_eventfold_serve_working(tmp_path: Path) -> None:
+    if shutil.which("make") is None:
+        pytest.skip("make is needed")
+    clone = sources(tmp_path / "clone", "Makefile")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    demo = run("make", "demo", cwd=clone, env=env)
+    assert "Verifying the log" in demo.stdout and "all intact" in demo.stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    readme_session_runs(clone / ".venv" / "bin" / "eventfold", elsewhere, env)
