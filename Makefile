@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-quick clean
+.PHONY: demo test lint typecheck docs dist unit bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,25 +11,36 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The demo, and `eventfold serve` after it, need eventfold with the http extra.
 $(VENV)/.demo: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e .
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[http]'
 	touch $(VENV)/.demo
 
 demo: $(VENV)/.demo
-	$(BIN)/python -m examples.shop.demo
+	$(BIN)/python -m eventfold.examples.shop.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The documentation site (mkdocs.yml): the pages in docs/ and an API reference
+# generated from the docstrings, into site/; any warning fails the build.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
+# An sdist and a wheel in dist/ (the version is eventfold.__version__).
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck
+test: lint typecheck docs
 	$(BIN)/python -m pytest -q
 
 # Benchmarks (bench/run.py): the bench extra brings the peer library, matplotlib and profilers.
@@ -45,4 +56,4 @@ bench-quick: $(VENV)/.bench
 	$(BIN)/python -m bench.run --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site dist build

@@ -11,11 +11,12 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from eventfold.domain.clocks import Clock, check_aware, check_clock
 from eventfold.domain.decider import Decider
 from eventfold.domain.events import Metadata
 from eventfold.errors import InvalidArgument, SerializationError, WrongExpectedVersion
-from eventfold.serialization.codec import Codec
-from eventfold.store.api import EventStore, ExpectedVersion, Snapshot
+from eventfold.serialization.codec import Codec, occurred_at
+from eventfold.store.api import EventStore, ExpectedVersion, RecordedEvent, Snapshot
 from eventfold.store.checks import NOT_JSON, validate_expected, validate_stream_id
 
 C = TypeVar("C")
@@ -94,10 +95,19 @@ class Repository(Generic[C, E, S]):
         )
 
     async def load(
-        self, stream_id: str, *, version: int | None = None, as_of: datetime | None = None
+        self,
+        stream_id: str,
+        *,
+        version: int | None = None,
+        as_of: datetime | None = None,
+        by: Clock = "recorded",
     ) -> Loaded[S]:
         """The state now, or as of a stream ``version``, or as it was at time
-        ``as_of`` (events recorded at or before it)."""
+        ``as_of``: by default from the events recorded at or before it (what
+        was known then); with ``by="occurred"`` from the events that had
+        happened by then (``Metadata.occurred_at``, else the recording
+        time), folded in the order they happened, however late they were
+        recorded. ``Loaded.version`` is then the highest version among them."""
         validate_stream_id(stream_id)
         if version is not None and (
             isinstance(version, bool) or not isinstance(version, int) or version < 0
@@ -105,8 +115,11 @@ class Repository(Generic[C, E, S]):
             raise InvalidArgument(
                 f"version must be an int >= 0, not {version!r}", argument="version"
             )
-        if as_of is not None and as_of.tzinfo is None:
-            raise InvalidArgument("as_of must be timezone-aware", argument="as_of")
+        check_clock(by)  # without as_of both clocks give the state now
+        if as_of is not None:
+            check_aware(as_of, "as_of")
+            if by == "occurred":
+                return await self._load_as_occurred(stream_id, version, as_of)
         snapshot = await self._usable_snapshot(stream_id, version) if as_of is None else None
         state = None if snapshot is None else snapshot[0]
         current = 0 if snapshot is None else snapshot[1]
@@ -132,6 +145,23 @@ class Repository(Generic[C, E, S]):
         ):
             await self._save_snapshot(stream_id, state, current)
         return Loaded(state, current)
+
+    async def _load_as_occurred(
+        self, stream_id: str, version: int | None, as_of: datetime
+    ) -> Loaded[S]:
+        """Fold the events that had happened by ``as_of``, in the order they
+        happened (events of the same moment in stream order)."""
+        happened: list[tuple[datetime, int, RecordedEvent]] = []
+        async for record in self.store.read_stream(stream_id, to_version=version):
+            occurred = occurred_at(record)
+            if occurred <= as_of:
+                happened.append((occurred, record.version, record))
+        happened.sort(key=lambda item: (item[0], item[1]))
+        decider, decode = self.decider, self.codec.decode_event
+        state = decider.initial_state()
+        for _, _, record in happened:
+            state = decider.evolve(state, decode(record))
+        return Loaded(state, max((v for _, v, _ in happened), default=0))
 
     async def _fold_data(
         self, read_data: Any, stream_id: str, current: int, version: int | None, state: S

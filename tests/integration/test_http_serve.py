@@ -43,14 +43,20 @@ def eventfold_command() -> list[str]:
 
 
 @contextmanager
-def serving(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
+def serving(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+) -> Iterator[Served]:
     """Run ``eventfold serve ARGS`` (on free ports unless given) until it
-    announces its APIs; stop it (SIGINT) when done."""
+    announces its APIs; stop it (SIGINT) when done. ``command`` is how to run
+    ``eventfold`` (default: this interpreter's)."""
     ports = [] if "--command-port" in args else ["--command-port", "0", "--query-port", "0"]
     proc = subprocess.Popen(
-        [*eventfold_command(), "serve", *ports, *args],
+        [*(command or eventfold_command()), "serve", *ports, *args],
         cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from examples.shop.app import Shop, codec
-from examples.shop.inventory import ReceiveStock
-from examples.shop.orders import AddLine, PlaceOrder, SubmitOrder
-from examples.shop.read_models import low_stock_report, order_summary
 
 import eventfold
 from eventfold import Envelope
+from eventfold.examples.shop.app import Shop, codec
+from eventfold.examples.shop.inventory import ReceiveStock
+from eventfold.examples.shop.orders import AddLine, PlaceOrder, SubmitOrder
+from eventfold.examples.shop.read_models import low_stock_report, order_summary
 from eventfold.subscriptions import (
     MemoryCheckpointStore,
     Projection,

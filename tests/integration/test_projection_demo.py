@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from examples.shop.demo import story
+from eventfold.examples.shop.demo import story
 
 
 async def test_the_demo_shows_read_models_the_saga_a_rebuild_and_time_travel(

@@ -11,19 +11,19 @@ from typing import Any
 
 import msgspec
 import pytest
-from examples.shop.app import Shop, codec
-from examples.shop.events import (
+
+import eventfold
+from eventfold import Codec, Decider, Envelope, EventRegistry, Repository
+from eventfold.examples.shop.app import Shop, codec
+from eventfold.examples.shop.events import (
     OrderConfirmed,
     OrderDeclined,
     StockReleased,
     StockReserved,
 )
-from examples.shop.inventory import ReceiveStock
-from examples.shop.orders import AddLine, CancelOrder, PlaceOrder, SubmitOrder
-from examples.shop.saga import checkout_saga
-
-import eventfold
-from eventfold import Codec, Decider, Envelope, EventRegistry, Repository
+from eventfold.examples.shop.inventory import ReceiveStock
+from eventfold.examples.shop.orders import AddLine, CancelOrder, PlaceOrder, SubmitOrder
+from eventfold.examples.shop.saga import checkout_saga
 from eventfold.store import MemoryStore
 from eventfold.subscriptions import (
     MemoryCheckpointStore,

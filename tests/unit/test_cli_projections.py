@@ -9,14 +9,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from examples.shop.app import Shop
-from examples.shop.inventory import ReceiveStock, ReserveStock
 from typer.testing import CliRunner
 
 import eventfold
 from eventfold.cli import app
+from eventfold.examples.shop.app import Shop
+from eventfold.examples.shop.inventory import ReceiveStock, ReserveStock
 
-APP = "examples.shop.app:projections"
+APP = "eventfold.examples.shop.app:projections"
 cli = CliRunner()
 
 
@@ -116,10 +116,10 @@ def test_build_as_of_a_time_and_a_position(shop: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--app", "examples.shop.app"], "module:attribute"),
-        (["--app", "examples.shop.nope:projections"], "cannot import"),
-        (["--app", "examples.shop.app:nope"], "no attribute"),
-        (["--app", "examples.shop.app:codec"], "not a ProjectionSet"),
+        (["--app", "eventfold.examples.shop.app"], "module:attribute"),
+        (["--app", "eventfold.examples.shop.nope:projections"], "cannot import"),
+        (["--app", "eventfold.examples.shop.app:nope"], "no attribute"),
+        (["--app", "eventfold.examples.shop.app:codec"], "not a ProjectionSet"),
     ],
 )
 def test_bad_app_options_are_reported(shop: dict[str, str], args: list[str], message: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from eventfold import InvalidArgument
-from eventfold.subscriptions.sqltemplate import check_name, quote_sqlite, render
+from eventfold.subscriptions.sqltemplate import check_name, expand_lists, quote_sqlite, render
 
 TABLES = {"orders": '"orders_v2"'}
 
@@ -55,3 +55,16 @@ def test_quote_checks_generated_names() -> None:
     assert quote_sqlite("orders_v1_2") == '"orders_v1_2"'
     with pytest.raises(InvalidArgument):
         quote_sqlite('orders"; drop')
+
+
+def test_a_list_parameter_gets_one_placeholder_per_item() -> None:
+    sql = "SELECT '?' FROM {orders} WHERE sku IN (?) AND n > ? -- (?)\nAND s IN (?)"
+    out, args = expand_lists(sql, [("a", "b", "c"), 3, []])
+    assert (
+        out == "SELECT '?' FROM {orders} WHERE sku IN (?, ?, ?) AND n > ? -- (?)\nAND s IN (NULL)"
+    )
+    assert args == ("a", "b", "c", 3)
+    assert render(out, TABLES, "postgresql").count("%s") == 4
+    assert expand_lists("SELECT ?", [1]) == ("SELECT ?", (1,))  # no list: unchanged
+    with pytest.raises(InvalidArgument):
+        expand_lists("SELECT ? IN (?)", [[1]])

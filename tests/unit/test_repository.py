@@ -9,9 +9,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from examples.shop.events import registry
-from examples.shop.inventory import ReceiveStock, ReserveStock, Stock, inventory
-from examples.shop.orders import AddLine, ConfirmOrder, Order, PlaceOrder, orders
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +23,9 @@ from eventfold import (
     SnapshotPolicy,
     WrongExpectedVersion,
 )
+from eventfold.examples.shop.events import registry
+from eventfold.examples.shop.inventory import ReceiveStock, ReserveStock, Stock, inventory
+from eventfold.examples.shop.orders import AddLine, ConfirmOrder, Order, PlaceOrder, orders
 from eventfold.store import MemoryStore, RecordedEvent
 
 codec = Codec(registry)

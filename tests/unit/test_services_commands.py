@@ -8,10 +8,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from examples.shop.services import AddLine, PlaceOrder, commands
 
 import eventfold
 from eventfold import EventStore, InvalidArgument
+from eventfold.examples.shop.services import AddLine, PlaceOrder, commands
 from eventfold.services import (
     CommandBus,
     IdempotencyKeyReused,

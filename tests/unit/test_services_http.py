@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from examples.shop.services import service
 
+from eventfold.examples.shop.services import service
 from eventfold.services import Runtime, ServeConfig
 from eventfold.services.server import apps
 
@@ -238,8 +238,17 @@ async def test_history_and_state_as_of_a_time(tmp_path: Path) -> None:
         then = await queries.get("/streams/order-3/state", params={"as_of": moment.isoformat()})
         assert then.status_code == 200, then.text
         assert then.json()["version"] == 2 and len(then.json()["state"]["lines"]) == 1
-        naive = await queries.get("/streams/order-3/state", params={"as_of": "2024-01-01T00:00:00"})
-        assert naive.status_code == 422
+        # A time without a zone is UTC, as for `eventfold at --time`.
+        naive = moment.astimezone(UTC).replace(tzinfo=None).isoformat()
+        same = await queries.get("/streams/order-3/state", params={"as_of": naive})
+        assert same.status_code == 200, same.text
+        assert same.json()["version"] == 2 and same.json()["state"] == then.json()["state"]
+        day = await queries.get("/streams/order-3/state", params={"as_of": "2024-01-01"})
+        assert day.json()["version"] == 0  # a date alone is its start
+        bad = await queries.get("/streams/order-3/state", params={"as_of": "yesterday"})
+        assert bad.status_code == 422 and bad.json()["extra"]["argument"] == "as_of"
+        clock = await queries.get("/streams/order-3/state", params={"as_of": naive, "by": "x"})
+        assert clock.status_code == 422
 
 
 async def settled(runtime: Runtime) -> None:

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from examples.shop.services import PlaceOrder, ReceiveStock, commands
 
 import eventfold
 from eventfold import EventStore
+from eventfold.examples.shop.services import PlaceOrder, ReceiveStock, commands
 from eventfold.messaging import InProcessBus, Topology
 from eventfold.services import (
     CommandBus,

@@ -1,7 +1,9 @@
 """The shop's deciders, given / when / then."""
 
 import pytest
-from examples.shop.events import (
+
+from eventfold import CommandRejected
+from eventfold.examples.shop.events import (
     LineAdded,
     OrderCancelled,
     OrderConfirmed,
@@ -12,14 +14,14 @@ from examples.shop.events import (
     StockReleased,
     StockReserved,
 )
-from examples.shop.inventory import (
+from eventfold.examples.shop.inventory import (
     OutOfStock,
     ReceiveStock,
     ReleaseStock,
     ReserveStock,
     inventory,
 )
-from examples.shop.orders import (
+from eventfold.examples.shop.orders import (
     AddLine,
     CancelOrder,
     ConfirmOrder,
@@ -29,8 +31,6 @@ from examples.shop.orders import (
     SubmitOrder,
     orders,
 )
-
-from eventfold import CommandRejected
 from eventfold.testing import given
 
 placed = OrderPlaced("o-1", "c-1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from eventfold.cli import compliance, log, projections, serve
+from eventfold.cli import compliance, dev, init, log, projections, serve
 
 app = typer.Typer(
     name="eventfold",
@@ -14,7 +14,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(projections.app, name="projections")
+app.add_typer(dev.app, name="dev")
 app.command("serve")(serve.serve)
+app.command("init")(init.init)
 app.registered_commands += log.app.registered_commands
 app.registered_commands += compliance.app.registered_commands
 

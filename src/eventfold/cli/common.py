@@ -1,5 +1,5 @@
 """Helpers shared by command groups: loading the user's objects named as
-``module:attribute``, running coroutines, reporting errors."""
+``module:attribute``, reading times, running coroutines, reporting errors."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import importlib
 import os
 import sys
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from eventfold.errors import EventfoldError
+from eventfold.domain.clocks import Clock, check_clock, parse_moment
+from eventfold.errors import EventfoldError, InvalidArgument
 
 T = TypeVar("T")
 
@@ -50,6 +52,33 @@ def load_object(spec: str, option: str = "--app") -> Any:
                 f"{module_name!r} has no attribute {attribute!r}", param_hint=option
             ) from None
     return obj
+
+
+def parse_time(text: str, option: str = "--time") -> datetime:
+    """An ISO 8601 date or time from the command line, by the rule every
+    door shares (``eventfold.domain.clocks.parse_moment``): a date alone is
+    its start, a time without an offset is UTC."""
+    try:
+        return parse_moment(text, option)
+    except InvalidArgument as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+ClockOption = Annotated[
+    str,
+    typer.Option(
+        "--by",
+        help="recorded: events recorded by then (what was known); occurred: events that "
+        "had happened by then (Metadata.occurred_at, else the recording time)",
+    ),
+]
+
+
+def clock(value: str) -> Clock:
+    try:
+        return check_clock(value)
+    except InvalidArgument as exc:
+        raise typer.BadParameter(str(exc), param_hint="--by") from None
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

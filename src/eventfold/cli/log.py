@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from eventfold.cli.common import console, load_object, run
+from eventfold.cli.common import ClockOption, clock, console, load_object, parse_time, run
 from eventfold.cli.stores import RegistryOption, StoreOption, open_store
 from eventfold.compliance.inspect import Inspector
 from eventfold.domain.decider import Decider
@@ -40,15 +40,6 @@ def _text(raw: bytes | str, width: int = 80) -> str:
     """Stored text for a table cell: shortened, and never read as rich markup."""
     text = raw.decode() if isinstance(raw, bytes) else raw
     return escape(text if len(text) <= width else text[: width - 1] + "…")
-
-
-def parse_time(value: str) -> dt.datetime:
-    """ISO 8601; a time without an offset is taken as UTC."""
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"not an ISO 8601 time: {value!r}", param_hint="--time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _inspector(store: EventStore) -> Inspector:
@@ -152,18 +143,27 @@ def show(
 
 @app.command()
 def history(stream: str, store: StoreOption) -> None:
-    """The audit timeline of a stream: when, what, who, why, caused by what."""
+    """The audit timeline of a stream: when recorded, when it happened (if
+    the application said), what, who, why, caused by what."""
 
     async def main() -> None:
         async with open_store(store) as opened:
             table = Table(
-                "version", "recorded (UTC)", "type", "actor", "reason", "causation", "correlation"
+                "version",
+                "recorded (UTC)",
+                "occurred (UTC)",
+                "type",
+                "actor",
+                "reason",
+                "causation",
+                "correlation",
             )
             async for r in opened.read_stream(stream):
                 meta = decode_metadata(r)
                 table.add_row(
                     str(r.version),
                     _when(r.recorded_at),
+                    _when(meta.occurred_at),
                     r.type,
                     *(
                         _text(value)
@@ -184,16 +184,22 @@ def history(stream: str, store: StoreOption) -> None:
 def at(
     stream: str,
     store: StoreOption,
-    time: Annotated[str, typer.Option("--time", help="ISO 8601; UTC unless an offset is given")],
+    time: Annotated[
+        str,
+        typer.Option("--time", help="ISO 8601; UTC unless an offset is given; a date is its start"),
+    ],
     decider: Annotated[
         str, typer.Option("--decider", help="module:attribute naming the stream's Decider")
     ],
     registry: Annotated[
         str, typer.Option("--registry", help="module:attribute naming the EventRegistry")
     ],
+    by: ClockOption = "recorded",
 ) -> None:
-    """The state of a stream as it was at a moment."""
+    """The state of a stream as it was at a moment: as recorded by then, or
+    (--by occurred) as it had happened by then."""
     moment = parse_time(time)
+    basis = clock(by)
     fold = load_object(decider, "--decider")
     events = load_object(registry, "--registry")
     if not isinstance(fold, Decider) or not isinstance(events, EventRegistry):
@@ -201,9 +207,11 @@ def at(
 
     async def main() -> None:
         async with open_store(store, registry) as opened:
-            loaded = await Repository(opened, fold, Codec(events)).load(stream, as_of=moment)
+            loaded = await Repository(opened, fold, Codec(events)).load(
+                stream, as_of=moment, by=basis
+            )
         state: Any = msgspec.to_builtins(loaded.state)
-        console().print(f"{stream} at {moment.isoformat()}: version {loaded.version}")
+        console().print(f"{stream} at {moment.isoformat()} ({basis}): version {loaded.version}")
         console().print_json(msgspec.json.encode(state).decode())
 
     run(main())

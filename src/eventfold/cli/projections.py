@@ -4,13 +4,12 @@ module:attribute`` naming a ``ProjectionSet`` (or a function returning one)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from eventfold.cli.common import console, load_object, run
+from eventfold.cli.common import ClockOption, clock, console, load_object, parse_time, run
 from eventfold.cli.stores import RegistryOption, open_store
 from eventfold.store.url import connect
 from eventfold.subscriptions.errors import UnknownProjection
@@ -32,7 +31,7 @@ AppOption = Annotated[
         "--app",
         envvar="EVENTFOLD_APP",
         help="module:attribute naming a ProjectionSet (or a function returning one), "
-        "e.g. examples.shop.app:projections",
+        "e.g. eventfold.examples.shop.app:projections",
     ),
 ]
 StoreOption = Annotated[
@@ -144,15 +143,6 @@ def rebuild(
     console().print(run(go()))
 
 
-def parse_time(text: str) -> dt.datetime:
-    """ISO 8601; a date means its start, a time without a zone means UTC."""
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise typer.BadParameter(f"not an ISO 8601 time: {text!r}", param_hint="--time") from exc
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-
-
 @app.command("build-as-of")
 def build_as_of_command(
     name: Annotated[str, typer.Argument(help="the projection to build")],
@@ -161,16 +151,22 @@ def build_as_of_command(
     into: Annotated[str, typer.Option("--into", help="a database of its own for the result (URL)")],
     time: Annotated[
         str | None,
-        typer.Option("--time", help="events recorded at or before this ISO 8601 time"),
+        typer.Option(
+            "--time",
+            help="events recorded (--by occurred: happened) at or before this ISO 8601 "
+            "time; UTC unless an offset is given; a date is its start",
+        ),
     ] = None,
     position: Annotated[
         int | None, typer.Option("--position", min=0, help="events up to this position")
     ] = None,
+    by: ClockOption = "recorded",
     progress: ProgressOption = True,
     batch_size: BatchOption = 1000,
 ) -> None:
     """Build NAME as it was at a past time or position into the database --into,
     for reports ("stock levels at the end of last month")."""
+    basis = clock(by)
     if time is None and position is None:
         raise typer.BadParameter("give --time, --position or both")
     projections = load_projections(app_spec)
@@ -181,7 +177,12 @@ def build_as_of_command(
 
     async def go() -> str:
         async with connect(store) as events, open_read_model(into) as target:
-            args: dict[str, Any] = {"position": position, "time": when, "batch_size": batch_size}
+            args: dict[str, Any] = {
+                "position": position,
+                "time": when,
+                "by": basis,
+                "batch_size": batch_size,
+            }
             if progress:
                 with RichProgress(f"{name} as of {time or position}", console=console()) as bar:
                     build = await build_as_of(

@@ -16,7 +16,7 @@ from eventfold.cli.common import errors, load_object
 from eventfold.errors import EventfoldError
 
 SERVICES_ENV = "EVENTFOLD_SERVICES"
-DEFAULT_APP = "examples.shop.services:service"
+DEFAULT_APP = "eventfold.examples.shop.services:service"
 
 
 def load_definition(spec: str) -> object:

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from eventfold.domain.clocks import check_occurred_at
 from eventfold.errors import RegistrationError, UnknownEventType
 from eventfold.store.checks import validate_type_name
 
@@ -19,13 +20,24 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class Metadata(msgspec.Struct, frozen=True, omit_defaults=True):
-    """Who and what caused an event. ``extra`` holds any other keys (reason,
-    tenant, key id …); all of it is stored as one JSON object."""
+    """Who and what caused an event, and when it happened. ``extra`` holds
+    any other keys (reason, tenant, key id …); all of it is stored as one
+    JSON object.
+
+    ``occurred_at`` is the business time: when the event happened in the
+    domain, if not when it was recorded (a loan typed in days later). It
+    must be timezone-aware, not before 1900, and (when written) not in the
+    future; see ``eventfold.domain.clocks``."""
 
     correlation_id: str | None = None
     causation_id: str | None = None
     actor: str | None = None
     extra: dict[str, Any] = {}
+    occurred_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.occurred_at is not None:
+            check_occurred_at(self.occurred_at)
 
 
 class Envelope(msgspec.Struct, Generic[E], frozen=True):
@@ -40,6 +52,12 @@ class Envelope(msgspec.Struct, Generic[E], frozen=True):
     schema_version: int
     metadata: Metadata
     recorded_at: datetime
+
+    @property
+    def occurred_at(self) -> datetime:
+        """When the event happened: ``metadata.occurred_at`` if the
+        application gave one, else when it was recorded."""
+        return self.metadata.occurred_at or self.recorded_at
 
 
 class EventType(msgspec.Struct, frozen=True):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
 
+from eventfold.domain.clocks import check_not_ahead
 from eventfold.domain.events import Envelope, EventRegistry, Metadata
 from eventfold.errors import SerializationError, UnknownEventType
 from eventfold.serialization.upcasting import upcast
@@ -18,6 +20,7 @@ from eventfold.store.ids import new_event_id
 _encoder = msgspec.json.Encoder()
 
 _EMPTY_METADATA = Metadata()
+_KNOWN_KEYS = ("correlation_id", "causation_id", "actor", "occurred_at")
 _NO_METADATA = (b"{}", "{}")
 
 
@@ -56,6 +59,8 @@ class Codec:
                 f"{entry.name}: an event must encode to a JSON object, not {data[:20]!r}",
                 event_type=entry.name,
             )
+        if metadata is not None and metadata.occurred_at is not None:
+            check_not_ahead(metadata.occurred_at)
         try:
             meta = _encoder.encode(metadata) if metadata is not None else b"{}"
         except (TypeError, msgspec.EncodeError, OverflowError) as exc:
@@ -151,9 +156,7 @@ def decode_metadata(record: RecordedEvent) -> Metadata:
         raise SerializationError(
             f"metadata of {record.type}: {exc}", event_type=record.type
         ) from None
-    known: dict[str, Any] = {
-        k: data.pop(k) for k in ("correlation_id", "causation_id", "actor") if k in data
-    }
+    known: dict[str, Any] = {k: data.pop(k) for k in _KNOWN_KEYS if k in data}
     nested = data.pop("extra", {})
     extra: dict[str, Any] = nested if isinstance(nested, dict) else {"extra": nested}
     extra.update(data)
@@ -164,3 +167,9 @@ def decode_metadata(record: RecordedEvent) -> Metadata:
         raise SerializationError(
             f"metadata of {record.type}: {exc}", event_type=record.type
         ) from None
+
+
+def occurred_at(record: RecordedEvent) -> datetime:
+    """When a stored event happened: its metadata's ``occurred_at`` if the
+    application gave one, else when it was recorded."""
+    return decode_metadata(record).occurred_at or record.recorded_at

@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from eventfold.domain.clocks import check_not_ahead
 from eventfold.domain.decider import Decider
 from eventfold.domain.events import Metadata
 from eventfold.errors import (
@@ -274,6 +275,8 @@ class CommandBus:
         check_key(idempotency_key)
         if expected_version is not None:
             validate_expected(expected_version)
+        if metadata is not None and metadata.occurred_at is not None:
+            check_not_ahead(metadata.occurred_at)
         try:
             if route.validate is not None:
                 route.validate(typed)
@@ -325,6 +328,7 @@ class CommandBus:
             causation_id=given.causation_id or command_id,
             actor=given.actor,
             extra={**given.extra, "command": route.name, "command_id": command_id},
+            occurred_at=given.occurred_at,
         )
         base = CommandOutcome(
             command_id=command_id,

@@ -6,7 +6,8 @@
   nothing), ``Prefer: respond-async`` (queue it: 202 with the command id;
   ``respond-async, wait=5``: and wait up to 5 s for the outcome, 200 if it
   came), ``Eventfold-Expected-Version`` (fail with 409 unless the stream is there),
-  ``Eventfold-Actor`` and ``Eventfold-Correlation-Id`` (event metadata).
+  ``Eventfold-Actor``, ``Eventfold-Correlation-Id`` and
+  ``Eventfold-Occurred-At`` (event metadata; when it happened, if not now).
   Answers 200 with the outcome: the stream's version and the position token
   (also in the ``Eventfold-Position`` header); 409, 422 or 500 with the
   outcome's error; 202 with ``Location: /outcomes/<id>`` when queued.
@@ -26,6 +27,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 
 from eventfold import __version__
+from eventfold.domain.clocks import parse_moment
 from eventfold.domain.events import Metadata
 from eventfold.errors import InvalidArgument
 from eventfold.services.commands import CommandBus, CommandRoute, UnknownCommand
@@ -79,6 +81,16 @@ Expected = Annotated[
 ]
 Actor = Annotated[str | None, header_param("Eventfold-Actor", required=False)]
 Correlation = Annotated[str | None, header_param("Eventfold-Correlation-Id", required=False)]
+OCCURRED_AT = "Eventfold-Occurred-At"
+OccurredAt = Annotated[
+    str | None,
+    header_param(
+        OCCURRED_AT,
+        required=False,
+        description="When it happened, if not now (ISO 8601; UTC unless an offset is given): "
+        "the events' occurred_at.",
+    ),
+]
 CommandId = Annotated[str, path_param()]
 WaitSeconds = Annotated[
     float, query_param(description="Seconds to wait for the command to be done (bounded).")
@@ -131,10 +143,12 @@ def _command_route(
         expected_version: int | None = None,
         actor: str | None = None,
         correlation_id: str | None = None,
+        occurred_at: str | None = None,
     ) -> Response[Any]:
         metadata = None
-        if actor is not None or correlation_id is not None:
-            metadata = Metadata(correlation_id=correlation_id, actor=actor)
+        if actor is not None or correlation_id is not None or occurred_at is not None:
+            occurred = None if occurred_at is None else parse_moment(occurred_at, OCCURRED_AT)
+            metadata = Metadata(correlation_id=correlation_id, actor=actor, occurred_at=occurred)
         prepared = commands.prepare(
             route.name,
             data,
@@ -162,6 +176,7 @@ def _command_route(
         "expected_version": Expected,
         "actor": Actor,
         "correlation_id": Correlation,
+        "occurred_at": OccurredAt,
         "return": Response[CommandOutcome],
     }
     return post(

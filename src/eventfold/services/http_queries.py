@@ -2,7 +2,8 @@
 
 - ``GET /queries/<name>?param=…``: a named query's rows;
 - ``GET /streams/<stream_id>/events?from_version=&limit=``: a stream's history;
-- ``GET /streams/<stream_id>/state?as_of=<ISO time>|version=<n>``: its state;
+- ``GET /streams/<stream_id>/state?as_of=<ISO time>&by=recorded|occurred``
+  or ``?version=<n>``: its state;
 - ``GET /status``: every projection's build and lag, the mirror, the bus;
 - ``GET /queries``: the named queries and their parameters.
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Litestar, Response, get
@@ -25,6 +25,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 
 from eventfold import __version__
+from eventfold.domain.clocks import Clock, parse_moment
 from eventfold.errors import InvalidArgument
 from eventfold.services.http_common import (
     MAX_BODY,
@@ -45,6 +46,7 @@ from eventfold.services.queries import (
     QueryService,
     StateAnswer,
     StatusAnswer,
+    param_type_name,
 )
 
 MinPosition = Annotated[
@@ -71,8 +73,21 @@ StreamId = Annotated[str, path_param()]
 FromVersion = Annotated[int, query_param(description="The first version to list.")]
 Limit = Annotated[int, query_param(description="At most this many events (1-1000).")]
 AsOf = Annotated[
-    datetime | None,
-    query_param(required=False, description="The state from the events recorded at or before it."),
+    str | None,
+    query_param(
+        required=False,
+        description="The state from the events recorded (or, by=occurred, happened) at or "
+        "before this ISO 8601 date or time; UTC unless it has an offset (Z, %2B02:00), "
+        "a date alone is its start. The same rule as `eventfold at --time`.",
+    ),
+]
+By = Annotated[
+    Clock,
+    query_param(
+        required=False,
+        description="The clock as_of is read on: recorded (when the store recorded each "
+        "event) or occurred (when it happened, Metadata.occurred_at).",
+    ),
 ]
 Version = Annotated[
     int | None, query_param(required=False, description="The state at this version.")
@@ -190,18 +205,18 @@ def query_app(
     async def state(
         stream_id: StreamId,
         as_of: AsOf = None,
+        by: By = "recorded",
         version: Version = None,
         min_position: MinPosition = None,
         min_position_header: MinPositionHeader = None,
         wait: Wait = None,
     ) -> Response[StateAnswer]:
-        if as_of is not None and as_of.tzinfo is None:
-            raise InvalidArgument("as_of needs a time zone (e.g. ...Z)", argument="as_of")
         if version is not None and version < 0:
             raise InvalidArgument("version must be >= 0", argument="version")
         answer = await service.state(
             stream_id,
-            as_of=as_of,
+            as_of=None if as_of is None else parse_moment(as_of, "as_of"),
+            by=by,
             version=version,
             min_position=_min(min_position, min_position_header),
             wait=wait,
@@ -219,7 +234,7 @@ def query_app(
                 "name": q.name,
                 "projection": q.projection,
                 "description": q.description,
-                "params": {n: t.__name__ for n, t in q.params.items()},
+                "params": {n: param_type_name(t) for n, t in q.params.items()},
                 "defaults": q.defaults,
             }
             for q in service.queries

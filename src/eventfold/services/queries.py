@@ -10,12 +10,15 @@ mirror on a query service fed by the bus, or the event store itself)."""
 from __future__ import annotations
 
 import asyncio
+import typing
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import msgspec
 
+from eventfold.domain.clocks import Clock, as_utc_if_naive
 from eventfold.domain.decider import Decider
 from eventfold.errors import EventfoldError, InvalidArgument, RegistrationError
 from eventfold.repository import Repository
@@ -26,10 +29,40 @@ from eventfold.store.checks import category_of, validate_stream_id
 from eventfold.subscriptions.errors import ReadModelTimeout
 from eventfold.subscriptions.freshness import Freshness, ProjectionStatus
 from eventfold.subscriptions.runner import ProjectionRunner
-from eventfold.subscriptions.sqltemplate import check_name
+from eventfold.subscriptions.sqltemplate import check_name, expand_lists
 
-ParamType = type[str] | type[int] | type[float] | type[bool]
-_TYPES: tuple[type[Any], ...] = (str, int, float, bool)
+ParamType = Any
+"""A named query's parameter type: str, int, float, bool, date, datetime,
+UUID, or a list of one of them (``list[str]``)."""
+_SCALARS: tuple[type[Any], ...] = (str, int, float, bool, date, datetime, uuid.UUID)
+
+
+def _check_param_type(kind: Any) -> bool:
+    if kind in _SCALARS:
+        return True
+    args = typing.get_args(kind)
+    return typing.get_origin(kind) is list and len(args) == 1 and args[0] in _SCALARS
+
+
+def param_type_name(kind: Any) -> str:
+    """``str``, ``date``, ``UUID``, ``list[int]`` …"""
+    if typing.get_origin(kind) is list:
+        return f"list[{param_type_name(typing.get_args(kind)[0])}]"
+    return str(kind.__name__)
+
+
+def sql_value(value: Any) -> Any:
+    """A parameter as the SQL driver gets it: dates, times (in UTC) and UUIDs
+    as ISO 8601 or canonical text, so the same query runs on SQLite (which
+    keeps them as text) and PostgreSQL (which casts the text to the column's
+    type); a list as a tuple, expanded into one placeholder per item."""
+    if isinstance(value, list | tuple):
+        return tuple(sql_value(v) for v in value)
+    if isinstance(value, datetime):
+        return as_utc_if_naive(value).astimezone(UTC).isoformat()
+    if isinstance(value, date | uuid.UUID):
+        return str(value)
+    return value
 
 
 class UnknownQuery(EventfoldError):
@@ -71,8 +104,9 @@ class NamedQuery:
         self.defaults = dict(defaults)
         self.description = description
 
-    def arguments(self, given: Mapping[str, str]) -> tuple[Any, ...]:
-        """The parameters from text values (a URL's query string)."""
+    def arguments(self, given: Mapping[str, str | Sequence[str]]) -> tuple[Any, ...]:
+        """The parameters from text values (a URL's query string; several
+        values for a list), typed by the declared parameters, as SQL values."""
         unknown = sorted(set(given) - set(self.params))
         if unknown:
             raise InvalidArgument(
@@ -83,8 +117,11 @@ class NamedQuery:
         out = []
         for name, kind in self.params.items():
             if name in given:
+                value = given[name]
+                if typing.get_origin(kind) is list and isinstance(value, str):
+                    value = [value]
                 try:
-                    out.append(msgspec.convert(given[name], kind, strict=False))
+                    out.append(msgspec.convert(value, kind, strict=False))
                 except msgspec.ValidationError as exc:
                     raise InvalidArgument(
                         f"query {self.name}: parameter {name}: {exc}", argument=name
@@ -95,7 +132,15 @@ class NamedQuery:
                 raise InvalidArgument(
                     f"query {self.name}: parameter {name} is required", argument=name
                 )
-        return tuple(out)
+        return self.bind(out)
+
+    def bind(self, values: Sequence[Any]) -> tuple[Any, ...]:
+        """Typed parameter values (in ``params`` order) as SQL values."""
+        if len(values) != len(self.params):
+            raise InvalidArgument(
+                f"query {self.name}: takes {len(self.params)} parameters, not {len(values)}"
+            )
+        return tuple(sql_value(v) for v in values)
 
 
 class Queries:
@@ -131,8 +176,11 @@ class Queries:
         for param, kind in params.items():
             if not param.isidentifier() or param in ("min_position", "wait"):
                 raise RegistrationError(f"query {name}: bad parameter name {param!r}")
-            if kind not in _TYPES:
-                raise RegistrationError(f"query {name}: {param} must be str, int, float or bool")
+            if not _check_param_type(kind):
+                raise RegistrationError(
+                    f"query {name}: {param} must be str, int, float, bool, date, datetime, "
+                    "UUID or a list of one of them"
+                )
         if sql.count("?") != len(params):
             raise RegistrationError(f"query {name}: one '?' per parameter ({len(params)})")
         self._queries[name] = NamedQuery(name, projection, sql, params, defaults or {}, description)
@@ -202,6 +250,8 @@ class StateAnswer(msgspec.Struct, frozen=True):
     state: Any
     as_of: datetime | None
     freshness: FreshnessInfo
+    by: Clock = "recorded"
+    """The clock ``as_of`` was read on: ``recorded`` or ``occurred``."""
 
 
 class StatusAnswer(msgspec.Struct, frozen=True):
@@ -273,17 +323,18 @@ class QueryService:
         ``wait`` seconds) until its projection has reached it, else raise
         ``ReadModelTimeout``."""
         query = self.queries.get(name)
-        args = query.arguments(params) if isinstance(params, Mapping) else tuple(params)
+        args = query.arguments(params) if isinstance(params, Mapping) else query.bind(params)
         key = (name, args)
         if self.cache is not None:
             hit = self.cache.get(key, min_position=min_position)
             if hit is not None:
                 return msgspec.structs.replace(hit, cached=True)
         generation = self.cache.generation() if self.cache is not None else 0
+        sql, flat = expand_lists(query.sql, args)
         result = await self.runner.query(
             query.projection,
-            query.sql,
-            args,
+            sql,
+            flat,
             min_position=min_position,
             timeout=self._wait(wait),
         )
@@ -352,21 +403,25 @@ class QueryService:
         *,
         as_of: datetime | None = None,
         version: int | None = None,
+        by: Clock = "recorded",
         min_position: int | None = None,
         wait: float | None = None,
     ) -> StateAnswer:
-        """A stream's state now, at ``version``, or as of ``as_of`` (events
-        recorded at or before it), folded by its category's decider."""
+        """A stream's state now, at ``version``, or as of ``as_of`` (the
+        events recorded at or before it, or with ``by="occurred"`` those that
+        had happened by then), folded by its category's decider."""
         validate_stream_id(stream_id)
         decider = self.queries.states.get(category_of(stream_id))
         if decider is None:
             raise NoStateView(stream_id, sorted(self.queries.states))
         head = await self._reach(min_position, wait)
         loaded = await Repository(self.store, decider, self.codec).load(
-            stream_id, version=version, as_of=as_of
+            stream_id, version=version, as_of=as_of, by=by
         )
         state = msgspec.to_builtins(loaded.state)
-        return StateAnswer(stream_id, loaded.version, state, as_of, self._log_freshness(head))
+        return StateAnswer(
+            stream_id, loaded.version, state, as_of, self._log_freshness(head), by=by
+        )
 
     async def status(self) -> StatusAnswer:
         details = self.details() if self.details is not None else {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 from datetime import datetime
 
+from eventfold.domain.clocks import Clock, check_aware, check_clock
 from eventfold.errors import InvalidArgument
 from eventfold.serialization.codec import Codec
 from eventfold.store.api import EventReader
@@ -26,6 +27,7 @@ async def build_as_of(
     *,
     position: int | None = None,
     time: datetime | None = None,
+    by: Clock = "recorded",
     batch_size: int = 1000,
     retry: RetryPolicy | None = None,
     progress: Progress | None = None,
@@ -33,18 +35,23 @@ async def build_as_of(
     """Apply the events up to ``position`` and/or recorded at or before
     ``time`` to fresh tables in ``into`` (which must not hold this projection
     yet). Effects never run. Returns the finished build, whose ``position`` is
-    how far the log was read."""
+    how far the log was read.
+
+    With ``by="occurred"`` the events applied are those that had happened by
+    ``time`` (``Metadata.occurred_at``, else the recording time), however
+    late they were recorded, in the log's order."""
     if position is None and time is None:
         raise InvalidArgument("give a position, a time, or both", argument="position")
     if position is not None and (
         isinstance(position, bool) or not isinstance(position, int) or position < 0
     ):
         raise InvalidArgument(f"position must be an int >= 0, not {position!r}")
-    if time is not None and time.tzinfo is None:
-        raise InvalidArgument("time must be timezone-aware", argument="time")
-    build = await into.write(
-        functools.partial(_create, projection, position, time.isoformat() if time else None)
-    )
+    check_clock(by)
+    shown = None
+    if time is not None:
+        check_aware(time, "time")
+        shown = time.isoformat() if by == "recorded" else f"{time.isoformat()} (occurred)"
+    build = await into.write(functools.partial(_create, projection, position, shown))
     worker = BuildWorker(
         store,
         codec,
@@ -57,6 +64,7 @@ async def build_as_of(
         progress=progress,
         stop_position=position,
         stop_time=time,
+        stop_clock=by,
     )
     await worker.run()
     return worker.build

@@ -12,7 +12,8 @@ from typing import Literal
 
 import msgspec
 
-from eventfold.serialization.codec import Codec
+from eventfold.domain.clocks import Clock
+from eventfold.serialization.codec import Codec, occurred_at
 from eventfold.store.api import EventReader, RecordedEvent
 from eventfold.subscriptions import builds
 from eventfold.subscriptions.builds import Build
@@ -52,8 +53,8 @@ class BuildWorker:
     catching up; otherwise return once caught up. A build that is still
     ``building`` becomes the active one (the pointer switches) as soon as a
     read comes back short. ``stop_position`` / ``stop_time`` freeze a
-    time-travel build: only events up to that position, recorded at or before
-    that time, are applied."""
+    time-travel build: only events up to that position, recorded (or, with
+    ``stop_clock="occurred"``, happened) at or before that time, are applied."""
 
     def __init__(
         self,
@@ -71,6 +72,7 @@ class BuildWorker:
         on_commit: Callable[[], None] | None = None,
         stop_position: int | None = None,
         stop_time: datetime | None = None,
+        stop_clock: Clock = "recorded",
     ) -> None:
         self.store = store
         self.read_model = read_model
@@ -85,6 +87,7 @@ class BuildWorker:
         self.on_commit = on_commit
         self.stop_position = stop_position
         self.stop_time = stop_time
+        self.stop_clock = stop_clock
         self.handled = 0
         self.dispatch = Dispatch(projection, codec)
         self._codec = codec
@@ -129,7 +132,10 @@ class BuildWorker:
                 short = short or scanned >= self.stop_position
             if self.stop_time is not None:
                 cutoff = self.stop_time
-                records = [r for r in records if r.recorded_at <= cutoff]
+                if self.stop_clock == "occurred":
+                    records = [r for r in records if occurred_at(r) <= cutoff]
+                else:
+                    records = [r for r in records if r.recorded_at <= cutoff]
             wanted = [r for r in records if self.dispatch.handler(r.type) is not None]
             if self.progress is not None and not self._reported and records:
                 # The baseline: positions need not start at 1 (they are sparse on PostgreSQL).

@@ -1,6 +1,6 @@
 """A short scripted story of the shop on an embedded SQLite file.
 
-    python -m examples.shop.demo [path/to/shop.db]
+    python -m eventfold.examples.shop.demo [path/to/shop.db]
 
 Prints each command, the events it produced and the state it led to, then an
 order as it was at an earlier moment. Then the query side: read models in a
@@ -20,6 +20,26 @@ from typing import Any
 
 import eventfold
 from eventfold import Codec, CommandRejected, EventStore, Metadata, Repository, SnapshotPolicy
+from eventfold.examples.shop.app import Shop
+from eventfold.examples.shop.compliance import forget_a_customer
+from eventfold.examples.shop.events import registry
+from eventfold.examples.shop.inventory import (
+    ReceiveStock,
+    ReleaseStock,
+    ReserveStock,
+    Stock,
+    inventory,
+)
+from eventfold.examples.shop.orders import (
+    AddLine,
+    CancelOrder,
+    ConfirmOrder,
+    Order,
+    PlaceOrder,
+    SubmitOrder,
+    orders,
+)
+from eventfold.examples.shop.read_models import low_stock_report
 from eventfold.subscriptions import (
     Freshness,
     ProjectionRunner,
@@ -29,20 +49,6 @@ from eventfold.subscriptions import (
     build_as_of,
     query_read_model,
 )
-from examples.shop.app import Shop
-from examples.shop.compliance import forget_a_customer
-from examples.shop.events import registry
-from examples.shop.inventory import ReceiveStock, ReleaseStock, ReserveStock, Stock, inventory
-from examples.shop.orders import (
-    AddLine,
-    CancelOrder,
-    ConfirmOrder,
-    Order,
-    PlaceOrder,
-    SubmitOrder,
-    orders,
-)
-from examples.shop.read_models import low_stock_report
 
 
 def show_order(order: Order) -> str:

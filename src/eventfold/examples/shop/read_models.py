@@ -9,8 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from eventfold import Envelope
-from eventfold.subscriptions import Index, Projection, ProjectionRunner, QueryResult, Tx
-from examples.shop.events import (
+from eventfold.examples.shop.events import (
     LineAdded,
     OrderCancelled,
     OrderConfirmed,
@@ -21,6 +20,7 @@ from examples.shop.events import (
     StockReleased,
     StockReserved,
 )
+from eventfold.subscriptions import Index, Projection, ProjectionRunner, QueryResult, Tx
 
 LowStockHook = Callable[[Envelope[Any]], Awaitable[None]]
 

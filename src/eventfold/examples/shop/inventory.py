@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from eventfold import CommandRejected, Decider
-from examples.shop.events import StockReceived, StockReleased, StockReserved
+from eventfold.examples.shop.events import StockReceived, StockReleased, StockReserved
 
 StockEvent = StockReceived | StockReserved | StockReleased
 

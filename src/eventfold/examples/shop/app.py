@@ -2,7 +2,7 @@
 
 ``projections`` is what the CLI loads:
 
-    eventfold projections list --app examples.shop.app:projections \\
+    eventfold projections list --app eventfold.examples.shop.app:projections \\
         --store sqlite:///shop.db --read-model sqlite:///shop-reads.db
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from eventfold import Codec, Envelope, EventStore, Repository, SnapshotPolicy
+from eventfold.examples.shop.events import StockReserved, registry
+from eventfold.examples.shop.inventory import Stock, inventory
+from eventfold.examples.shop.orders import Order, orders
+from eventfold.examples.shop.read_models import order_summaries, stock_levels
+from eventfold.examples.shop.saga import checkout_saga
 from eventfold.subscriptions import ProcessManager, ProjectionSet
-from examples.shop.events import StockReserved, registry
-from examples.shop.inventory import Stock, inventory
-from examples.shop.orders import Order, orders
-from examples.shop.read_models import order_summaries, stock_levels
-from examples.shop.saga import checkout_saga
 
 codec = Codec(registry)
 

@@ -1,6 +1,6 @@
 """The shop as services: its commands and queries over HTTP.
 
-    eventfold serve --app examples.shop.services:service
+    eventfold serve --app eventfold.examples.shop.services:service
 
 Commands name the order or SKU they are about, so that each finds its
 stream (``order-…`` for orders, ``stock-<sku>`` for stock); checks that need
@@ -15,12 +15,12 @@ from typing import Annotated
 import msgspec
 
 from eventfold import EventStore, InvalidArgument
+from eventfold.examples.shop import inventory as stock
+from eventfold.examples.shop import orders
+from eventfold.examples.shop.app import Shop, codec, projections
+from eventfold.examples.shop.read_models import LOW_STOCK_SQL
 from eventfold.services import Commands, Queries, ServiceDefinition
 from eventfold.subscriptions import ProcessManager
-from examples.shop import inventory as stock
-from examples.shop import orders
-from examples.shop.app import Shop, codec, projections
-from examples.shop.read_models import LOW_STOCK_SQL
 
 OrderId = Annotated[str, msgspec.Meta(pattern=r"^order-[A-Za-z0-9_.:-]{1,64}$")]
 Sku = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -157,4 +157,4 @@ service = ServiceDefinition(
     process_managers=_sagas,
     title="shop",
 )
-"""What ``eventfold serve --app examples.shop.services:service`` serves."""
+"""What ``eventfold serve --app eventfold.examples.shop.services:service`` serves."""

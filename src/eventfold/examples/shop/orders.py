@@ -11,7 +11,7 @@ from typing import Literal
 import msgspec
 
 from eventfold import CommandRejected, Decider
-from examples.shop.events import (
+from eventfold.examples.shop.events import (
     LineAdded,
     OrderCancelled,
     OrderConfirmed,

@@ -14,10 +14,10 @@ import contextlib
 from typing import Any
 
 from eventfold import Envelope, Repository
+from eventfold.examples.shop.events import OrderCancelled, OrderDeclined, OrderSubmitted
+from eventfold.examples.shop.inventory import OutOfStock, ReleaseStock, ReserveStock
+from eventfold.examples.shop.orders import ConfirmOrder, DeclineOrder, OrderRejected
 from eventfold.subscriptions import ProcessContext, ProcessManager
-from examples.shop.events import OrderCancelled, OrderDeclined, OrderSubmitted
-from examples.shop.inventory import OutOfStock, ReleaseStock, ReserveStock
-from examples.shop.orders import ConfirmOrder, DeclineOrder, OrderRejected
 
 
 def checkout_saga(
