@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from eventfold.cli import compliance, log, projections, serve
+from eventfold.cli import compliance, log, projections, serve, tenants
 
 app = typer.Typer(
     name="eventfold",
@@ -14,6 +14,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(projections.app, name="projections")
+app.add_typer(tenants.tenants_app, name="tenants")
+app.add_typer(tenants.keys_app, name="keys")
 app.command("serve")(serve.serve)
 app.registered_commands += log.app.registered_commands
 app.registered_commands += compliance.app.registered_commands

@@ -21,6 +21,15 @@ from eventfold.store.url import connect
 StoreOption = Annotated[
     str, typer.Option("--store", envvar="EVENTFOLD_STORE", help="event store URL")
 ]
+MaybeStoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="EVENTFOLD_STORE",
+        help="event store URL (or --tenant)",
+        show_default=False,
+    ),
+]
 RegistryOption = Annotated[
     str | None,
     typer.Option(
