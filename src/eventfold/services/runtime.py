@@ -290,8 +290,10 @@ class Runtime:
             # The bus forgets everything when the process ends: resume from the mirror.
             assert self.mirror is not None
             relay_checkpoints = MirrorCheckpoints(self.mirror)
+        # The relay reads the log as stored: personal fields travel encrypted
+        # on the bus, and the query side decrypts them with the subject keys.
         relay = self.relay = Relay(
-            store,
+            raw,
             bus,
             self.topology,
             checkpoints=relay_checkpoints,

@@ -19,6 +19,7 @@ import msgspec
 from eventfold.errors import TenantExists, UnknownTenant
 from eventfold.security.apikeys import SQLAPIKeyStore
 from eventfold.security.principal import check_tenant
+from eventfold.store.api import EventStore
 from eventfold.store.url import connect
 from eventfold.subscriptions.readmodel import Connection, open_read_model
 from eventfold.tenancy.placement import Place, Tenancy, destroy, prepare
@@ -124,6 +125,13 @@ class Tenants:
     async def place(self, tenant: str) -> Place:
         info = await self.get(tenant)
         return self.tenancy.place(tenant, info.server)
+
+    async def connect(self, tenant: str) -> EventStore:
+        """A store bound to ``tenant``: it opens the tenant's own database or
+        schema, so nothing of another tenant can be read or written through
+        it. Close it when done."""
+        place = await self.place(tenant)
+        return await connect(place.store)
 
     async def delete(self, tenant: str) -> None:
         """Destroy the tenant: its API keys, subject keys, events, read models
