@@ -72,9 +72,11 @@ class World:
         commands: httpx.AsyncClient,
         queries: httpx.AsyncClient,
         sites: TenantRuntimes,
+        built: dict[str, Any],
         a: str,
         b: str,
     ) -> None:
+        self.built = built
         self.commands = commands
         self.queries = queries
         self.sites = sites
@@ -115,7 +117,7 @@ async def world(tenancy: Tenancy, nats_login: NatsLogin, tmp_path: Path) -> Asyn
             ) as queries,
         ):
             suffix = uuid.uuid4().hex[:6]
-            yield World(commands, queries, sites, f"acme_{suffix}", f"bolt_{suffix}")
+            yield World(commands, queries, sites, built, f"acme_{suffix}", f"bolt_{suffix}")
     finally:
         await sites.close()
 
@@ -194,6 +196,28 @@ async def test_tenant_a_walks_every_route_and_sees_nothing_of_b(
             (w.commands, "DELETE", f"/admin/tenants/{w.b}", None),
             (w.commands, "GET", "/schema/openapi.json", None),
         ]
+        walked = {(method, path.split("?")[0]) for _, method, path, _ in walk}
+        walked |= {("POST", "/commands/RegisterCustomer"), ("GET", "/health")}  # below; open
+        for app in w.built.values():
+            for route in app.routes:
+                for method in set(getattr(route, "methods", ())) - {"HEAD", "OPTIONS"}:
+                    if route.path.startswith("/schema") and route.path != "/schema/openapi.json":
+                        continue  # the same document in other renderings
+                    concrete = {
+                        "/streams/{stream_id:str}/events": "/streams/customer-bea/events",
+                        "/streams/{stream_id:str}/state": "/streams/customer-bea/state",
+                        "/outcomes/{command_id:str}": f"/outcomes/{b_bea['command_id']}",
+                        "/admin/forget/{subject:str}": "/admin/forget/customer-bea",
+                        "/admin/tenants/{tenant:str}": f"/admin/tenants/{w.b}",
+                        "/admin/projections/{name:str}/rebuild": (
+                            "/admin/projections/customers/rebuild"
+                        ),
+                        "/commands/{name:str}": "/commands/RegisterCustomer",
+                    }.get(route.path, route.path)
+                    assert (method, concrete) in walked or (method, route.path) in {
+                        ("POST", "/admin/tenants"),  # the platform's, tried above
+                        ("GET", "/admin/tenants"),
+                    }, (method, route.path)
         for client, method, path, body in walk:
             answer = await client.request(method, path, json=body, headers=a_admin)
             assert answer.status_code in (200, 403, 404), (path, answer.status_code, answer.text)

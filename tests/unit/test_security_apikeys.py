@@ -92,3 +92,19 @@ def test_policy_denies_what_it_does_not_grant(tmp_path: Path) -> None:
         Policy.from_file(path)
     path.write_text('[roles]\nclerk = ["command:PlaceOrder", "status:read"]\n')
     assert Policy.from_file(path).allows(clerk, "status:read")
+
+
+async def test_a_cached_key_still_needs_its_secret() -> None:
+    store = MemoryAPIKeyStore()
+    auth = APIKeyAuthenticator(store, cache_seconds=60)
+    _, key = await create_key(store, "cy")
+    assert (await auth.authenticate(key)).id == "cy"
+    with pytest.raises(AuthenticationFailed):
+        await auth.authenticate(key[:-1] + ("A" if key[-1] != "A" else "B"))
+    uncached = APIKeyAuthenticator(store)
+    info = (await store.list())[0]
+    await store.revoke(info.key_id)
+    with pytest.raises(AuthenticationFailed, match="revoked"):
+        await uncached.authenticate(key)
+    with pytest.raises(ConfigurationError):
+        APIKeyAuthenticator(store, cache_seconds=-1)

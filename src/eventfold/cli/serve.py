@@ -148,6 +148,16 @@ def serve(
             help="accept API keys kept in this control database (with --tenants: its own)",
         ),
     ] = None,
+    api_key_cache: Annotated[
+        float,
+        typer.Option(
+            "--api-key-cache",
+            min=0,
+            max=3600,
+            help="seconds a checked API key is trusted without the database "
+            "(a revocation then takes up to that long)",
+        ),
+    ] = 0.0,
     tenants: TenantsOption = None,
     encrypt: Annotated[
         bool,
@@ -241,6 +251,7 @@ def serve(
                 security = _security(
                     policy,
                     key_store,
+                    key_cache=api_key_cache,
                     issuer=jwt_issuer,
                     audience=jwt_audience,
                     secret_file=jwt_secret_file,
@@ -303,6 +314,7 @@ def _security(
     policy: Path | None,
     key_store: APIKeyStore | None,
     *,
+    key_cache: float,
     issuer: str | None,
     audience: str | None,
     secret_file: Path | None,
@@ -329,7 +341,7 @@ def _security(
             )
         )
     if key_store is not None:
-        authenticators.append(APIKeyAuthenticator(key_store))
+        authenticators.append(APIKeyAuthenticator(key_store, cache_seconds=key_cache))
     if not authenticators:
         if policy is not None:
             raise ConfigurationError("--policy needs authentication (--jwt-* or --api-keys)")

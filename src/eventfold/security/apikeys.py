@@ -15,13 +15,14 @@ import functools
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from eventfold.errors import AuthenticationFailed, InvalidArgument
+from eventfold.errors import AuthenticationFailed, ConfigurationError, InvalidArgument
 from eventfold.security.principal import Principal, check_tenant
 from eventfold.subscriptions.readmodel import Connection, ReadModel, open_read_model
 
@@ -120,12 +121,19 @@ async def create_key(
 
 
 class APIKeyAuthenticator:
-    """``X-API-Key: efk_…`` checked against ``store``."""
+    """``X-API-Key: efk_…`` checked against ``store``. ``cache_seconds``
+    keeps a checked key's principal in memory that long: each request then
+    skips the database, and a revocation takes effect within that time
+    (0, the default: on the next request)."""
 
     scheme = "ApiKey"
 
-    def __init__(self, store: APIKeyStore) -> None:
+    def __init__(self, store: APIKeyStore, *, cache_seconds: float = 0.0) -> None:
+        if not 0 <= cache_seconds <= 3600:
+            raise ConfigurationError("cache_seconds must be between 0 and 3600")
         self.store = store
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, str, Principal]] = {}
 
     def credential(self, headers: Mapping[str, str]) -> str | None:
         return headers.get(HEADER)
@@ -138,14 +146,25 @@ class APIKeyAuthenticator:
         if parts is None:
             raise AuthenticationFailed("malformed API key")
         key_id, secret = parts
+        digest = _digest(key_id, secret)
+        cached = self._cache.get(key_id)
+        now = time.monotonic()
+        fresh = cached is not None and now - cached[0] < self.cache_seconds
+        if cached is not None and fresh and hmac.compare_digest(cached[1], digest):
+            return cached[2]
         found = await self.store.find(key_id)
         stored = found[1] if found is not None else _DUMMY
-        matches = hmac.compare_digest(stored, _digest(key_id, secret))
+        matches = hmac.compare_digest(stored, digest)
         if found is None or not matches:
             raise AuthenticationFailed("unknown API key")
         if found[0].revoked_at is not None:
             raise AuthenticationFailed("revoked API key")
-        return found[0].principal_of()
+        principal = found[0].principal_of()
+        if self.cache_seconds > 0:
+            if len(self._cache) >= 10_000:
+                self._cache.clear()
+            self._cache[key_id] = (now, stored, principal)
+        return principal
 
 
 class MemoryAPIKeyStore:

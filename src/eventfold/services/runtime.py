@@ -132,6 +132,12 @@ class ServeConfig(msgspec.Struct, frozen=True, kw_only=True):
                 "the sides then need a NATS URL (--nats) to talk",
                 setting="nats",
             )
+        if self.encrypt and self.role == "query" and self.keys is None:
+            raise ConfigurationError(
+                "--role query --encrypt decrypts with the command side's subject keys: "
+                "name their store with --keys",
+                setting="keys",
+            )
 
     def outcomes_url(self) -> str:
         return self.outcomes if self.outcomes is not None else services_url(self.store)
