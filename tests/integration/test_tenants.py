@@ -287,7 +287,7 @@ async def test_tenant_a_walks_every_route_and_sees_nothing_of_b(
         assert await b_fingerprint(w) == before
 
         # A deleted tenant's data cannot be read.
-        b_place = await w.sites._catalog.place(w.b)
+        b_place = await w.sites.catalog.place(w.b)
         deleted = await w.commands.delete(f"/admin/tenants/{w.b}", headers=platform)
         assert deleted.status_code == 204, deleted.text
         gone = await w.queries.get("/streams/customer-ada/events", headers=w.token(w.b, ["admin"]))

@@ -308,6 +308,14 @@ async def test_admin_routes_forget_verify_export_rebuild(tmp_path: Path) -> None
             assert await raw.head_position() == 1
 
 
+async def test_forget_without_encryption_is_501_and_changes_nothing(tmp_path: Path) -> None:
+    async with secured(tmp_path) as s:
+        admin = bearer(hs256(sub="root", roles=["admin"]))
+        answer = await s.commands.post("/admin/forget/ada", headers=admin)
+        assert answer.status_code == 501, answer.text
+        assert answer.json()["error"] == "ConfigurationError"
+
+
 def test_security_needs_an_authenticator() -> None:
     from eventfold.errors import ConfigurationError
 

@@ -10,6 +10,7 @@ the position headers, and the Litestar settings.
 | concurrency conflict (``WrongExpectedVersion``), a tenant that exists | 409 |
 | body too large | 413 |
 | invalid (``InvalidArgument``), rejected (``CommandRejected``), a key reused | 422 |
+| not set up here (``ConfigurationError``: forget without encryption) | 501 |
 | a wait for freshness timed out, the store, bus or read model is away | 503 |
 """
 
@@ -30,6 +31,7 @@ from eventfold.errors import (
     AuthenticationFailed,
     CommandRejected,
     ConcurrencyError,
+    ConfigurationError,
     EventfoldError,
     InvalidArgument,
     PermissionDenied,
@@ -99,6 +101,8 @@ def status_of(exc: BaseException) -> int:
         return 409
     if isinstance(exc, InvalidArgument | CommandRejected | IdempotencyKeyReused):
         return 422
+    if isinstance(exc, ConfigurationError):
+        return 501
     if isinstance(
         exc,
         ReadModelTimeout
@@ -140,7 +144,7 @@ def _extra(exc: BaseException) -> dict[str, Any] | None:
 
 def error_response(exc: BaseException) -> Response[ErrorBody]:
     status = status_of(exc)
-    if status >= 500 and status != 503:
+    if status >= 500 and status not in (501, 503):
         log.error("request failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
     headers = {"Retry-After": "1"} if status == 503 else None
     if isinstance(exc, AuthenticationFailed):

@@ -35,7 +35,9 @@ def permission(name: str | None) -> dict[str, Any]:
 def guard(security: Security | None) -> Guard:
     """The guard of every route: authenticate, then check the route's permission."""
 
-    async def check(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler):  # type: ignore[no-untyped-def]
+    async def check(
+        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+    ) -> None:
         if security is None or handler.opt.get("public"):
             return
         principal = await security.authenticate(connection.headers)

@@ -47,7 +47,7 @@ class TenantRuntimes:
     def __init__(self, definition: ServiceDefinition, config: ServeConfig, tenants: Tenants):
         self.definition = definition
         self.config = config
-        self._catalog = tenants
+        self.catalog = tenants
         self._running: dict[str, Runtime] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -65,19 +65,23 @@ class TenantRuntimes:
         async with lock:
             running = self._running.get(tenant)
             if running is None:
-                place = await self._catalog.place(tenant)
+                place = await self.catalog.place(tenant)
                 config = self.config.for_tenant(place, tenant_prefix(self.config.prefix, tenant))
                 running = Runtime(self.definition, config)
-                await running.start()
+                try:
+                    await running.start()
+                except BaseException:
+                    await running.stop()
+                    raise
                 self._running[tenant] = running
                 log.info("tenant %s: services started", tenant)
         return running
 
     async def create(self, tenant: str, server: str | None = None) -> TenantInfo:
-        return await self._catalog.create(tenant, server=server)
+        return await self.catalog.create(tenant, server=server)
 
     async def list(self) -> list[TenantInfo]:
-        return await self._catalog.list()
+        return await self.catalog.list()
 
     async def delete(self, tenant: str) -> None:
         """Stop the tenant's services, remove its bus streams, destroy it."""
@@ -87,7 +91,7 @@ class TenantRuntimes:
             if running is not None:
                 await running.stop()
             await self._delete_streams(tenant)
-            await self._catalog.delete(tenant)
+            await self.catalog.delete(tenant)
 
     async def _delete_streams(self, tenant: str) -> None:
         if self.config.nats is None:
@@ -109,4 +113,4 @@ class TenantRuntimes:
         for runtime in running:
             with contextlib.suppress(Exception):
                 await runtime.stop()
-        await self._catalog.close()
+        await self.catalog.close()
