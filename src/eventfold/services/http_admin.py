@@ -28,7 +28,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
 from eventfold.compliance.chain import ChainReader, verify
-from eventfold.compliance.export import ExportedEvent
+from eventfold.compliance.export import exported
 from eventfold.errors import ConfigurationError
 from eventfold.services.http_common import json_body, path_param, query_param
 from eventfold.services.http_security import permission, principal_of, require_platform
@@ -111,18 +111,7 @@ def admin_routes(site: Site) -> list[HTTPRouteHandler]:
         async def lines() -> AsyncIterator[bytes]:
             encoder = msgspec.json.Encoder()
             async for r in store.read_all():
-                line = ExportedEvent(
-                    r.position,
-                    r.stream_id,
-                    r.version,
-                    str(r.event_id),
-                    r.type,
-                    r.schema_version,
-                    r.recorded_at.isoformat(),
-                    msgspec.Raw(r.data),
-                    msgspec.Raw(r.metadata),
-                )
-                yield encoder.encode(line) + b"\n"
+                yield encoder.encode(exported(r)) + b"\n"
 
         return Stream(lines(), media_type="application/x-ndjson")
 
