@@ -161,6 +161,69 @@ def nats_url() -> Iterator[str]:
         server.cleanup()
 
 
+class NatsLogin:
+    """A NATS server that requires a user and password."""
+
+    def __init__(self, url: str, user: str, password: str) -> None:
+        self.url = url
+        self.user = user
+        self.password = password
+
+
+@pytest.fixture(scope="session")
+def nats_login() -> Iterator[NatsLogin]:
+    """A JetStream server of its own with authentication on (user and
+    password in its configuration file, never on its command line)."""
+    password = uuid.uuid4().hex
+    server: NatsServer | None = None
+    try:
+        server = NatsServer(name="eventfold-auth", user="eventfold", password=password)
+        url = server.start()
+    except Exception as exc:
+        if server is not None:
+            server.cleanup()
+        nats_unavailable(f"cannot start nats-server with authentication: {exc}")
+        raise
+    try:
+        yield NatsLogin(url, "eventfold", password)
+    finally:
+        server.cleanup()
+
+
+class PostgresLogin:
+    """A PostgreSQL role that logs in with a scram-sha-256 password, and a
+    database it owns; ``passfile`` is a libpq password file for it."""
+
+    def __init__(self, url: str, password: str, passfile: str) -> None:
+        self.url = url
+        self.password = password
+        self.passfile = passfile
+
+
+@pytest.fixture(scope="session")
+def postgres_login(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresLogin]:
+    """A PostgreSQL server of its own on which role ``eventfold_app`` must
+    log in with a scram-sha-256 password (``pg_hba.conf``), not ``trust``."""
+    password = uuid.uuid4().hex
+    server: PostgresServer | None = None
+    try:
+        server = PostgresServer()
+        server.start()
+        url = server.add_password_role("eventfold_app", password, "eventfold_app")
+    except Exception as exc:
+        if server is not None:
+            server.cleanup()
+        postgres_unavailable(f"cannot start PostgreSQL with a password role: {exc}")
+        raise
+    passfile = tmp_path_factory.mktemp("pgpass") / "pgpass"
+    passfile.write_text(f"127.0.0.1:{server.port}:*:eventfold_app:{password}\n")
+    passfile.chmod(0o600)
+    try:
+        yield PostgresLogin(url, password, str(passfile))
+    finally:
+        server.cleanup()
+
+
 @pytest.fixture
 def nats_prefix() -> str:
     """A subject prefix (and so stream names) no other test uses."""
@@ -169,5 +232,6 @@ def nats_prefix() -> str:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "postgres_url" in getattr(item, "fixturenames", ()):
+        names = getattr(item, "fixturenames", ())
+        if "postgres_url" in names or "postgres_login" in names:
             item.add_marker(pytest.mark.postgres)

@@ -163,3 +163,42 @@ class CommandRejected(EventfoldError):
     def __init__(self, message: str, *, stream_id: str | None = None) -> None:
         super().__init__(message)
         self.stream_id = stream_id
+
+
+# --- security and tenancy ---------------------------------------------------------
+
+
+class AuthenticationFailed(EventfoldError):
+    """Credentials are missing, malformed, expired, revoked or not ours (HTTP
+    401). The message says why, without echoing a credential."""
+
+    def __init__(self, reason: str, *, challenge: str = "Bearer") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.challenge = challenge
+
+
+class PermissionDenied(EventfoldError):
+    """An authenticated principal asked for something its policy does not
+    grant (HTTP 403). Nothing was read or written."""
+
+    def __init__(self, principal: str, permission: str) -> None:
+        super().__init__(f"{principal!r} may not {permission}")
+        self.principal = principal
+        self.permission = permission
+
+
+class TenantExists(EventfoldError):
+    """A tenant of that id exists already."""
+
+    def __init__(self, tenant: str) -> None:
+        super().__init__(f"tenant {tenant!r} exists already")
+        self.tenant = tenant
+
+
+class UnknownTenant(EventfoldError):
+    """No tenant of that id is known (or it was deleted)."""
+
+    def __init__(self, tenant: str) -> None:
+        super().__init__(f"no tenant {tenant!r}")
+        self.tenant = tenant

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from eventfold.cli import compliance, dev, init, log, projections, serve
+from eventfold.cli import compliance, dev, init, log, projections, serve, tenants
 
 app = typer.Typer(
     name="eventfold",
@@ -15,6 +15,8 @@ app = typer.Typer(
 )
 app.add_typer(projections.app, name="projections")
 app.add_typer(dev.app, name="dev")
+app.add_typer(tenants.tenants_app, name="tenants")
+app.add_typer(tenants.keys_app, name="keys")
 app.command("serve")(serve.serve)
 app.command("init")(init.init)
 app.registered_commands += log.app.registered_commands

@@ -13,7 +13,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from eventfold.cli.common import console, run
-from eventfold.cli.stores import MasterKeyOption, RegistryOption, StoreOption, keys_for, open_store
+from eventfold.cli.stores import (
+    MasterKeyOption,
+    MaybeStoreOption,
+    RegistryOption,
+    keys_for,
+    open_store,
+)
+from eventfold.cli.tenants import TenantOption, TenantsOption, store_of
 from eventfold.compliance.chain import ChainReader, Heads, take_heads, verify
 from eventfold.compliance.export import export_jsonl
 from eventfold.errors import ConfigurationError
@@ -42,7 +49,7 @@ def _secret(env: str | None) -> bytes | None:
 
 @app.command("verify")
 def verify_command(
-    store: StoreOption,
+    store: MaybeStoreOption = None,
     checkpoint: Annotated[
         Path | None, typer.Option(help="chain heads written earlier by --write-checkpoint")
     ] = None,
@@ -53,11 +60,14 @@ def verify_command(
         str | None,
         typer.Option(help="environment variable with the secret that signs checkpoints"),
     ] = None,
+    tenant: TenantOption = None,
+    tenants: TenantsOption = None,
 ) -> None:
     """Check every stream's hash chain; exit 1 naming each event modified,
     removed, inserted or reordered (and, against a checkpoint, each stream
     truncated or rewritten)."""
     key = _secret(key_env)
+    store = store_of(store, tenant, tenants)
 
     async def main() -> bool:
         heads = None if checkpoint is None else _read_checkpoint(checkpoint)
@@ -85,14 +95,17 @@ def verify_command(
 @app.command("export")
 def export_command(
     out: Path,
-    store: StoreOption,
+    store: MaybeStoreOption = None,
     registry: RegistryOption = None,
     category: Annotated[list[str] | None, typer.Option("--category")] = None,
     type: Annotated[list[str] | None, typer.Option("--type")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    tenant: TenantOption = None,
+    tenants: TenantsOption = None,
 ) -> None:
     """Write events to a JSON Lines file. Personal fields stay encrypted, or
     with --registry are decrypted, forgotten subjects' fields as \\[redacted]."""
+    store = store_of(store, tenant, tenants)
 
     async def main() -> int:
         async with open_store(store, registry) as opened:
@@ -124,12 +137,15 @@ def export_command(
 @app.command()
 def forget(
     subject: str,
-    store: StoreOption,
+    store: MaybeStoreOption = None,
     master_key_env: MasterKeyOption = "EVENTFOLD_MASTER_KEY",
+    tenant: TenantOption = None,
+    tenants: TenantsOption = None,
 ) -> None:
     """Destroy a data subject's keys: their personal fields read as \\[redacted]
     from now on. Rebuild read models that hold them (eventfold projections
-    rebuild NAME --purge)."""
+    rebuild NAME --purge). With --tenant, in that tenant only."""
+    store = store_of(store, tenant, tenants)
 
     async def main() -> int:
         keys = keys_for(store, master_key_env)

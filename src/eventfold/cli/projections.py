@@ -11,6 +11,7 @@ from rich.table import Table
 
 from eventfold.cli.common import ClockOption, clock, console, load_object, parse_time, run
 from eventfold.cli.stores import RegistryOption, open_store
+from eventfold.cli.tenants import TenantOption, TenantsOption, place_for
 from eventfold.store.url import connect
 from eventfold.subscriptions.errors import UnknownProjection
 from eventfold.subscriptions.freshness import ProjectionStatus
@@ -34,12 +35,24 @@ AppOption = Annotated[
         "e.g. eventfold.examples.shop.app:projections",
     ),
 ]
-StoreOption = Annotated[
+RequiredStoreOption = Annotated[
     str, typer.Option("--store", envvar="EVENTFOLD_STORE", help="event store URL")
 ]
-ReadModelOption = Annotated[
+RequiredReadModelOption = Annotated[
     str,
     typer.Option("--read-model", envvar="EVENTFOLD_READ_MODEL", help="read model database URL"),
+]
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", envvar="EVENTFOLD_STORE", help="event store URL (or --tenant)"),
+]
+ReadModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--read-model",
+        envvar="EVENTFOLD_READ_MODEL",
+        help="read model database URL (or --tenant)",
+    ),
 ]
 ProgressOption = Annotated[
     bool, typer.Option("--progress/--no-progress", help="show a progress bar")
@@ -92,10 +105,35 @@ def status_table(rows: list[ProjectionStatus]) -> Table:
     return table
 
 
+def _databases(
+    store: str | None, read_model: str | None, tenant: str | None, tenants: str | None
+) -> tuple[str, str]:
+    """The event store and read model to work on: the tenant's, or as given."""
+    place = place_for(tenant, tenants)
+    if place is not None:
+        if store is not None or read_model is not None:
+            raise typer.BadParameter(
+                "give --store and --read-model, or --tenant", param_hint="--tenant"
+            )
+        return place.store, place.read_model
+    if store is None or read_model is None:
+        raise typer.BadParameter(
+            "name --store and --read-model (or --tenant)", param_hint="--store"
+        )
+    return store, read_model
+
+
 @app.command("list")
-def list_projections(app_spec: AppOption, store: StoreOption, read_model: ReadModelOption) -> None:
+def list_projections(
+    app_spec: AppOption,
+    store: StoreOption = None,
+    read_model: ReadModelOption = None,
+    tenant: TenantOption = None,
+    tenants: TenantsOption = None,
+) -> None:
     """Each projection: the build serving queries, its position, and how far behind it is."""
     projections = load_projections(app_spec)
+    store, read_model = _databases(store, read_model, tenant, tenants)
 
     async def go() -> list[ProjectionStatus]:
         async with connect(store) as events, open_read_model(read_model) as reads:
@@ -108,8 +146,8 @@ def list_projections(app_spec: AppOption, store: StoreOption, read_model: ReadMo
 def rebuild(
     name: Annotated[str, typer.Argument(help="the projection to rebuild")],
     app_spec: AppOption,
-    store: StoreOption,
-    read_model: ReadModelOption,
+    store: StoreOption = None,
+    read_model: ReadModelOption = None,
     progress: ProgressOption = True,
     batch_size: BatchOption = 1000,
     purge: Annotated[
@@ -120,10 +158,14 @@ def rebuild(
         ),
     ] = False,
     registry: RegistryOption = None,
+    tenant: TenantOption = None,
+    tenants: TenantsOption = None,
 ) -> None:
     """Build NAME again into fresh tables from the first event while the current
-    tables keep answering queries; switch queries over once it has caught up."""
+    tables keep answering queries; switch queries over once it has caught up.
+    With --tenant, that tenant's."""
     projections = load_projections(app_spec)
+    store, read_model = _databases(store, read_model, tenant, tenants)
     if name not in projections.names:
         raise typer.BadParameter(str(UnknownProjection(name, projections.names)))
 
@@ -147,7 +189,7 @@ def rebuild(
 def build_as_of_command(
     name: Annotated[str, typer.Argument(help="the projection to build")],
     app_spec: AppOption,
-    store: StoreOption,
+    store: RequiredStoreOption,
     into: Annotated[str, typer.Option("--into", help="a database of its own for the result (URL)")],
     time: Annotated[
         str | None,
@@ -202,8 +244,8 @@ def build_as_of_command(
 @app.command("catch-up")
 def catch_up(
     app_spec: AppOption,
-    store: StoreOption,
-    read_model: ReadModelOption,
+    store: RequiredStoreOption,
+    read_model: RequiredReadModelOption,
     names: Annotated[
         list[str] | None, typer.Argument(help="projections to catch up (default: all)")
     ] = None,

@@ -4,7 +4,6 @@ is to be decrypted."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -12,7 +11,7 @@ import typer
 
 from eventfold.cli.common import load_object
 from eventfold.domain.events import EventRegistry
-from eventfold.errors import ConfigurationError
+from eventfold.security.secrets import hex_key, read_secret
 from eventfold.serialization.crypto import EncryptingStore
 from eventfold.serialization.keys import KeyStore, open_key_store
 from eventfold.store.api import EventStore
@@ -20,6 +19,15 @@ from eventfold.store.url import connect
 
 StoreOption = Annotated[
     str, typer.Option("--store", envvar="EVENTFOLD_STORE", help="event store URL")
+]
+MaybeStoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="EVENTFOLD_STORE",
+        help="event store URL (or --tenant)",
+        show_default=False,
+    ),
 ]
 RegistryOption = Annotated[
     str | None,
@@ -39,13 +47,7 @@ MasterKeyOption = Annotated[
 
 
 def master_key(env: str) -> bytes | None:
-    value = os.environ.get(env)
-    if not value:
-        return None
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise ConfigurationError(f"{env} must hold the master key in hex", setting=env) from None
+    return hex_key(read_secret(env=env), env)
 
 
 def keys_for(url: str, env: str = "EVENTFOLD_MASTER_KEY") -> KeyStore:

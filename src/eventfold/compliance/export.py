@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from eventfold.store.api import EventReader
+from eventfold.store.api import EventReader, RecordedEvent
 
 
 class ExportedEvent(msgspec.Struct, frozen=True):
@@ -26,6 +26,21 @@ class ExportedEvent(msgspec.Struct, frozen=True):
     recorded_at: str
     data: msgspec.Raw
     metadata: msgspec.Raw
+
+
+def exported(r: RecordedEvent) -> ExportedEvent:
+    """One event as an export line holds it."""
+    return ExportedEvent(
+        r.position,
+        r.stream_id,
+        r.version,
+        str(r.event_id),
+        r.type,
+        r.schema_version,
+        r.recorded_at.isoformat(),
+        msgspec.Raw(r.data),
+        msgspec.Raw(r.metadata),
+    )
 
 
 async def export_jsonl(
@@ -50,18 +65,7 @@ async def export_jsonl(
             async for r in store.read_all(
                 from_position=from_position, categories=categories, types=types
             ):
-                line = ExportedEvent(
-                    r.position,
-                    r.stream_id,
-                    r.version,
-                    str(r.event_id),
-                    r.type,
-                    r.schema_version,
-                    r.recorded_at.isoformat(),
-                    msgspec.Raw(r.data),
-                    msgspec.Raw(r.metadata),
-                )
-                encoder.encode_into(line, buffer, len(buffer))
+                encoder.encode_into(exported(r), buffer, len(buffer))
                 buffer += b"\n"
                 count += 1
                 if count % 1000 == 0:

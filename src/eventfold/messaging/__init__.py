@@ -71,11 +71,18 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def open_bus(url: str | None) -> Bus:
+def open_bus(
+    url: str | None,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    token: str | None = None,
+) -> Bus:
     """``None`` or ``memory://``: an ``InProcessBus``; ``nats://host:port``
-    (comma-separated for a cluster): a ``JetStreamBus``."""
+    (comma-separated for a cluster): a ``JetStreamBus``, logging in with
+    ``user``/``password`` or ``token`` when given."""
     if url is None or url == "memory://":
         return InProcessBus()
     from eventfold.messaging.jetstream import JetStreamBus
 
-    return JetStreamBus(url)
+    return JetStreamBus(url, user=user, password=password, token=token)

@@ -29,6 +29,7 @@ from eventfold.messaging.api import (
     StreamSpec,
 )
 from eventfold.messaging.errors import BusError, BusUnavailable, PublishFailed
+from eventfold.security.secrets import redact
 
 try:
     import nats
@@ -214,8 +215,14 @@ class JetStreamBus:
         name: str = "eventfold",
         connect_timeout: float = 5.0,
         timeout: float = 5.0,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
     ) -> None:
         self.servers = _servers(servers)
+        self._auth = {
+            k: v for k, v in (("user", user), ("password", password), ("token", token)) if v
+        }
         self.name = name
         self.connect_timeout = connect_timeout
         self.timeout = timeout
@@ -226,7 +233,8 @@ class JetStreamBus:
 
     @property
     def url(self) -> str:
-        return ",".join(self.servers)
+        """The servers, any password in them replaced by ``***``."""
+        return redact(",".join(self.servers))
 
     async def __aenter__(self) -> JetStreamBus:
         await self._client()
@@ -263,13 +271,15 @@ class JetStreamBus:
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.25,  # type: ignore[arg-type]
                     error_cb=on_error,
+                    **self._auth,  # type: ignore[arg-type]
                 ),
                 self.connect_timeout,
             )
         except Exception as exc:
             with contextlib.suppress(Exception):
                 await nc.close()
-            raise BusUnavailable(f"cannot connect to NATS at {self.url}: {exc!r}") from exc
+            reason = redact(repr(exc)) if self._auth else repr(exc)
+            raise BusUnavailable(f"cannot connect to NATS at {self.url}: {reason}") from exc
         return nc
 
     async def _js(self) -> Any:

@@ -115,8 +115,13 @@ class EncryptingStore(DelegatingStore):
         from now on, in this process at once and in others within
         ``key_cache_seconds``."""
         count = await self.keys.forget(subject)
-        self._cache.clear()
+        self.forget_cached()
         return count
+
+    def forget_cached(self) -> None:
+        """Drop the keys cached in this process (another wrapper over the same
+        key store forgot a subject)."""
+        self._cache.clear()
 
     # --- keys ---------------------------------------------------------------------
 

@@ -7,7 +7,9 @@
   ``respond-async, wait=5``: and wait up to 5 s for the outcome, 200 if it
   came), ``Eventfold-Expected-Version`` (fail with 409 unless the stream is there),
   ``Eventfold-Actor``, ``Eventfold-Correlation-Id`` and
-  ``Eventfold-Occurred-At`` (event metadata; when it happened, if not now).
+  ``Eventfold-Occurred-At`` (event metadata; when it happened, if not now;
+  with security on, the actor is the authenticated principal and the header
+  at most an ``on_behalf_of``, see ``http_security``).
   Answers 200 with the outcome: the stream's version and the position token
   (also in the ``Eventfold-Position`` header); 409, 422 or 500 with the
   outcome's error; 202 with ``Location: /outcomes/<id>`` when queued.
@@ -19,18 +21,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
 from litestar import Litestar, Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi import ResponseSpec
 
-from eventfold import __version__
 from eventfold.domain.clocks import parse_moment
 from eventfold.domain.events import Metadata
 from eventfold.errors import InvalidArgument
-from eventfold.services.commands import CommandBus, CommandRoute, UnknownCommand
+from eventfold.security.authn import Security
+from eventfold.security.policy import ON_BEHALF, command_permission
+from eventfold.security.principal import Principal
+from eventfold.services.commands import CommandRoute, Commands, UnknownCommand
+from eventfold.services.http_admin import admin_routes
 from eventfold.services.http_common import (
     MAX_BODY,
     POSITION,
@@ -42,8 +48,16 @@ from eventfold.services.http_common import (
     path_param,
     query_param,
 )
-from eventfold.services.queue import CommandQueue
+from eventfold.services.http_security import (
+    PUBLIC,
+    guard,
+    openapi_config,
+    permission,
+    principal_of,
+    require,
+)
 from eventfold.services.records import CommandOutcome
+from eventfold.services.sites import Site
 
 _STATUS = {
     "pending": 202,
@@ -133,10 +147,33 @@ def _preferences(prefer: str | None) -> tuple[bool, float]:
     return asynchronous, wait
 
 
+def _metadata(
+    security: Security | None,
+    principal: Principal | None,
+    actor: str | None,
+    correlation_id: str | None,
+    occurred_at: datetime | None,
+) -> Metadata | None:
+    """The events' metadata. With security on, the actor is the principal;
+    an ``Eventfold-Actor`` header is kept as ``on_behalf_of`` if the policy
+    grants ``actor:on-behalf``, and ignored otherwise."""
+    if security is None or principal is None:
+        if actor is None and correlation_id is None and occurred_at is None:
+            return None
+        return Metadata(correlation_id=correlation_id, actor=actor, occurred_at=occurred_at)
+    extra: dict[str, Any] = {}
+    if actor is not None and security.allows(principal, ON_BEHALF):
+        extra["on_behalf_of"] = actor
+    return Metadata(
+        correlation_id=correlation_id, actor=principal.id, occurred_at=occurred_at, extra=extra
+    )
+
+
 def _command_route(
-    route: CommandRoute[Any], commands: CommandBus, queue: CommandQueue | None, max_wait: float
+    route: CommandRoute[Any], site: Site, security: Security | None, max_wait: float
 ) -> HTTPRouteHandler:
     async def handler(
+        request: Request[Any, Any, Any],
         data: Any,
         idempotency_key: str | None = None,
         prefer: str | None = None,
@@ -145,10 +182,12 @@ def _command_route(
         correlation_id: str | None = None,
         occurred_at: str | None = None,
     ) -> Response[Any]:
-        metadata = None
-        if actor is not None or correlation_id is not None or occurred_at is not None:
-            occurred = None if occurred_at is None else parse_moment(occurred_at, OCCURRED_AT)
-            metadata = Metadata(correlation_id=correlation_id, actor=actor, occurred_at=occurred)
+        principal = principal_of(request)
+        runtime = await site.runtime(principal)
+        commands, queue = runtime.commands, runtime.queue
+        assert commands is not None
+        occurred = None if occurred_at is None else parse_moment(occurred_at, OCCURRED_AT)
+        metadata = _metadata(security, principal, actor, correlation_id, occurred)
         prepared = commands.prepare(
             route.name,
             data,
@@ -170,6 +209,7 @@ def _command_route(
 
     # The signature Litestar reads (and documents): the body is this command's type.
     handler.__annotations__ = {
+        "request": Request[Any, Any, Any],
         "data": json_body(route.command_type),
         "idempotency_key": Key,
         "prefer": Prefer,
@@ -187,24 +227,27 @@ def _command_route(
         tags=["commands"],
         status_code=200,
         responses=_responses(),
+        opt=permission(command_permission(route.name)),
     )(handler)
 
 
 def command_app(
-    commands: CommandBus,
-    queue: CommandQueue | None = None,
+    site: Site,
+    known: Commands,
     *,
+    security: Security | None = None,
     max_body_size: int = MAX_BODY,
     max_wait: float = 30.0,
     title: str = "eventfold commands",
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[Any]]] = (),
 ) -> Litestar:
-    """The command API for ``commands`` (and, with a ``queue``,
-    asynchronous commands). ``max_body_size``: larger bodies get 413.
-    ``max_wait`` bounds ``GET /outcomes/<id>?wait=``."""
-    known = commands.commands
+    """The command API for the commands ``known``, run by the runtime
+    ``site`` gives each request (with a queue: asynchronous commands too).
+    ``security``: who may do what (None: anyone who can reach it).
+    ``max_body_size``: larger bodies get 413. ``max_wait`` bounds
+    ``GET /outcomes/<id>?wait=``."""
 
-    @post("/commands/{name:str}", include_in_schema=False, status_code=404)
+    @post("/commands/{name:str}", include_in_schema=False, status_code=404, opt=permission(None))
     async def unknown_command(
         name: Annotated[str, path_param()], request: Request[Any, Any, Any]
     ) -> Response[Any]:
@@ -216,29 +259,42 @@ def command_app(
         tags=["commands"],
         summary="A command's outcome",
         responses={202: ResponseSpec(CommandOutcome, description="still pending")},
+        opt=permission(None),
     )
-    async def outcome(command_id: CommandId, wait: WaitSeconds = 0.0) -> Response[CommandOutcome]:
+    async def outcome(
+        request: Request[Any, Any, Any], command_id: CommandId, wait: WaitSeconds = 0.0
+    ) -> Response[CommandOutcome]:
         if wait < 0:
             raise InvalidArgument("wait must be >= 0 seconds", argument="wait")
-        found = await commands.outcomes.wait(command_id, min(wait, max_wait))
+        runtime = await site.runtime(principal_of(request))
+        assert runtime.commands is not None
+        found = await runtime.commands.outcomes.wait(command_id, min(wait, max_wait))
         if found is None:
             raise UnknownOutcome(command_id)
+        require(security, request, command_permission(found.outcome.command))
         return outcome_response(found.outcome, status=200 if found.outcome.done else 202)
 
-    @get("/commands", operation_id="commands", tags=["commands"], summary="The commands")
+    @get(
+        "/commands",
+        operation_id="commands",
+        tags=["commands"],
+        summary="The commands",
+        opt=permission(None),
+    )
     async def list_commands() -> list[dict[str, Any]]:
         return [{"name": r.name, "description": r.description, "schema": r.schema()} for r in known]
 
-    @get("/health", operation_id="health", include_in_schema=False)
+    @get("/health", operation_id="health", include_in_schema=False, opt=PUBLIC)
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    handlers = [_command_route(r, commands, queue, max_wait) for r in known]
+    handlers = [_command_route(r, site, security, max_wait) for r in known]
     return Litestar(
-        [*handlers, unknown_command, outcome, list_commands, health],
+        [*handlers, unknown_command, outcome, list_commands, health, *admin_routes(site)],
+        guards=[guard(security)],
         exception_handlers=exception_handlers(),
         request_max_body_size=max_body_size,
-        openapi_config=OpenAPIConfig(title=title, version=__version__),
+        openapi_config=openapi_config(title, security),
         lifespan=list(lifespan),
         logging_config=None,
     )

@@ -4,10 +4,13 @@ the position headers, and the Litestar settings.
 | error | status |
 | --- | --- |
 | malformed JSON, a bad header | 400 |
+| missing or bad credentials (``AuthenticationFailed``), with ``WWW-Authenticate`` | 401 |
+| outside the policy (``PermissionDenied``) | 403 |
 | unknown command, query, outcome or state | 404 |
-| concurrency conflict (``WrongExpectedVersion``) | 409 |
+| concurrency conflict (``WrongExpectedVersion``), a tenant that exists | 409 |
 | body too large | 413 |
 | invalid (``InvalidArgument``), rejected (``CommandRejected``), a key reused | 422 |
+| not set up here (``ConfigurationError``: forget without encryption) | 501 |
 | a wait for freshness timed out, the store, bus or read model is away | 503 |
 """
 
@@ -25,12 +28,17 @@ from litestar.params import Body, Parameter
 from litestar.types import ExceptionHandlersMap
 
 from eventfold.errors import (
+    AuthenticationFailed,
     CommandRejected,
     ConcurrencyError,
+    ConfigurationError,
     EventfoldError,
     InvalidArgument,
+    PermissionDenied,
     StoreError,
     StreamNotFound,
+    TenantExists,
+    UnknownTenant,
 )
 from eventfold.messaging.errors import BusError
 from eventfold.services.commands import IdempotencyKeyReused, InvalidCommand, UnknownCommand
@@ -72,6 +80,10 @@ class UnknownOutcome(EventfoldError):
 
 
 def status_of(exc: BaseException) -> int:
+    if isinstance(exc, AuthenticationFailed):
+        return 401
+    if isinstance(exc, PermissionDenied):
+        return 403
     if isinstance(exc, InvalidCommand) and exc.malformed:
         return 400
     if isinstance(
@@ -81,13 +93,16 @@ def status_of(exc: BaseException) -> int:
         | UnknownProjection
         | UnknownOutcome
         | NoStateView
-        | StreamNotFound,
+        | StreamNotFound
+        | UnknownTenant,
     ):
         return 404
-    if isinstance(exc, ConcurrencyError):
+    if isinstance(exc, ConcurrencyError | TenantExists):
         return 409
     if isinstance(exc, InvalidArgument | CommandRejected | IdempotencyKeyReused):
         return 422
+    if isinstance(exc, ConfigurationError):
+        return 501
     if isinstance(
         exc,
         ReadModelTimeout
@@ -116,6 +131,8 @@ def _extra(exc: BaseException) -> dict[str, Any] | None:
         "known",
         "key",
         "name",
+        "permission",
+        "tenant",
     )
     out = {}
     for name in fields:
@@ -127,9 +144,11 @@ def _extra(exc: BaseException) -> dict[str, Any] | None:
 
 def error_response(exc: BaseException) -> Response[ErrorBody]:
     status = status_of(exc)
-    if status >= 500 and status != 503:
+    if status >= 500 and status not in (501, 503):
         log.error("request failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
     headers = {"Retry-After": "1"} if status == 503 else None
+    if isinstance(exc, AuthenticationFailed):
+        headers = {"WWW-Authenticate": exc.challenge}
     body = ErrorBody(status, type(exc).__name__, str(exc), _extra(exc))
     return Response(body, status_code=status, headers=headers)
 
@@ -149,6 +168,8 @@ def _on_validation(
 def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     names = {
         400: "BadRequest",
+        401: "NotAuthorized",
+        403: "PermissionDenied",
         404: "NotFound",
         405: "MethodNotAllowed",
         413: "RequestEntityTooLarge",

@@ -20,13 +20,15 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
-from litestar import Litestar, Response, get
+from litestar import Litestar, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
-from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi import ResponseSpec
 
-from eventfold import __version__
 from eventfold.domain.clocks import Clock, parse_moment
 from eventfold.errors import InvalidArgument
+from eventfold.security.authn import Security
+from eventfold.security.policy import query_permission
+from eventfold.services.http_admin import query_admin_routes
 from eventfold.services.http_common import (
     MAX_BODY,
     MIN_POSITION,
@@ -38,16 +40,19 @@ from eventfold.services.http_common import (
     path_param,
     query_param,
 )
+from eventfold.services.http_security import PUBLIC, guard, openapi_config, permission, principal_of
 from eventfold.services.queries import (
     FreshnessInfo,
     HistoryAnswer,
     NamedQuery,
+    Queries,
     QueryAnswer,
     QueryService,
     StateAnswer,
     StatusAnswer,
     param_type_name,
 )
+from eventfold.services.sites import Site
 
 MinPosition = Annotated[
     int | None,
@@ -113,11 +118,18 @@ def _responses() -> dict[int, ResponseSpec]:
     }
 
 
-def _query_route(query: NamedQuery, service: QueryService) -> HTTPRouteHandler:
+async def _service(site: Site, request: Request[Any, Any, Any]) -> QueryService:
+    runtime = await site.runtime(principal_of(request))
+    assert runtime.query is not None
+    return runtime.query
+
+
+def _query_route(query: NamedQuery, site: Site) -> HTTPRouteHandler:
     names = list(query.params)
 
     async def handler(**kwargs: Any) -> Response[QueryAnswer]:
         args = tuple(kwargs[n] for n in names)
+        service = await _service(site, kwargs["request"])
         answer = await service.query(
             query.name,
             args,
@@ -126,7 +138,11 @@ def _query_route(query: NamedQuery, service: QueryService) -> HTTPRouteHandler:
         )
         return Response(answer, headers=_headers(answer.freshness, answer.cached))
 
-    params = []
+    params = [
+        inspect.Parameter(
+            "request", inspect.Parameter.KEYWORD_ONLY, annotation=Request[Any, Any, Any]
+        )
+    ]
     for name, kind in query.params.items():
         has_default = name in query.defaults
         params.append(
@@ -159,17 +175,22 @@ def _query_route(query: NamedQuery, service: QueryService) -> HTTPRouteHandler:
         summary=query.description or f"Query {query.name}",
         tags=["queries"],
         responses=_responses(),
+        opt=permission(query_permission(query.name)),
     )(handler)
 
 
 def query_app(
-    service: QueryService,
+    site: Site,
+    queries: Queries,
     *,
+    security: Security | None = None,
     max_body_size: int = MAX_BODY,
     title: str = "eventfold queries",
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[Any]]] = (),
 ) -> Litestar:
-    """The query API answering from ``service``."""
+    """The query API for ``queries``, answered by the query service of the
+    runtime ``site`` gives each request. ``security``: who may read what
+    (None: anyone who can reach it)."""
 
     @get(
         "/streams/{stream_id:str}/events",
@@ -177,8 +198,10 @@ def query_app(
         tags=["streams"],
         summary="A stream's history",
         responses=_responses(),
+        opt=permission("stream:read"),
     )
     async def events(
+        request: Request[Any, Any, Any],
         stream_id: StreamId,
         from_version: FromVersion = 1,
         limit: Limit = 100,
@@ -186,6 +209,7 @@ def query_app(
         min_position_header: MinPositionHeader = None,
         wait: Wait = None,
     ) -> Response[HistoryAnswer]:
+        service = await _service(site, request)
         answer = await service.history(
             stream_id,
             from_version=from_version,
@@ -201,8 +225,10 @@ def query_app(
         tags=["streams"],
         summary="A stream's state, now, at a version, or as of a time",
         responses=_responses(),
+        opt=permission("stream:read"),
     )
     async def state(
+        request: Request[Any, Any, Any],
         stream_id: StreamId,
         as_of: AsOf = None,
         by: By = "recorded",
@@ -213,6 +239,7 @@ def query_app(
     ) -> Response[StateAnswer]:
         if version is not None and version < 0:
             raise InvalidArgument("version must be >= 0", argument="version")
+        service = await _service(site, request)
         answer = await service.state(
             stream_id,
             as_of=None if as_of is None else parse_moment(as_of, "as_of"),
@@ -223,11 +250,23 @@ def query_app(
         )
         return Response(answer, headers=_headers(answer.freshness))
 
-    @get("/status", operation_id="status", tags=["status"], summary="Projections and lag")
-    async def status() -> StatusAnswer:
-        return await service.status()
+    @get(
+        "/status",
+        operation_id="status",
+        tags=["status"],
+        summary="Projections and lag",
+        opt=permission("status:read"),
+    )
+    async def status(request: Request[Any, Any, Any]) -> StatusAnswer:
+        return await (await _service(site, request)).status()
 
-    @get("/queries", operation_id="queries", tags=["queries"], summary="The named queries")
+    @get(
+        "/queries",
+        operation_id="queries",
+        tags=["queries"],
+        summary="The named queries",
+        opt=permission(None),
+    )
     async def list_queries() -> list[dict[str, Any]]:
         return [
             {
@@ -237,19 +276,20 @@ def query_app(
                 "params": {n: param_type_name(t) for n, t in q.params.items()},
                 "defaults": q.defaults,
             }
-            for q in service.queries
+            for q in queries
         ]
 
-    @get("/health", operation_id="health", include_in_schema=False)
+    @get("/health", operation_id="health", include_in_schema=False, opt=PUBLIC)
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    routes = [_query_route(q, service) for q in service.queries]
+    routes = [_query_route(q, site) for q in queries]
     return Litestar(
-        [*routes, events, state, status, list_queries, health],
+        [*routes, events, state, status, list_queries, health, *query_admin_routes(site)],
+        guards=[guard(security)],
         exception_handlers=exception_handlers(),
         request_max_body_size=max_body_size,
-        openapi_config=OpenAPIConfig(title=title, version=__version__),
+        openapi_config=openapi_config(title, security),
         lifespan=list(lifespan),
         logging_config=None,
     )

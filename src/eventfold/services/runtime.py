@@ -25,11 +25,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
+from eventfold.audit import AuditingStore
 from eventfold.errors import ConfigurationError
 from eventfold.messaging import BusConsumer, MirrorGap, MirrorStore, Relay, Topology, open_bus
 from eventfold.messaging.api import Bus
 from eventfold.messaging.mirror import MirrorCheckpoints
+from eventfold.security.secrets import hex_key, read_secret
 from eventfold.serialization.codec import Codec
+from eventfold.serialization.crypto import EncryptingStore
+from eventfold.serialization.keys import KeyStore, open_key_store
 from eventfold.services.cache import QueryCache
 from eventfold.services.commands import CommandBus, Commands
 from eventfold.services.outcomes import OutcomeStore, open_outcomes
@@ -43,6 +47,7 @@ from eventfold.subscriptions.process_manager import ProcessManager
 from eventfold.subscriptions.projection import Projection, ProjectionSet
 from eventfold.subscriptions.readmodel import ReadModel, open_read_model
 from eventfold.subscriptions.runner import ProjectionRunner
+from eventfold.tenancy.placement import Place, Tenancy
 
 log = logging.getLogger("eventfold.services")
 
@@ -79,7 +84,17 @@ class ServiceDefinition:
 class ServeConfig(msgspec.Struct, frozen=True, kw_only=True):
     """How to run: which role, which databases, which bus. ``outcomes``
     defaults to a database beside the store (``<store>-services.db`` for
-    SQLite, schema ``<schema>_services`` for PostgreSQL)."""
+    SQLite, schema ``<schema>_services`` for PostgreSQL).
+
+    Compliance: ``encrypt`` wraps the store in an ``EncryptingStore`` (the
+    definition's registry; subject keys in ``keys``, by default the store's
+    own database, wrapped by the hex master key read from the file
+    ``master_key_file`` or the variable ``master_key_env``: never the key
+    itself here); the NATS password or token likewise come from a file or a
+    variable (``nats_password_file``, ``nats_token_env`` …); ``audit``
+    names metadata every appended event must carry (an ``AuditingStore``).
+    ``tenancy``: serve many tenants, each on databases of its own
+    (``eventfold.tenancy``)."""
 
     role: Role = "all"
     store: str = "sqlite:///eventfold.db"
@@ -96,6 +111,17 @@ class ServeConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_wait: float = 10.0
     requeue_after: float = 300.0
     poll_interval: float = 0.5
+    encrypt: bool = False
+    keys: str | None = None
+    master_key_env: str | None = "EVENTFOLD_MASTER_KEY"
+    master_key_file: str | None = None
+    audit: tuple[str, ...] = ()
+    tenancy: Tenancy | None = None
+    nats_user: str | None = None
+    nats_password_env: str | None = "EVENTFOLD_NATS_PASSWORD"
+    nats_password_file: str | None = None
+    nats_token_env: str | None = "EVENTFOLD_NATS_TOKEN"
+    nats_token_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ("all", "command", "query"):
@@ -106,9 +132,37 @@ class ServeConfig(msgspec.Struct, frozen=True, kw_only=True):
                 "the sides then need a NATS URL (--nats) to talk",
                 setting="nats",
             )
+        if self.encrypt and self.role == "query" and self.keys is None:
+            raise ConfigurationError(
+                "--role query --encrypt decrypts with the command side's subject keys: "
+                "name their store with --keys",
+                setting="keys",
+            )
 
     def outcomes_url(self) -> str:
         return self.outcomes if self.outcomes is not None else services_url(self.store)
+
+    def keys_url(self) -> str:
+        return self.keys if self.keys is not None else self.store
+
+    def for_tenant(self, place: Place, prefix: str) -> ServeConfig:
+        """This configuration for one tenant: its databases, its bus prefix."""
+        return msgspec.structs.replace(
+            self,
+            store=place.store,
+            read_model=place.read_model,
+            outcomes=place.outcomes,
+            keys=None,
+            prefix=prefix,
+            tenancy=None,
+        )
+
+
+def open_config_bus(config: ServeConfig) -> Bus:
+    """The bus ``config`` names, logged in with its credentials."""
+    password = read_secret(env=config.nats_password_env, file=config.nats_password_file)
+    token = read_secret(env=config.nats_token_env, file=config.nats_token_file)
+    return open_bus(config.nats, user=config.nats_user, password=password, token=token)
 
 
 def services_url(store: str) -> str:
@@ -136,6 +190,8 @@ class Runtime:
         self.topology = Topology(config.prefix, replicas=config.replicas)
         self.bus: Bus | None = None
         self.store: EventStore | None = None
+        self.keys: KeyStore | None = None
+        self.encrypting: list[EncryptingStore] = []
         self.outcomes: OutcomeStore | None = None
         self.commands: CommandBus | None = None
         self.queue: CommandQueue | None = None
@@ -172,8 +228,15 @@ class Runtime:
         await self.stop()
 
     async def start(self) -> None:
-        self.bus = open_bus(self.config.nats)
+        self.bus = open_config_bus(self.config)
         self._closers.append(self.bus.close)
+        if self.config.encrypt:
+            config = self.config
+            master = read_secret(env=config.master_key_env, file=config.master_key_file)
+            keys = self.keys = open_key_store(
+                config.keys_url(), master_key=hex_key(master, "master key")
+            )
+            self._closers.append(keys.close)
         if self.serves_queries:
             await self._start_queries(self.bus)
         if self.serves_commands:
@@ -187,11 +250,12 @@ class Runtime:
             read_model, poll_interval=min(config.poll_interval, 0.25)
         )
         await mirror.setup()
+        reads: EventStore = self._decrypting(mirror)
         consumer = self.consumer = BusConsumer(
             bus, mirror, self.topology, durable=config.consumer, ack_wait=config.ack_wait
         )
         runner = self.runner = ProjectionRunner(
-            mirror,
+            reads,
             read_model,
             definition.projections,
             definition.codec,
@@ -204,7 +268,7 @@ class Runtime:
         )
         self.query = QueryService(
             runner,
-            mirror,
+            reads,
             definition.queries,
             cache=cache,
             bus_pending=lambda: consumer.bus_pending,
@@ -215,8 +279,9 @@ class Runtime:
 
     async def _start_commands(self, bus: Bus) -> None:
         config, definition = self.config, self.definition
-        store = self.store = await connect(config.store)
-        self._closers.append(store.close)
+        raw = await connect(config.store)
+        self._closers.append(raw.close)
+        store = self.store = self._audited(self._decrypting(raw))
         outcomes = self.outcomes = open_outcomes(config.outcomes_url())
         self._closers.append(outcomes.close)
         commands = self.commands = CommandBus(definition.commands, store, outcomes)
@@ -231,8 +296,10 @@ class Runtime:
             # The bus forgets everything when the process ends: resume from the mirror.
             assert self.mirror is not None
             relay_checkpoints = MirrorCheckpoints(self.mirror)
+        # The relay reads the log as stored: personal fields travel encrypted
+        # on the bus, and the query side decrypts them with the subject keys.
         relay = self.relay = Relay(
-            store,
+            raw,
             bus,
             self.topology,
             checkpoints=relay_checkpoints,
@@ -259,6 +326,29 @@ class Runtime:
                 store, definition.codec, checkpoints, poll_interval=config.poll_interval
             )
             self._spawn(f"process:{manager.name}", subscription.run, subscription.stop)
+
+    def _decrypting(self, store: EventStore) -> EventStore:
+        """``store`` seen through the subject keys, when encryption is on."""
+        if self.keys is None:
+            return store
+        wrapped = EncryptingStore(store, self.definition.codec.registry, self.keys)
+        self.encrypting.append(wrapped)
+        return wrapped
+
+    def _audited(self, store: EventStore) -> EventStore:
+        return AuditingStore(store, self.config.audit) if self.config.audit else store
+
+    async def forget(self, subject: str) -> int:
+        """Destroy a data subject's keys (crypto-shredding); how many. Rebuild
+        read models that hold personal fields afterwards."""
+        if self.keys is None:
+            raise ConfigurationError(
+                "forget needs encryption: serve with --encrypt", setting="encrypt"
+            )
+        count = await self.keys.forget(subject)
+        for wrapped in self.encrypting:
+            wrapped.forget_cached()
+        return count
 
     async def _requeue_loop(self) -> None:
         """Queue again commands pending for longer than ``requeue_after``

@@ -9,6 +9,9 @@ directory and ports is a restart with recovery.
     with NatsServer() as server:
         url = server.url                 # nats://127.0.0.1:PORT
 
+    with NatsServer(user="app", password=secret) as server:   # authentication on
+        ...                              # clients log in with that user and password
+
     with NatsCluster(3) as cluster:      # three nodes, one JetStream cluster
         urls = cluster.urls
         cluster.kill(0)                  # one node dies; the others carry on
@@ -82,7 +85,9 @@ class NatsServer:
     """One ``nats-server`` with JetStream (see the module docstring).
 
     ``routes`` and ``cluster_port`` make it a node of a cluster named
-    ``cluster_name`` (see :class:`NatsCluster`)."""
+    ``cluster_name`` (see :class:`NatsCluster`). ``user`` and ``password``,
+    or ``token``, turn authentication on: they go into the configuration
+    file (readable by its owner only), never onto the command line."""
 
     def __init__(
         self,
@@ -95,7 +100,15 @@ class NatsServer:
         cluster_port: int | None = None,
         routes: list[int] | None = None,
         start_timeout: float = 20.0,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
     ) -> None:
+        if (user is None) != (password is None) or (token is not None and user is not None):
+            raise NatsServerError("give user and password, or a token, or neither")
+        self.user = user
+        self._password = password
+        self._token = token
         self._owns_dir = store_dir is None
         self.root = Path(tempfile.mkdtemp(prefix="eventfold-nats-")) if store_dir is None else None
         self.store_dir = Path(store_dir) if store_dir is not None else self._root / "jetstream"
@@ -143,6 +156,15 @@ class NatsServer:
             "  max_file_store: 2GB",
             "}",
         ]
+        if self.user is not None and self._password is not None:
+            lines += [
+                "authorization {",
+                f"  user: {_quote(self.user)}",
+                f"  password: {_quote(self._password)}",
+                "}",
+            ]
+        elif self._token is not None:
+            lines += ["authorization {", f"  token: {_quote(self._token)}", "}"]
         if self.cluster_port is not None:
             routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes)
             lines += [
@@ -162,6 +184,8 @@ class NatsServer:
         if self.is_running():
             return
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.touch(mode=0o600)
+        self.config_file.chmod(0o600)
         self.config_file.write_text(self._config())
         with open(self.log_file, "ab") as log:
             self._proc = subprocess.Popen(

@@ -11,6 +11,11 @@ unprivileged system user (created with ``useradd`` if it does not exist).
     with PostgresServer() as server:
         url = server.url()           # postgresql://postgres@127.0.0.1:PORT/postgres
 
+``add_password_role`` creates a role that must log in with a scram-sha-256
+password (``pg_hba.conf`` says so for it, ahead of the ``trust`` lines) and
+a database it owns; the password travels in a SQL statement over the
+connection, never on a command line, and statements are not logged.
+
 If ``EVENTFOLD_POSTGRES_URL`` is set, :func:`external_url` returns it so that
 callers can use that server instead of starting one.
 """
@@ -203,6 +208,46 @@ class PostgresServer:
         )
         if result.returncode != 0 and self.is_running():
             raise PostgresServerError(f"pg_ctl stop failed: {result.stderr.strip()}")
+
+    def add_password_role(self, role: str, password: str, database: str) -> str:
+        """Create ``role`` (scram-sha-256 password login only, from 127.0.0.1)
+        owning a new ``database``; its URL, without the password (give that
+        through ``PGPASSWORD`` or a ``PGPASSFILE``)."""
+        import psycopg
+        from psycopg import sql
+
+        hba = self.data_dir / "pg_hba.conf"
+        rule = f"host all {role} 127.0.0.1/32 scram-sha-256\n"
+        text = hba.read_text()
+        if rule not in text:
+            hba.write_text(rule + text)
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute("SET password_encryption = 'scram-sha-256'")
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(database), sql.Identifier(role)
+                )
+            )
+            conn.execute("SELECT pg_reload_conf()")
+        url = f"postgresql://{role}@127.0.0.1:{self.port}/{database}"
+        # The reload is asynchronous: wait until a login without the password is refused.
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                with psycopg.connect(url, password="", connect_timeout=5):
+                    pass
+            except psycopg.OperationalError as exc:
+                if "password" in str(exc):
+                    return url
+                raise PostgresServerError(f"role {role!r}: {exc}") from None
+            if time.monotonic() > deadline:
+                raise PostgresServerError(f"pg_hba.conf was not reloaded for role {role!r}")
+            time.sleep(0.05)
 
     def restart(self, mode: StopMode = "fast") -> str:
         self.stop(mode)

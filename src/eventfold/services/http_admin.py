@@ -1,0 +1,179 @@
+"""Administrative routes, each behind its permission (docs/security.md):
+
+Command API:
+
+- ``POST /admin/forget/{subject}`` (``subject:forget``): crypto-shred a data
+  subject of the caller's tenant;
+- ``GET /admin/verify`` (``store:verify``): check the tenant's hash chains;
+- ``GET /admin/export`` (``store:export``): the tenant's log as JSON Lines,
+  personal fields decrypted, forgotten ones ``[redacted]``;
+- ``POST /admin/tenants``, ``GET /admin/tenants``, ``DELETE
+  /admin/tenants/{tenant}`` (``tenant:create``, ``tenant:list``,
+  ``tenant:delete``), where tenants are served, for credentials bound to no
+  tenant.
+
+Query API:
+
+- ``POST /admin/projections/{name}/rebuild?purge=true``
+  (``projection:rebuild``): rebuild a read model of the caller's tenant."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, delete, get, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.response import Stream
+
+from eventfold.compliance.chain import ChainReader, verify
+from eventfold.compliance.export import exported
+from eventfold.errors import ConfigurationError
+from eventfold.services.http_common import json_body, path_param, query_param
+from eventfold.services.http_security import permission, principal_of, require_platform
+from eventfold.services.sites import Site, TenantRuntimes
+from eventfold.tenancy.catalog import TenantInfo
+
+Name = Annotated[str, path_param()]
+Purge = Annotated[
+    bool,
+    query_param(description="Drop the replaced tables at once and compact (after a forget)."),
+]
+
+
+class NewTenant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    tenant: str
+    server: str | None = None
+
+
+class Forgotten(msgspec.Struct, frozen=True):
+    subject: str
+    keys_destroyed: int
+
+
+class Verified(msgspec.Struct, frozen=True):
+    clean: bool
+    streams: int
+    events: int
+    findings: list[dict[str, Any]]
+
+
+class Rebuilt(msgspec.Struct, frozen=True):
+    projection: str
+    build: int
+    purged: bool
+
+
+def admin_routes(site: Site) -> list[HTTPRouteHandler]:
+    """The command API's administrative routes."""
+
+    @post(
+        "/admin/forget/{subject:str}",
+        operation_id="admin_forget",
+        tags=["admin"],
+        summary="Forget a data subject (destroy their keys)",
+        status_code=200,
+        opt=permission("subject:forget"),
+    )
+    async def forget(request: Request[Any, Any, Any], subject: Name) -> Forgotten:
+        runtime = await site.runtime(principal_of(request))
+        return Forgotten(subject, await runtime.forget(subject))
+
+    @get(
+        "/admin/verify",
+        operation_id="admin_verify",
+        tags=["admin"],
+        summary="Check the hash chains",
+        opt=permission("store:verify"),
+    )
+    async def verify_chains(request: Request[Any, Any, Any]) -> Verified:
+        runtime = await site.runtime(principal_of(request))
+        store = runtime.store
+        if not isinstance(store, ChainReader):
+            raise ConfigurationError("this store keeps no hash chain")
+        report = await verify(store)
+        findings = [msgspec.to_builtins(f) for f in report.findings]
+        return Verified(report.clean, report.streams, report.events, findings)
+
+    @get(
+        "/admin/export",
+        operation_id="admin_export",
+        tags=["admin"],
+        summary="The log as JSON Lines",
+        opt=permission("store:export"),
+    )
+    async def export(request: Request[Any, Any, Any]) -> Stream:
+        runtime = await site.runtime(principal_of(request))
+        store = runtime.store
+        assert store is not None
+
+        async def lines() -> AsyncIterator[bytes]:
+            encoder = msgspec.json.Encoder()
+            async for r in store.read_all():
+                yield encoder.encode(exported(r)) + b"\n"
+
+        return Stream(lines(), media_type="application/x-ndjson")
+
+    routes = [forget, verify_chains, export]
+    if not isinstance(site, TenantRuntimes):
+        return routes
+    tenants = site
+
+    @post(
+        "/admin/tenants",
+        operation_id="admin_tenant_create",
+        tags=["admin"],
+        summary="Create a tenant",
+        status_code=201,
+        opt=permission("tenant:create"),
+    )
+    async def create_tenant(
+        request: Request[Any, Any, Any], data: Annotated[NewTenant, json_body(NewTenant)]
+    ) -> TenantInfo:
+        require_platform(request)
+        return await tenants.create(data.tenant, server=data.server)
+
+    @get(
+        "/admin/tenants",
+        operation_id="admin_tenant_list",
+        tags=["admin"],
+        summary="The tenants",
+        opt=permission("tenant:list"),
+    )
+    async def list_tenants(request: Request[Any, Any, Any]) -> list[TenantInfo]:
+        require_platform(request)
+        return await tenants.list()
+
+    @delete(
+        "/admin/tenants/{tenant:str}",
+        operation_id="admin_tenant_delete",
+        tags=["admin"],
+        summary="Delete a tenant: its keys and all of its data",
+        opt=permission("tenant:delete"),
+    )
+    async def delete_tenant(request: Request[Any, Any, Any], tenant: Name) -> None:
+        require_platform(request)
+        await tenants.delete(tenant)
+
+    return [*routes, create_tenant, list_tenants, delete_tenant]
+
+
+def query_admin_routes(site: Site) -> list[HTTPRouteHandler]:
+    """The query API's administrative routes."""
+
+    @post(
+        "/admin/projections/{name:str}/rebuild",
+        operation_id="admin_rebuild",
+        tags=["admin"],
+        summary="Rebuild a read model from the log",
+        status_code=200,
+        opt=permission("projection:rebuild"),
+    )
+    async def rebuild(request: Request[Any, Any, Any], name: Name, purge: Purge = False) -> Rebuilt:
+        runtime = await site.runtime(principal_of(request))
+        assert runtime.runner is not None
+        build = await runtime.runner.rebuild(name, purge=purge)
+        return Rebuilt(name, build.build, purge)
+
+    return [rebuild]
