@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from eventfold.examples.shop.services import service
 
+from eventfold.examples.shop.services import service
 from eventfold.security import (
     APIKeyAuthenticator,
     JWTAuthenticator,

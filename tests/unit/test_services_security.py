@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from eventfold.examples.shop.services import service
 
+from eventfold.examples.shop.services import service
 from eventfold.security import (
     APIKeyAuthenticator,
     JWTAuthenticator,

@@ -21,8 +21,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Litestar, Request, Response, get, post
