@@ -149,6 +149,7 @@ def test_secrets_never_reach_the_logs(
         "EVENTFOLD_JWT_SECRET": JWT_SECRET,
         "PGPASSFILE": postgres_login.passfile,
         "EVENTFOLD_STORE": f"{postgres_login.url}?schema={schema}",
+        "PYTHONPATH": str(ROOT),  # the app under test lives in tests/
     }
     args = (
         "--app", "tests.customers_app:service",
