@@ -77,6 +77,14 @@ class GroupCommitter(Generic[R, T]):
         while True:
             batch = self._take()
             if not batch:
+                # Leave the set in the same step that found the queue empty:
+                # a request submitted from now on must start a flusher of its
+                # own, not wait for this one, which is about to end. (Left to
+                # the done callback, a submit that runs before that callback
+                # would queue a request nobody flushes.)
+                me = asyncio.current_task()
+                if me is not None:
+                    self._tasks.discard(me)
                 return
             self.batches += 1
             self.requests += len(batch)
