@@ -27,13 +27,12 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 
 from eventfold import __version__
 from eventfold.domain.events import Metadata
-from eventfold.errors import InvalidArgument
-from eventfold.services.commands import CommandBus, CommandRoute, UnknownCommand
+from eventfold.errors import InvalidArgument, UnknownCommand, UnknownOutcome
+from eventfold.services.commands import CommandBus, CommandRoute
 from eventfold.services.http_common import (
     MAX_BODY,
     POSITION,
     ErrorBody,
-    UnknownOutcome,
     exception_handlers,
     header_param,
     json_body,

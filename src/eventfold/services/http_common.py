@@ -25,23 +25,19 @@ from litestar.params import Body, Parameter
 from litestar.types import ExceptionHandlersMap
 
 from eventfold.errors import (
+    BusError,
     CommandRejected,
     ConcurrencyError,
     EventfoldError,
     InvalidArgument,
-    StoreError,
-    StreamNotFound,
-)
-from eventfold.messaging.errors import BusError
-from eventfold.services.commands import IdempotencyKeyReused, InvalidCommand, UnknownCommand
-from eventfold.services.queries import NoStateView, UnknownQuery
-from eventfold.subscriptions.errors import (
+    InvalidCommand,
+    NotFound,
     ProjectionFailed,
-    ProjectionNotReady,
     ReadModelError,
     ReadModelTimeout,
-    UnknownProjection,
+    StoreError,
 )
+from eventfold.errors import UnknownOutcome as UnknownOutcome
 
 log = logging.getLogger("eventfold.services")
 
@@ -65,33 +61,18 @@ class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
     extra: dict[str, Any] | list[Any] | None = None
 
 
-class UnknownOutcome(EventfoldError):
-    def __init__(self, command_id: str) -> None:
-        super().__init__(f"no command {command_id!r} is known here")
-        self.command_id = command_id
-
-
 def status_of(exc: BaseException) -> int:
     if isinstance(exc, InvalidCommand) and exc.malformed:
         return 400
-    if isinstance(
-        exc,
-        UnknownCommand
-        | UnknownQuery
-        | UnknownProjection
-        | UnknownOutcome
-        | NoStateView
-        | StreamNotFound,
-    ):
+    if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, ConcurrencyError):
         return 409
-    if isinstance(exc, InvalidArgument | CommandRejected | IdempotencyKeyReused):
+    if isinstance(exc, InvalidArgument | CommandRejected):
         return 422
     if isinstance(
         exc,
         ReadModelTimeout
-        | ProjectionNotReady
         | ProjectionFailed
         | ReadModelError
         | BusError

@@ -17,38 +17,20 @@ from typing import Any
 import msgspec
 
 from eventfold.domain.decider import Decider
-from eventfold.errors import EventfoldError, InvalidArgument, RegistrationError
+from eventfold.errors import InvalidArgument, ReadModelTimeout, RegistrationError
+from eventfold.errors import NoStateView as NoStateView
+from eventfold.errors import UnknownQuery as UnknownQuery
 from eventfold.repository import Repository
 from eventfold.serialization.codec import Codec
 from eventfold.services.cache import QueryCache
 from eventfold.store.api import EventStore
 from eventfold.store.checks import category_of, validate_stream_id
-from eventfold.subscriptions.errors import ReadModelTimeout
 from eventfold.subscriptions.freshness import Freshness, ProjectionStatus
 from eventfold.subscriptions.runner import ProjectionRunner
 from eventfold.subscriptions.sqltemplate import check_name
 
 ParamType = type[str] | type[int] | type[float] | type[bool]
 _TYPES: tuple[type[Any], ...] = (str, int, float, bool)
-
-
-class UnknownQuery(EventfoldError):
-    def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__(f"unknown query {name!r} (known: {', '.join(known) or 'none'})")
-        self.name = name
-        self.known = known
-
-
-class NoStateView(EventfoldError):
-    """No decider is registered for a stream's category."""
-
-    def __init__(self, stream_id: str, known: list[str]) -> None:
-        super().__init__(
-            f"no state is kept for stream {stream_id!r} "
-            f"(categories with a state: {', '.join(known) or 'none'})"
-        )
-        self.stream_id = stream_id
-        self.known = known
 
 
 class NamedQuery:
