@@ -5,7 +5,7 @@ them. Start with ``connect(url)``, an ``EventRegistry`` for your event types,
 a ``Decider`` and a ``Repository``.
 """
 
-from eventfold.audit import AuditingStore, MissingAuditMetadata
+from eventfold.audit import AuditingStore
 from eventfold.domain.aggregate import Aggregate
 from eventfold.domain.decider import Decider
 from eventfold.domain.events import Envelope, EventRegistry, Metadata
@@ -13,10 +13,12 @@ from eventfold.errors import (
     CommandRejected,
     ConcurrencyError,
     ConfigurationError,
+    DecryptionError,
     DuplicateEventId,
     EventfoldError,
     InvalidArgument,
     InvalidStreamId,
+    MissingAuditMetadata,
     NotAnEventStore,
     SchemaVersionError,
     SerializationError,
@@ -28,7 +30,7 @@ from eventfold.errors import (
 )
 from eventfold.repository import Handled, Loaded, Repository, SnapshotPolicy
 from eventfold.serialization.codec import Codec, RawEvent
-from eventfold.serialization.crypto import REDACTED, DecryptionError, EncryptingStore
+from eventfold.serialization.crypto import REDACTED, EncryptingStore
 from eventfold.store import (
     ANY,
     NO_STREAM,
