@@ -79,7 +79,7 @@ async def test_a_third_party_store_scheme() -> None:
     register_backend("mine-plain", open_mine)
     with pytest.raises(ConfigurationError, match="no default database beside"):
         database_beside("mine-plain://a", "services")
-    with pytest.raises(ConfigurationError, match="known: .*memory://"):
+    with pytest.raises(ConfigurationError, match=r"known: .*memory://"):
         await eventfold.connect("unknown-store://a")
 
 
