@@ -45,11 +45,11 @@ class AuditingStore(DelegatingStore):
             )
         self.required = tuple(required)
 
-    async def _write(self, checked: list[StreamAppend]) -> list[AppendResult]:
-        for item in checked:
+    async def _write(self, appends: list[StreamAppend]) -> list[AppendResult]:
+        for item in appends:
             for event in item.events:
                 present = metadata_keys(event.metadata)
                 missing = [k for k in self.required if present.get(k) in (None, "")]
                 if missing:
                     raise MissingAuditMetadata(item.stream_id, event.type, missing)
-        return await self.inner.append_many(checked)
+        return await self.inner.append_many(appends)

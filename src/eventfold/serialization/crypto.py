@@ -156,15 +156,15 @@ class EncryptingStore(DelegatingStore):
                 data[field] = encrypt_field(key_id, key, value, ad, str(event.event_id))
         return msgspec.structs.replace(event, data=msgspec.json.encode(data))
 
-    async def _write(self, checked: list[StreamAppend]) -> list[AppendResult]:
-        if not any(self._personal(e.type) for a in checked for e in a.events):
-            return await self.inner.append_many(checked)
+    async def _write(self, appends: list[StreamAppend]) -> list[AppendResult]:
+        if not any(self._personal(e.type) for a in appends for e in a.events):
+            return await self.inner.append_many(appends)
         # Versions are part of the associated data, so each stream's version is
         # fixed before encrypting; ANY and STREAM_EXISTS become that exact
         # version and are retried if another writer moves the stream first.
         for attempt in range(self.max_retries + 1):
             sealed: list[StreamAppend] = []
-            for item in checked:
+            for item in appends:
                 expected = item.expected_version
                 exact: ExpectedVersion
                 if isinstance(expected, int):
@@ -182,7 +182,7 @@ class EncryptingStore(DelegatingStore):
             try:
                 return await self.inner.append_many(sealed)
             except WrongExpectedVersion as exc:
-                original = next(a for a in checked if a.stream_id == exc.stream_id)
+                original = next(a for a in appends if a.stream_id == exc.stream_id)
                 if (
                     isinstance(original.expected_version, int)
                     or original.expected_version is NO_STREAM
@@ -191,7 +191,7 @@ class EncryptingStore(DelegatingStore):
                 if attempt == self.max_retries:
                     raise
             except DuplicateEventId:
-                replayed = [await self._replayed(item) for item in checked]
+                replayed = [await self._replayed(item) for item in appends]
                 if all(r is not None for r in replayed):
                     return [r for r in replayed if r is not None]
                 raise

@@ -101,10 +101,13 @@ def chain(
     (their ``data`` and ``metadata`` bytes as given): ``link_hash`` of each,
     in one loop."""
     stream = stream_id.encode()
-    digests = []
-    for version, event in enumerate(events, first_version):
-        prev_hash = sha256(
-            _message(
+    message, digest = _message, sha256  # locals: this loop runs once per appended event
+    digests: list[bytes] = []
+    keep = digests.append
+    version = first_version
+    for event in events:
+        prev_hash = digest(
+            message(
                 prev_hash,
                 stream,
                 version,
@@ -115,5 +118,6 @@ def chain(
                 event.metadata,
             )
         ).digest()
-        digests.append(prev_hash)
+        keep(prev_hash)
+        version += 1
     return digests
