@@ -317,6 +317,23 @@ def _fetch(sql: str, params: tuple[Any, ...], conn: Connection) -> list[Any]:
     return list(conn.execute(sql, params).fetchall())
 
 
+# The log's statement by (filtered by category, filtered by type), per dialect.
+_LOG = {
+    "postgresql": {
+        (False, False): _ALL,
+        (True, False): _ALL_CATEGORIES_PG,
+        (False, True): _ALL_TYPES_PG,
+        (True, True): _ALL_BOTH_PG,
+    },
+    "sqlite": {
+        (False, False): _ALL,
+        (True, False): _ALL_CATEGORIES_SQLITE,
+        (False, True): _ALL_TYPES_SQLITE,
+        (True, True): _ALL_BOTH_SQLITE,
+    },
+}
+
+
 def _log_rows(
     at: int,
     categories: tuple[str, ...] | None,
@@ -324,28 +341,13 @@ def _log_rows(
     page: int,
     conn: Connection,
 ) -> list[Any]:
-    params: list[Any] = [at]
+    sql = _LOG[conn.dialect][categories is not None, types is not None]
+    lists = [n for n in (categories, types) if n is not None]
     if conn.dialect == "postgresql":
-        sql = {
-            (False, False): _ALL,
-            (True, False): _ALL_CATEGORIES_PG,
-            (False, True): _ALL_TYPES_PG,
-            (True, True): _ALL_BOTH_PG,
-        }[categories is not None, types is not None]
-        params += [list(names) for names in (categories, types) if names is not None]
-    else:
-        sql = {
-            (False, False): _ALL,
-            (True, False): _ALL_CATEGORIES_SQLITE,
-            (False, True): _ALL_TYPES_SQLITE,
-            (True, True): _ALL_BOTH_SQLITE,
-        }[categories is not None, types is not None]
-        params += [
-            msgspec.json.encode(names).decode()
-            for names in (categories, types)
-            if names is not None
-        ]
-    return list(conn.execute(sql, (*params, page)).fetchall())
+        filters: list[Any] = [list(n) for n in lists]
+    else:  # SQLite takes a list as a JSON array
+        filters = [msgspec.json.encode(n).decode() for n in lists]
+    return list(conn.execute(sql, (at, *filters, page)).fetchall())
 
 
 class MirrorCheckpoints:
