@@ -5,7 +5,7 @@ them. Start with ``connect(url)``, an ``EventRegistry`` for your event types,
 a ``Decider`` and a ``Repository``.
 """
 
-from eventfold.audit import AuditingStore, MissingAuditMetadata
+from eventfold.audit import AuditingStore
 from eventfold.domain.aggregate import Aggregate
 from eventfold.domain.decider import Decider
 from eventfold.domain.events import Envelope, EventRegistry, Metadata
@@ -13,11 +13,14 @@ from eventfold.errors import (
     CommandRejected,
     ConcurrencyError,
     ConfigurationError,
+    DecryptionError,
     DuplicateEventId,
     EventfoldError,
     InvalidArgument,
     InvalidStreamId,
+    MissingAuditMetadata,
     NotAnEventStore,
+    NotFound,
     SchemaVersionError,
     SerializationError,
     StoreClosed,
@@ -28,7 +31,7 @@ from eventfold.errors import (
 )
 from eventfold.repository import Handled, Loaded, Repository, SnapshotPolicy
 from eventfold.serialization.codec import Codec, RawEvent
-from eventfold.serialization.crypto import REDACTED, DecryptionError, EncryptingStore
+from eventfold.serialization.crypto import REDACTED, EncryptingStore
 from eventfold.store import (
     ANY,
     NO_STREAM,
@@ -87,6 +90,7 @@ __all__ = [
     "MissingAuditMetadata",
     "NewEvent",
     "NotAnEventStore",
+    "NotFound",
     "ProcessManager",
     "Projection",
     "ProjectionFailed",

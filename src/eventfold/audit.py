@@ -9,24 +9,18 @@ from typing import Any
 import msgspec
 
 from eventfold.errors import InvalidArgument
+from eventfold.errors import MissingAuditMetadata as MissingAuditMetadata
 from eventfold.store.api import AppendResult, EventStore, StreamAppend
-from eventfold.store.checks import validate_appends
+from eventfold.store.capabilities import (
+    ChainReader,
+    Inspector,
+    SnapshotStore,
+    SQLReader,
+    StreamDataReader,
+)
 from eventfold.store.wrapper import DelegatingStore
 
 _KNOWN = ("correlation_id", "causation_id", "actor")
-
-
-class MissingAuditMetadata(InvalidArgument):
-    """An event lacks metadata the store requires; nothing was written."""
-
-    def __init__(self, stream_id: str, event_type: str, missing: list[str]) -> None:
-        super().__init__(
-            f"{event_type} in stream {stream_id!r} lacks required metadata: {', '.join(missing)}",
-            argument="metadata",
-        )
-        self.stream_id = stream_id
-        self.event_type = event_type
-        self.missing = missing
 
 
 def metadata_keys(raw: bytes | str) -> dict[str, Any]:
@@ -41,6 +35,8 @@ class AuditingStore(DelegatingStore):
     (``actor``, ``correlation_id``, ``causation_id`` or a key of
     ``Metadata.extra`` such as ``reason``), before anything is written."""
 
+    passes = frozenset({SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader})
+
     def __init__(self, inner: EventStore, required: Sequence[str] = ("actor",)) -> None:
         super().__init__(inner)
         if isinstance(required, str) or not all(isinstance(k, str) and k for k in required):
@@ -49,12 +45,11 @@ class AuditingStore(DelegatingStore):
             )
         self.required = tuple(required)
 
-    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
-        checked = validate_appends(appends)
-        for item in checked:
+    async def _write(self, appends: list[StreamAppend]) -> list[AppendResult]:
+        for item in appends:
             for event in item.events:
                 present = metadata_keys(event.metadata)
                 missing = [k for k in self.required if present.get(k) in (None, "")]
                 if missing:
                     raise MissingAuditMetadata(item.stream_id, event.type, missing)
-        return await self.inner.append_many(checked)
+        return await self.inner.append_many(appends)

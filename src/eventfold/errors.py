@@ -1,9 +1,122 @@
-"""The one error hierarchy. Every error eventfold raises derives from EventfoldError
-and carries the stream, version, type or setting it is about as attributes."""
+"""The one error hierarchy. Every error eventfold raises derives from
+``EventfoldError`` and carries the stream, version, type or setting it is
+about as attributes. Each class is defined here; the modules that raise them
+also re-export the ones they raised before they lived here.
+
+::
+
+    EventfoldError
+    +-- InvalidArgument (ValueError)
+    |   +-- InvalidStreamId
+    |   +-- MissingAuditMetadata
+    |   +-- InvalidCommand
+    |   +-- IdempotencyKeyReused
+    +-- NotFound
+    |   +-- UnknownCommand
+    |   +-- UnknownQuery
+    |   +-- UnknownOutcome
+    |   +-- UnknownProjection (also a ReadModelError)
+    |   +-- NoStateView
+    |   +-- UnknownTenant
+    +-- ConcurrencyError
+    |   +-- WrongExpectedVersion
+    +-- DuplicateEventId
+    +-- CommandRejected
+    +-- SerializationError
+    |   +-- UnknownEventType
+    |   +-- DecryptionError
+    |   +-- KeyUnwrapError
+    +-- RegistrationError
+    +-- ConfigurationError
+    |   +-- UnsupportedCapability
+    +-- StoreError
+    |   +-- NotAnEventStore
+    |   +-- SchemaVersionError
+    |   +-- StoreTimeout
+    |   +-- StoreClosed
+    +-- ReadOnlyViolation
+    +-- SubscriptionFailed
+    |   +-- ProjectionFailed
+    +-- ReadModelError
+    |   +-- UnknownProjection (also a NotFound)
+    |   +-- ProjectionNotReady
+    |   +-- ProjectionSuperseded
+    +-- ReadModelTimeout (TimeoutError)
+    +-- BusError
+    |   +-- BusUnavailable
+    |   +-- PublishFailed
+    |   +-- PoisonMessage
+    |   +-- MirrorGap
+    +-- AuthenticationFailed
+    +-- PermissionDenied
+    +-- TenantExists
+    +-- TestServerError (RuntimeError)
+        +-- PostgresServerError
+        +-- NatsServerError
+
+A name in parentheses is a second base: ``InvalidArgument`` is also a
+``ValueError``, ``ReadModelTimeout`` a ``TimeoutError``. Over HTTP a
+``NotFound`` answers 404, an ``InvalidArgument`` 422, a ``ConcurrencyError``
+409 (see ``eventfold.services.http_common``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eventfold.messaging.api import PublishAck
+
+__all__ = [
+    "AuthenticationFailed",
+    "BusError",
+    "BusUnavailable",
+    "CommandRejected",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "DecryptionError",
+    "DuplicateEventId",
+    "EventfoldError",
+    "IdempotencyKeyReused",
+    "InvalidArgument",
+    "InvalidCommand",
+    "InvalidStreamId",
+    "KeyUnwrapError",
+    "MirrorGap",
+    "MissingAuditMetadata",
+    "NatsServerError",
+    "NoStateView",
+    "NotAnEventStore",
+    "NotFound",
+    "PermissionDenied",
+    "PoisonMessage",
+    "PostgresServerError",
+    "ProjectionFailed",
+    "ProjectionNotReady",
+    "ProjectionSuperseded",
+    "PublishFailed",
+    "ReadModelError",
+    "ReadModelTimeout",
+    "ReadOnlyViolation",
+    "RegistrationError",
+    "SchemaVersionError",
+    "SerializationError",
+    "StoreClosed",
+    "StoreError",
+    "StoreTimeout",
+    "SubscriptionFailed",
+    "TenantExists",
+    "TestServerError",
+    "UnknownCommand",
+    "UnknownEventType",
+    "UnknownOutcome",
+    "UnknownProjection",
+    "UnknownQuery",
+    "UnknownTenant",
+    "UnsupportedCapability",
+    "WrongExpectedVersion",
+]
 
 
 class EventfoldError(Exception):
@@ -30,11 +143,99 @@ class InvalidStreamId(InvalidArgument):
         self.reason = reason
 
 
+class MissingAuditMetadata(InvalidArgument):
+    """An event lacks metadata the store requires; nothing was written."""
+
+    def __init__(self, stream_id: str, event_type: str, missing: list[str]) -> None:
+        super().__init__(
+            f"{event_type} in stream {stream_id!r} lacks required metadata: {', '.join(missing)}",
+            argument="metadata",
+        )
+        self.stream_id = stream_id
+        self.event_type = event_type
+        self.missing = missing
+
+
+class InvalidCommand(InvalidArgument):
+    """A command's body is not valid JSON (``malformed``) or does not fit
+    its type or its rules. Nothing was written."""
+
+    def __init__(self, name: str, reason: str, *, malformed: bool = False) -> None:
+        super().__init__(f"command {name}: {reason}", argument="body")
+        self.name = name
+        self.reason = reason
+        self.malformed = malformed
+
+
+class IdempotencyKeyReused(InvalidArgument):
+    """An idempotency key came back with a different command."""
+
+    def __init__(self, key: str, first: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was first used for another command ({first})",
+            argument="idempotency_key",
+        )
+        self.key = key
+        self.first = first
+
+
+# --- not found ------------------------------------------------------------------
+
+
+class NotFound(EventfoldError):
+    """What was asked for is not there: a command, query, outcome, projection
+    or state view by that name or id. (A stream is never missing: one without
+    events is at version 0 and reads as empty.)"""
+
+
+class UnknownCommand(NotFound):
+    """No command of that name is registered."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown command {name!r} (known: {', '.join(known) or 'none'})")
+        self.name = name
+        self.known = known
+
+
+class UnknownQuery(NotFound):
+    """No query of that name is declared."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown query {name!r} (known: {', '.join(known) or 'none'})")
+        self.name = name
+        self.known = known
+
+
+class UnknownOutcome(NotFound):
+    """No command with that id is known to the outcome store."""
+
+    def __init__(self, command_id: str) -> None:
+        super().__init__(f"no command {command_id!r} is known here")
+        self.command_id = command_id
+
+
+class NoStateView(NotFound):
+    """No decider is registered for a stream's category."""
+
+    def __init__(self, stream_id: str, known: list[str]) -> None:
+        super().__init__(
+            f"no state is kept for stream {stream_id!r} "
+            f"(categories with a state: {', '.join(known) or 'none'})"
+        )
+        self.stream_id = stream_id
+        self.known = known
+
+
 # --- concurrency and idempotency --------------------------------------------
 
 
 class ConcurrencyError(EventfoldError):
     """Another writer got there first."""
+
+
+def _fmt_expected(expected: object) -> str:
+    name = getattr(expected, "name", None)
+    return name if isinstance(name, str) else repr(expected)
 
 
 class WrongExpectedVersion(ConcurrencyError):
@@ -63,6 +264,15 @@ class DuplicateEventId(EventfoldError):
         self.reason = reason
 
 
+class CommandRejected(EventfoldError):
+    """A decider refused a command because of a business rule. Raise it (or a
+    subclass) from ``decide``; nothing is written."""
+
+    def __init__(self, message: str, *, stream_id: str | None = None) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+
+
 # --- encoding -------------------------------------------------------------------
 
 
@@ -86,6 +296,20 @@ class UnknownEventType(SerializationError):
         self.version = version
 
 
+class DecryptionError(SerializationError):
+    """A ciphertext does not decrypt where it is: moved, altered, or the wrong key."""
+
+    def __init__(self, message: str, *, stream_id: str, version: int, field: str) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+        self.version = version
+        self.field = field
+
+
+class KeyUnwrapError(SerializationError):
+    """A stored key could not be unwrapped: wrong master key or tampering."""
+
+
 class RegistrationError(EventfoldError):
     """An event type or upcaster was registered twice or inconsistently."""
 
@@ -99,6 +323,17 @@ class ConfigurationError(EventfoldError):
     def __init__(self, message: str, *, setting: str | None = None) -> None:
         super().__init__(message)
         self.setting = setting
+
+
+class UnsupportedCapability(ConfigurationError):
+    """A store was asked for an optional capability (a hash chain, inspection,
+    SQL, snapshots ...) that it does not declare. ``capability`` names the
+    Protocol, ``store`` the store's class."""
+
+    def __init__(self, store: str, capability: str) -> None:
+        super().__init__(f"{store} does not offer {capability}")
+        self.store = store
+        self.capability = capability
 
 
 class StoreError(EventfoldError):
@@ -140,32 +375,168 @@ class StoreClosed(StoreError):
     """The store was used after close()."""
 
 
-# --- domain ---------------------------------------------------------------------
+class ReadOnlyViolation(EventfoldError):
+    """A query given to ``sql`` tried to change something, or to reach outside
+    the store's tables."""
 
 
-class StreamNotFound(EventfoldError):
-    """A stream that must exist does not."""
+# --- the query side -------------------------------------------------------------
 
-    def __init__(self, stream_id: str) -> None:
-        super().__init__(f"stream {stream_id!r} does not exist")
+
+class SubscriptionFailed(EventfoldError):
+    """A handler failed on an event (after the retry policy ran out). The
+    subscription stopped; its checkpoint is at the event before this one, so a
+    restart resumes with this event."""
+
+    def __init__(
+        self,
+        subscription: str,
+        *,
+        stream_id: str,
+        version: int,
+        position: int,
+        type: str,
+        cause: BaseException,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(
+            f"{self._what} {subscription!r} failed on {type} at stream {stream_id!r} "
+            f"version {version} (position {position}) after {attempts} attempt(s): "
+            f"{cause.__class__.__name__}: {cause}"
+        )
+        self.subscription = subscription
         self.stream_id = stream_id
+        self.version = version
+        self.position = position
+        self.type = type
+        self.cause = cause
+        self.attempts = attempts
+
+    _what = "subscription"
 
 
-def _fmt_expected(expected: object) -> str:
-    name = getattr(expected, "name", None)
-    return name if isinstance(name, str) else repr(expected)
+class ProjectionFailed(SubscriptionFailed):
+    """A projection's handler failed on an event; its read model and checkpoint
+    hold every event before that one, and nothing of it."""
+
+    _what = "projection"
+
+    @property
+    def projection(self) -> str:
+        return self.subscription
 
 
-class CommandRejected(EventfoldError):
-    """A decider refused a command because of a business rule. Raise it (or a
-    subclass) from ``decide``; nothing is written."""
+class ReadModelError(EventfoldError):
+    """A read model database is unusable or was asked for something it cannot do."""
 
-    def __init__(self, message: str, *, stream_id: str | None = None) -> None:
+    def __init__(self, message: str, *, projection: str | None = None) -> None:
         super().__init__(message)
-        self.stream_id = stream_id
+        self.projection = projection
 
 
-# --- security and tenancy ---------------------------------------------------------
+class UnknownProjection(ReadModelError, NotFound):
+    """No projection of that name is declared (or stored in the read model)."""
+
+    def __init__(self, projection: str, known: list[str] | None = None) -> None:
+        listed = f" (known: {', '.join(known)})" if known else ""
+        super().__init__(f"no projection named {projection!r}{listed}", projection=projection)
+
+
+class ProjectionNotReady(ReadModelError):
+    """The projection has no build that has caught up yet, so there is nothing to query."""
+
+    def __init__(self, projection: str) -> None:
+        super().__init__(
+            f"projection {projection!r} has not caught up yet: nothing to query",
+            projection=projection,
+        )
+
+
+class ProjectionSuperseded(ReadModelError):
+    """The read model serves a newer version of this projection than the code
+    running it: an old deployment must not write into it."""
+
+    def __init__(self, projection: str, version: int, active_version: int) -> None:
+        super().__init__(
+            f"projection {projection!r}: this code has version {version}, the read model "
+            f"already serves version {active_version}",
+            projection=projection,
+        )
+        self.version = version
+        self.active_version = active_version
+
+
+class ReadModelTimeout(EventfoldError, TimeoutError):
+    """A read model did not reach a position within the time allowed."""
+
+    def __init__(self, projection: str, position: int, reached: int | None, timeout: float) -> None:
+        got = "no build caught up yet" if reached is None else f"reached {reached}"
+        super().__init__(
+            f"projection {projection!r} did not reach position {position} within "
+            f"{timeout:g}s ({got})"
+        )
+        self.projection = projection
+        self.position = position
+        self.reached = reached
+        self.timeout = timeout
+
+
+# --- the message bus ------------------------------------------------------------
+
+
+class BusError(EventfoldError):
+    """The message bus failed or refused a request."""
+
+
+class BusUnavailable(BusError):
+    """The bus cannot be reached (no connection, no stream leader)."""
+
+
+class PublishFailed(BusError):
+    """Publishing to ``stream`` failed. ``acked`` are the acknowledgements
+    received for the leading messages before the failure (a prefix of the
+    batch); whether later messages were stored is unknown."""
+
+    def __init__(
+        self,
+        stream: str,
+        reason: str,
+        *,
+        acked: Sequence[PublishAck] = (),
+    ) -> None:
+        super().__init__(f"publishing to stream {stream!r} failed: {reason}")
+        self.stream = stream
+        self.reason = reason
+        self.acked = list(acked)
+
+
+class PoisonMessage(BusError):
+    """A message that can never be taken in (it is parked, not retried)."""
+
+    def __init__(self, reason: str, *, subject: str | None = None, seq: int | None = None) -> None:
+        where = f" ({subject} #{seq})" if subject is not None else ""
+        super().__init__(f"poison message{where}: {reason}")
+        self.reason = reason
+        self.subject = subject
+        self.seq = seq
+
+
+class MirrorGap(BusError):
+    """Messages the mirror still needs are no longer in the bus stream
+    (removed by a retention limit, or the stream was purged): the read side
+    must be rebuilt from the event store."""
+
+    def __init__(self, stream: str, missing_from: int, first_available: int) -> None:
+        super().__init__(
+            f"stream {stream!r}: messages from sequence {missing_from} to "
+            f"{first_available - 1} are gone; rebuild the mirror from the event store"
+        )
+        self.stream = stream
+        self.missing_from = missing_from
+        self.first_available = first_available
+
+
+# --- security and tenancy -------------------------------------------------------
 
 
 class AuthenticationFailed(EventfoldError):
@@ -189,16 +560,34 @@ class PermissionDenied(EventfoldError):
 
 
 class TenantExists(EventfoldError):
-    """A tenant of that id exists already."""
+    """A tenant of that id exists already (HTTP 409)."""
 
     def __init__(self, tenant: str) -> None:
         super().__init__(f"tenant {tenant!r} exists already")
         self.tenant = tenant
 
 
-class UnknownTenant(EventfoldError):
+class UnknownTenant(NotFound):
     """No tenant of that id is known (or it was deleted)."""
 
     def __init__(self, tenant: str) -> None:
         super().__init__(f"no tenant {tenant!r}")
         self.tenant = tenant
+
+
+# --- test servers (eventfold.testing) -------------------------------------------
+
+
+class TestServerError(EventfoldError, RuntimeError):
+    """A server a test needs (from ``eventfold.testing``) could not be started,
+    or failed."""
+
+    __test__ = False  # not a test class, whatever pytest's naming rule says
+
+
+class PostgresServerError(TestServerError):
+    """The embedded PostgreSQL server could not be set up, started or stopped."""
+
+
+class NatsServerError(TestServerError):
+    """The NATS server could not be started or did not become ready."""

@@ -17,6 +17,7 @@ from eventfold.domain.events import Metadata
 from eventfold.errors import InvalidArgument, SerializationError, WrongExpectedVersion
 from eventfold.serialization.codec import Codec, occurred_at
 from eventfold.store.api import EventStore, ExpectedVersion, RecordedEvent, Snapshot
+from eventfold.store.capabilities import SnapshotStore, StreamDataReader, capability, require
 from eventfold.store.checks import NOT_JSON, validate_expected, validate_stream_id
 
 C = TypeVar("C")
@@ -86,6 +87,10 @@ class Repository(Generic[C, E, S]):
         if max_retries < 0:
             raise InvalidArgument("max_retries must be >= 0", argument="max_retries")
         self.store = store
+        # A snapshot policy needs a store that keeps snapshots; loads fold from
+        # the store's fast fold reads where it declares them.
+        self._snapshot_store = None if snapshots is None else require(store, SnapshotStore)
+        self._stream_data = capability(store, StreamDataReader)
         self.decider = decider
         self.codec = codec
         self.snapshots = snapshots
@@ -126,7 +131,7 @@ class Repository(Generic[C, E, S]):
         decider, decode = self.decider, self.codec.decode_event
         state = decider.initial_state() if state is None else state
         evolve = decider.evolve
-        read_data = getattr(self.store, "read_stream_data", None) if as_of is None else None
+        read_data = self._stream_data if as_of is None else None
         if read_data is not None and type(self.codec).decode_event is Codec.decode_event:
             state, current = await self._fold_data(read_data, stream_id, current, version, state)
         else:
@@ -164,7 +169,12 @@ class Repository(Generic[C, E, S]):
         return Loaded(state, max((v for _, v, _ in happened), default=0))
 
     async def _fold_data(
-        self, read_data: Any, stream_id: str, current: int, version: int | None, state: S
+        self,
+        read_data: StreamDataReader,
+        stream_id: str,
+        current: int,
+        version: int | None,
+        state: S,
     ) -> tuple[S, int]:
         """Fold from a store's ``read_stream_data``: pages of (type,
         schema_version, data) from a first version on (a stream's versions are
@@ -176,7 +186,8 @@ class Repository(Generic[C, E, S]):
         decoders: dict[tuple[str, int], Callable[[Any], Any] | None] = {}
         last: tuple[str, int] | None = None
         fast: Callable[[Any], Any] | None = None
-        async for first, page in read_data(stream_id, from_version=current + 1, to_version=version):
+        pages = read_data.read_stream_data(stream_id, from_version=current + 1, to_version=version)
+        async for first, page in pages:
             for at, (type_name, schema_version, data) in enumerate(page, first):
                 if last is None or type_name != last[0] or schema_version != last[1]:
                     last = (type_name, schema_version)
@@ -239,10 +250,10 @@ class Repository(Generic[C, E, S]):
     async def _usable_snapshot(
         self, stream_id: str, max_version: int | None
     ) -> tuple[S, int] | None:
-        policy, decoder = self.snapshots, self._snapshot_decoder
-        if policy is None or decoder is None:
+        policy, decoder, snapshots = self.snapshots, self._snapshot_decoder, self._snapshot_store
+        if policy is None or decoder is None or snapshots is None:
             return None
-        snap = await self.store.load_snapshot(stream_id, policy.name)
+        snap = await snapshots.load_snapshot(stream_id, policy.name)
         if snap is None or snap.schema_version != policy.schema_version:
             return None
         if max_version is not None and snap.version > max_version:
@@ -254,12 +265,12 @@ class Repository(Generic[C, E, S]):
             return None
 
     async def _save_snapshot(self, stream_id: str, state: S, version: int) -> None:
-        assert self.snapshots is not None
+        assert self.snapshots is not None and self._snapshot_store is not None
         try:
             data = _encoder.encode(state)
         except (TypeError, msgspec.EncodeError) as exc:
             raise SerializationError(f"cannot snapshot {type(state).__name__}: {exc}") from None
-        await self.store.save_snapshot(
+        await self._snapshot_store.save_snapshot(
             Snapshot(stream_id, self.snapshots.name, version, self.snapshots.schema_version, data)
         )
 

@@ -1,9 +1,19 @@
+"""The conformance suite on the memory backend: the core and the mixins of
+the capabilities it declares."""
+
 import pytest
 
-from eventfold.testing import StoreConformance
+from eventfold.testing import (
+    ChainConformance,
+    InspectorConformance,
+    SnapshotConformance,
+    StoreConformance,
+)
 
 
-class TestMemoryStore(StoreConformance):
+class TestMemoryStore(
+    StoreConformance, SnapshotConformance, ChainConformance, InspectorConformance
+):
     @pytest.fixture
     def store_url(self) -> str:
         return "memory://"

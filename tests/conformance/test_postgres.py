@@ -1,9 +1,26 @@
+"""The conformance suite on the PostgreSQL backend: the core and the mixins
+of every capability it declares."""
+
 import pytest
 
-from eventfold.testing import StoreConformance
+from eventfold.testing import (
+    ChainConformance,
+    InspectorConformance,
+    SnapshotConformance,
+    SQLConformance,
+    StoreConformance,
+    StreamDataConformance,
+)
 
 
-class TestPostgresStore(StoreConformance):
+class TestPostgresStore(
+    StoreConformance,
+    SnapshotConformance,
+    StreamDataConformance,
+    ChainConformance,
+    InspectorConformance,
+    SQLConformance,
+):
     @pytest.fixture
     def store_url(self, pg_url: str) -> str:
         return pg_url

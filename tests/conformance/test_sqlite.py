@@ -1,4 +1,5 @@
-"""The shared conformance suite on the SQLite backend, at both durability levels."""
+"""The conformance suite on the SQLite backend, at both durability levels:
+the core and the mixins of every capability it declares."""
 
 from __future__ import annotations
 
@@ -7,21 +8,35 @@ from typing import Any
 
 import pytest
 
-from eventfold.testing import StoreConformance
+from eventfold.testing import (
+    ChainConformance,
+    InspectorConformance,
+    SnapshotConformance,
+    SQLConformance,
+    StoreConformance,
+    StreamDataConformance,
+)
 
 
-class TestSQLiteStore(StoreConformance):
+class SQLiteConformance(
+    StoreConformance,
+    SnapshotConformance,
+    StreamDataConformance,
+    ChainConformance,
+    InspectorConformance,
+    SQLConformance,
+):
     @pytest.fixture
     def store_url(self, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'events.db'}"
 
 
-class TestSQLiteStoreRelaxedSync(StoreConformance):
+class TestSQLiteStore(SQLiteConformance):
+    pass
+
+
+class TestSQLiteStoreRelaxedSync(SQLiteConformance):
     """``synchronous=NORMAL``: the documented relaxed mode must keep every rule."""
-
-    @pytest.fixture
-    def store_url(self, tmp_path: Path) -> str:
-        return f"sqlite:///{tmp_path / 'events.db'}"
 
     @pytest.fixture
     def store_options(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from eventfold.errors import (
     WrongExpectedVersion,
 )
 from eventfold.store.api import NO_STREAM, NewEvent, Snapshot, StreamAppend
+from eventfold.store.chain import link_hash, link_message
 from eventfold.store.postgres import PostgresStore
 from eventfold.store.postgres.schema import SCHEMA_VERSION
 from eventfold.store.url import connect
@@ -260,6 +261,48 @@ async def test_tampering_in_sql_shows_in_the_chain(pg_url: str, pg_schema: str) 
         problems = {(f.stream_id, f.version, f.problem) for f in report.findings}
         assert ("a-1", 2, "altered") in problems
         assert ("b-1", 1, "missing") in problems
+
+
+@pytest.mark.parametrize(
+    ("stream_id", "version", "type", "schema_version", "data", "metadata"),
+    [
+        ("a-1", 1, "T", 1, '{"n": 1}', "{}"),
+        ("ünï-çødé-☃", 2**40, "Item.Added:v-2", 2**31 - 1, '{"t": "é \\n \\" \u2603"}', "{}"),
+        ("x" * 200, 7, "T", 3, "{}", '{"actor": "ana", "extra": {"k": "ü"}}'),
+        ("s-1", 2, "T", 1, '{"big": ' + '"' + "z" * 100_000 + '"}', '{"a": 1}'),
+    ],
+)
+async def test_the_sql_chain_format_is_the_python_one(
+    pg_url: str,
+    pg_schema: str,
+    stream_id: str,
+    version: int,
+    type: str,
+    schema_version: int,
+    data: str,
+    metadata: str,
+) -> None:
+    """chain_message and chain_hash, the SQL side of the chain, build the bytes
+    and digests of eventfold.store.chain for any input (the conformance suite
+    checks the digests stored by appends)."""
+    async with await open_store(pg_url):
+        pass  # creates the schema and its functions
+    event_id = uuid.uuid4()
+    prev = bytes(range(32))
+    args = [stream_id, version, event_id, type, schema_version, data, metadata]
+    async with await raw(pg_url.split("?")[0]) as conn:
+        cur = await conn.execute(
+            sql.SQL(
+                "SELECT {}(%s, %s, %s, %s, %s, %s, %s), {}(%s, %s, %s, %s, %s, %s, %s, %s)"
+            ).format(
+                sql.Identifier(pg_schema, "chain_message"),
+                sql.Identifier(pg_schema, "chain_hash"),
+            ),
+            [*args, prev, *args],
+        )
+        message, digest = await cur.fetchone() or (None, None)
+    assert link_message(prev, *args) == prev + bytes(message)
+    assert link_hash(prev, *args) == bytes(digest)
 
 
 # --- timeouts and failures ------------------------------------------------------------

@@ -1,8 +1,12 @@
-"""Crypto-shredding over the memory store: encryption, forget, tampering, retries."""
+"""Crypto-shredding (over the memory store unless a test says otherwise):
+encryption, forget, tampering, retries, snapshots, fast fold reads."""
+
+from pathlib import Path
 
 import msgspec
 import pytest
 
+import eventfold
 from eventfold import (
     ANY,
     NO_STREAM,
@@ -15,7 +19,7 @@ from eventfold import (
 from eventfold.errors import RegistrationError
 from eventfold.serialization.crypto import REDACTED, DecryptionError, EncryptingStore
 from eventfold.serialization.keys import MemoryKeyStore
-from eventfold.store import MemoryStore, NewEvent
+from eventfold.store import MemoryStore, NewEvent, StreamDataReader
 
 registry = EventRegistry()
 
@@ -133,6 +137,28 @@ async def test_snapshots_of_personal_streams_are_encrypted_and_shredded() -> Non
     await store.forget("c-1")
     assert await store.load_snapshot("customer-1", "state") is None
     assert (await repo.load("customer-1")).state == Profile(REDACTED, "x")
+
+
+async def test_fast_fold_reads_through_the_store_are_decrypted_and_shredded(
+    tmp_path: Path,
+) -> None:
+    """Over SQLite the store passes on its fast fold reads (StreamDataReader):
+    Repository.load folds from their rows, decrypted like records, and
+    redacted after forget; a ciphertext moved elsewhere fails there too."""
+    inner = await eventfold.connect(f"sqlite:///{tmp_path / 'events.db'}")
+    store = EncryptingStore(inner, registry, MemoryKeyStore())
+    async with store:
+        assert StreamDataReader in store.capabilities
+        repo = Repository(store, profiles, codec)
+        events = [CustomerRegistered(f"c-{i % 3}", f"Name {i}", None, "t") for i in range(6000)]
+        await store.append("customer-1", [codec.encode(e) for e in events])
+        await store.append("customer-1", [codec.encode(TierChanged("gold"))])
+        rows = [row async for _, page in store.read_stream_data("customer-1") for row in page]
+        assert len(rows) == 6001 and b"Name 5999" in rows[5999][2]
+        assert (await repo.load("customer-1")).state == Profile("Name 5999", "gold")
+        await store.forget("c-2")  # the subject of event 5999
+        assert (await repo.load("customer-1")).state == Profile(REDACTED, "gold")
+        assert (await repo.load("customer-1", version=5999)).state == Profile("Name 5998", "t")
 
 
 def test_personal_fields_must_be_strings_with_a_subject() -> None:

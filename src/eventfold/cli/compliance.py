@@ -21,9 +21,10 @@ from eventfold.cli.stores import (
     open_store,
 )
 from eventfold.cli.tenants import TenantOption, TenantsOption, store_of
-from eventfold.compliance.chain import ChainReader, Heads, take_heads, verify
+from eventfold.compliance.chain import Heads, take_heads, verify
 from eventfold.compliance.export import export_jsonl
 from eventfold.errors import ConfigurationError
+from eventfold.store.capabilities import ChainReader, require
 from eventfold.store.checks import NOT_JSON
 
 app = typer.Typer()
@@ -72,9 +73,7 @@ def verify_command(
     async def main() -> bool:
         heads = None if checkpoint is None else _read_checkpoint(checkpoint)
         async with open_store(store) as opened:
-            if not isinstance(opened, ChainReader):
-                raise ConfigurationError(f"{store}: this store keeps no hash chain")
-            report = await verify(opened, checkpoint=heads, key=key)
+            report = await verify(require(opened, ChainReader), checkpoint=heads, key=key)
         out = console()
         if report.clean:
             out.print(f"verified: {report.streams} streams, {report.events} events, all intact")

@@ -16,13 +16,12 @@ from rich.table import Table
 
 from eventfold.cli.common import ClockOption, clock, console, load_object, parse_time, run
 from eventfold.cli.stores import RegistryOption, StoreOption, open_store
-from eventfold.compliance.inspect import Inspector
 from eventfold.domain.decider import Decider
 from eventfold.domain.events import EventRegistry
-from eventfold.errors import ConfigurationError
 from eventfold.repository import Repository
 from eventfold.serialization.codec import Codec, decode_metadata
-from eventfold.store.api import EventStore, RecordedEvent
+from eventfold.store.api import RecordedEvent
+from eventfold.store.capabilities import Inspector, SQLReader, require
 
 app = typer.Typer()
 
@@ -42,12 +41,6 @@ def _text(raw: bytes | str, width: int = 80) -> str:
     return escape(text if len(text) <= width else text[: width - 1] + "…")
 
 
-def _inspector(store: EventStore) -> Inspector:
-    if not isinstance(store, Inspector):
-        raise ConfigurationError(f"{store.url}: this store cannot be inspected")
-    return store
-
-
 @app.command()
 def streams(
     store: StoreOption,
@@ -58,7 +51,7 @@ def streams(
 
     async def main() -> None:
         async with open_store(store) as opened:
-            found = await _inspector(opened).list_streams(category=category, limit=limit)
+            found = await require(opened, Inspector).list_streams(category=category, limit=limit)
         table = Table("stream", "version", "last position", "last written (UTC)")
         for info in found:
             table.add_row(
@@ -78,7 +71,7 @@ def categories(store: StoreOption) -> None:
 
     async def main() -> None:
         async with open_store(store) as opened:
-            found = await _inspector(opened).list_categories()
+            found = await require(opened, Inspector).list_categories()
         table = Table("category", "streams", "events")
         for info in found:
             table.add_row(info.category, str(info.streams), str(info.events))
@@ -93,7 +86,7 @@ def stats(store: StoreOption) -> None:
 
     async def main() -> None:
         async with open_store(store) as opened:
-            found = await _inspector(opened).stats()
+            found = await require(opened, Inspector).stats()
         out = console()
         out.print(f"events          {found.events}")
         out.print(f"streams         {found.streams}")
@@ -271,7 +264,7 @@ def sql(
 
     async def main() -> None:
         async with open_store(store) as opened:
-            result = await _inspector(opened).sql(query, limit=limit, timeout=timeout)
+            result = await require(opened, SQLReader).sql(query, limit=limit, timeout=timeout)
         table = Table(*result.columns)
         for row in result.rows:
             table.add_row(*("" if v is None else _text(str(v), 200) for v in row))

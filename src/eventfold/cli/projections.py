@@ -12,8 +12,8 @@ from rich.table import Table
 from eventfold.cli.common import ClockOption, clock, console, load_object, parse_time, run
 from eventfold.cli.stores import RegistryOption, open_store
 from eventfold.cli.tenants import TenantOption, TenantsOption, place_for
+from eventfold.errors import UnknownProjection
 from eventfold.store.url import connect
-from eventfold.subscriptions.errors import UnknownProjection
 from eventfold.subscriptions.freshness import ProjectionStatus
 from eventfold.subscriptions.progress import RichProgress
 from eventfold.subscriptions.projection import ProjectionSet

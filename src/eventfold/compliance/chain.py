@@ -3,7 +3,9 @@
 Every event stores ``hash = sha256(message)`` where the message is the
 previous event's hash and the event's stored fields (stream, version, id, type,
 schema version, data and metadata exactly as stored: ciphertext included, so
-crypto-shredding keeps the chain valid), each length-prefixed. ``verify``
+crypto-shredding keeps the chain valid); the format is defined once, in
+``eventfold.store.chain``, and a store offers its chain as a ``ChainReader``
+(``eventfold.store.capabilities``). ``verify``
 recomputes every chain and names each event modified, removed, inserted or
 reordered; a signed checkpoint of chain heads also catches whole streams
 truncated or deleted.
@@ -13,89 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 import msgspec
 
 from eventfold.errors import InvalidArgument
-
-GENESIS = bytes(32)
-"""The previous hash of a stream's first event."""
-
-
-def link_message(
-    prev_hash: bytes,
-    stream_id: str,
-    version: int,
-    event_id: uuid.UUID,
-    type: str,
-    schema_version: int,
-    data: bytes | str,
-    metadata: bytes | str,
-) -> bytes:
-    """The bytes that are hashed: the previous 32-byte digest, then
-    ``\n stream \n version \n`` (UTF-8), the 16 bytes of the event id, then
-    ``\n type \n schema \n len(data) \n data metadata`` (UTF-8). Stream ids
-    and type names hold no newline, ids and digests have fixed lengths and the
-    data is length-prefixed, so no field can run into another. Backends that
-    hash in SQL build the same bytes."""
-    if isinstance(data, str):
-        data = data.encode()
-    if isinstance(metadata, str):
-        metadata = metadata.encode()
-    return b"%s\n%s\n%d\n%s\n%s\n%d\n%d\n%s%s" % (
-        prev_hash,
-        stream_id.encode(),
-        version,
-        event_id.bytes,
-        type.encode(),
-        schema_version,
-        len(data),
-        data,
-        metadata,
-    )
-
-
-def link_hash(
-    prev_hash: bytes,
-    stream_id: str,
-    version: int,
-    event_id: uuid.UUID,
-    type: str,
-    schema_version: int,
-    data: bytes | str,
-    metadata: bytes | str,
-) -> bytes:
-    """The event's 32-byte SHA-256 chain digest."""
-    message = link_message(
-        prev_hash, stream_id, version, event_id, type, schema_version, data, metadata
-    )
-    return hashlib.sha256(message).digest()
-
-
-class ChainLink(msgspec.Struct, frozen=True):
-    """One stored event as the chain sees it: raw stored text and hashes."""
-
-    stream_id: str
-    version: int
-    position: int
-    event_id: uuid.UUID
-    type: str
-    schema_version: int
-    data: bytes | str
-    metadata: bytes | str
-    hash: bytes
-
-
-@runtime_checkable
-class ChainReader(Protocol):
-    def read_chain(self) -> AsyncIterator[ChainLink]:
-        """Every stored event, ordered by stream then version, as stored."""
-        ...
-
+from eventfold.store.capabilities import ChainLink as ChainLink
+from eventfold.store.capabilities import ChainReader as ChainReader
+from eventfold.store.chain import GENESIS as GENESIS
+from eventfold.store.chain import link_hash as link_hash
+from eventfold.store.chain import link_message as link_message
 
 Problem = Literal["altered", "missing", "duplicate", "reordered", "truncated", "rewritten"]
 """altered: the stored hash does not match the content (edited, or forged);

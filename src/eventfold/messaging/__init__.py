@@ -5,6 +5,13 @@ log for projections to read.
 
 ``JetStreamBus`` needs the ``nats`` extra and is imported on first use."""
 
+from eventfold.errors import (
+    BusError,
+    BusUnavailable,
+    MirrorGap,
+    PoisonMessage,
+    PublishFailed,
+)
 from eventfold.messaging.api import (
     Bus,
     ConsumerSpec,
@@ -16,14 +23,8 @@ from eventfold.messaging.api import (
     StreamInfo,
     StreamSpec,
 )
+from eventfold.messaging.buses import open_bus, register_bus
 from eventfold.messaging.consumer import BusConsumer
-from eventfold.messaging.errors import (
-    BusError,
-    BusUnavailable,
-    MirrorGap,
-    PoisonMessage,
-    PublishFailed,
-)
 from eventfold.messaging.intake import Incoming, TakenIn
 from eventfold.messaging.memory import InProcessBus
 from eventfold.messaging.mirror import MirrorCheckpoints, MirrorStore, Parked, SourceState
@@ -59,6 +60,7 @@ __all__ = [
     "decode_event",
     "event_message",
     "open_bus",
+    "register_bus",
 ]
 
 
@@ -69,20 +71,3 @@ def __getattr__(name: str) -> object:
 
         return JetStreamBus
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def open_bus(
-    url: str | None,
-    *,
-    user: str | None = None,
-    password: str | None = None,
-    token: str | None = None,
-) -> Bus:
-    """``None`` or ``memory://``: an ``InProcessBus``; ``nats://host:port``
-    (comma-separated for a cluster): a ``JetStreamBus``, logging in with
-    ``user``/``password`` or ``token`` when given."""
-    if url is None or url == "memory://":
-        return InProcessBus()
-    from eventfold.messaging.jetstream import JetStreamBus
-
-    return JetStreamBus(url, user=user, password=password, token=token)

@@ -16,9 +16,8 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-from eventfold.errors import EventfoldError, StoreError
+from eventfold.errors import BusError, EventfoldError, MirrorGap, StoreError
 from eventfold.messaging.api import Bus, ConsumerSpec, Delivery, Puller
-from eventfold.messaging.errors import BusError, MirrorGap
 from eventfold.messaging.mirror import Incoming, MirrorStore, TakenIn, mirror_headers
 from eventfold.messaging.topology import Topology
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 import msgspec
 
-from eventfold.messaging.errors import PoisonMessage
+from eventfold.errors import PoisonMessage
 from eventfold.messaging.wire import decode_event
 from eventfold.store.checks import category_of
 from eventfold.subscriptions.readmodel import Connection

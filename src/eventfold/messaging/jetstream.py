@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from eventfold.errors import ConfigurationError
+from eventfold.errors import BusError, BusUnavailable, ConfigurationError, PublishFailed
 from eventfold.messaging.api import (
     MSG_ID,
     ConsumerSpec,
@@ -28,7 +28,6 @@ from eventfold.messaging.api import (
     StreamInfo,
     StreamSpec,
 )
-from eventfold.messaging.errors import BusError, BusUnavailable, PublishFailed
 from eventfold.security.secrets import redact
 
 try:

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 
-from eventfold.errors import InvalidArgument
+from eventfold.errors import BusError, InvalidArgument, PublishFailed
 from eventfold.messaging.api import (
     ConsumerSpec,
     Delivery,
@@ -23,7 +23,6 @@ from eventfold.messaging.api import (
     StreamInfo,
     StreamSpec,
 )
-from eventfold.messaging.errors import BusError, PublishFailed
 
 
 def subject_matches(pattern: str, subject: str) -> bool:

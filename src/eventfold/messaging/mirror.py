@@ -27,13 +27,13 @@ import base64
 import contextlib
 import functools
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import msgspec
 
-from eventfold.errors import InvalidArgument, StoreError
+from eventfold.errors import StoreError
 from eventfold.messaging.intake import (
     Incoming,
     TakenIn,
@@ -48,10 +48,11 @@ from eventfold.store.api import (
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
-    Snapshot,
     StreamAppend,
 )
-from eventfold.store.checks import validate_stream_id
+from eventfold.store.base import LogReader
+from eventfold.store.capabilities import Capabilities
+from eventfold.store.paging import Page
 from eventfold.subscriptions.readmodel import Connection, ReadModel
 
 __all__ = [
@@ -66,7 +67,6 @@ __all__ = [
 ]
 
 _PAGE = 500
-_MAX_VERSION = 2**62
 
 # Each statement written out in full: no SQL is assembled from pieces.
 _ALL = (
@@ -78,10 +78,31 @@ _ALL_CATEGORIES_SQLITE = (
     "recorded_at FROM eventfold_mirror_event WHERE position >= ? "
     "AND category IN (SELECT value FROM json_each(?)) ORDER BY position LIMIT ?"
 )
+_ALL_TYPES_SQLITE = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
+    "recorded_at FROM eventfold_mirror_event WHERE position >= ? "
+    "AND type IN (SELECT value FROM json_each(?)) ORDER BY position LIMIT ?"
+)
+_ALL_BOTH_SQLITE = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
+    "recorded_at FROM eventfold_mirror_event WHERE position >= ? "
+    "AND category IN (SELECT value FROM json_each(?)) "
+    "AND type IN (SELECT value FROM json_each(?)) ORDER BY position LIMIT ?"
+)
 _ALL_CATEGORIES_PG = (
     "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
     "recorded_at FROM eventfold_mirror_event WHERE position >= ? AND category = ANY(?) "
     "ORDER BY position LIMIT ?"
+)
+_ALL_TYPES_PG = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
+    "recorded_at FROM eventfold_mirror_event WHERE position >= ? AND type = ANY(?) "
+    "ORDER BY position LIMIT ?"
+)
+_ALL_BOTH_PG = (
+    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
+    "recorded_at FROM eventfold_mirror_event WHERE position >= ? AND category = ANY(?) "
+    "AND type = ANY(?) ORDER BY position LIMIT ?"
 )
 _STREAM = (
     "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
@@ -137,11 +158,15 @@ def _record(row: Any) -> RecordedEvent:
     )
 
 
-class MirrorStore:
+class MirrorStore(LogReader):
     """The mirror in ``read_model`` (see the module docstring). It is an
     ``EventStore`` that can only be read: hand it to a ``ProjectionRunner``
     or a ``Repository`` (to load a state, e.g. as of a time) in place of the
-    event store. ``take_in`` is how a consumer fills it."""
+    event store. ``take_in`` is how a consumer fills it. It declares no
+    optional capability."""
+
+    capabilities: ClassVar[Capabilities] = frozenset()
+    page_rows = _PAGE
 
     def __init__(self, read_model: ReadModel, *, poll_interval: float = 0.25) -> None:
         self.read_model = read_model
@@ -224,79 +249,35 @@ class MirrorStore:
         found: list[Parked] = await self._read(read)
         return found
 
-    # --- reading, as an EventReader -----------------------------------------------------
+    # --- reading, as an EventReader (eventfold.store.base.LogReader) --------------------
 
-    async def read_stream(
+    async def _stream_page(
+        self, stream_id: str, low: int, high: int, backwards: bool, want: int
+    ) -> Page:
+        sql = _STREAM_BACK if backwards else _STREAM
+        rows = await self._read(functools.partial(_fetch, sql, (stream_id, low, high, want)))
+        return [_record(row) for row in rows], len(rows) < want
+
+    async def _log_page(
         self,
-        stream_id: str,
-        *,
-        from_version: int = 1,
-        to_version: int | None = None,
-        backwards: bool = False,
-        limit: int | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
-        validate_stream_id(stream_id)
-        if limit is not None and limit < 0:
-            raise InvalidArgument("limit must be >= 0", argument="limit")
-        low, high = max(1, from_version), _MAX_VERSION if to_version is None else to_version
-        left = limit
-        while left is None or left > 0:
-            page = _PAGE if left is None else min(_PAGE, left)
-            sql = _STREAM_BACK if backwards else _STREAM
-            rows: list[Any] = await self._read(
-                functools.partial(_fetch, sql, (stream_id, low, high, page))
-            )
-            for row in rows:
-                yield _record(row)
-            if len(rows) < page:
-                return
-            if left is not None:
-                left -= len(rows)
-            last = int(rows[-1][1])
-            if backwards:
-                high = last - 1
-            else:
-                low = last + 1
+        position: int,
+        categories: tuple[str, ...] | None,
+        types: tuple[str, ...] | None,
+        want: int,
+    ) -> Page:
+        rows = await self._read(functools.partial(_log_rows, position, categories, types, want))
+        return [_record(row) for row in rows], len(rows) < want
 
-    async def read_all(
-        self,
-        *,
-        from_position: int = 0,
-        categories: Sequence[str] | None = None,
-        types: Sequence[str] | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
-        if limit is not None and limit < 0:
-            raise InvalidArgument("limit must be >= 0", argument="limit")
-        wanted_types = set(types) if types is not None else None
-        at, left = from_position, limit
-        while left is None or left > 0:
-            page = _PAGE if left is None else min(_PAGE, left)
-            rows = await self._read(functools.partial(_page, at, categories, page))
-            out = 0
-            for row in rows:
-                if wanted_types is not None and row[4] not in wanted_types:
-                    continue
-                out += 1
-                yield _record(row)
-                if left is not None and out >= left:
-                    return
-            if len(rows) < page:
-                return
-            if left is not None:
-                left -= out
-            at = int(rows[-1][2]) + 1
-
-    async def stream_version(self, stream_id: str) -> int:
-        validate_stream_id(stream_id)
+    async def _stream_version(self, stream_id: str) -> int:
         rows = await self._read(functools.partial(_fetch, _VERSION, (stream_id,)))
         return int(rows[0][0])
 
-    async def head_position(self) -> int:
+    async def _head_position(self) -> int:
         rows = await self._read(functools.partial(_fetch, _HEAD, ()))
         return int(rows[0][0])
 
     async def wait_for_events(self, after_position: int, timeout: float) -> bool:
+        self.check_open()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -304,7 +285,7 @@ class MirrorStore:
             if await self.head_position() > after_position:
                 return True
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or self.closed:
                 return False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), min(remaining, self.poll_interval))
@@ -322,34 +303,51 @@ class MirrorStore:
     async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         raise self._read_only()
 
-    async def save_snapshot(self, snapshot: Snapshot) -> None:
-        raise self._read_only()
-
-    async def load_snapshot(self, stream_id: str, name: str) -> Snapshot | None:
-        return None
-
     async def close(self) -> None:
+        self.closed = True
+        self._changed.set()
         await self.read_model.close()
 
-    async def __aenter__(self) -> MirrorStore:
+    async def __aenter__(self) -> Self:
         await self.setup()
         return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
 
 def _fetch(sql: str, params: tuple[Any, ...], conn: Connection) -> list[Any]:
     return list(conn.execute(sql, params).fetchall())
 
 
-def _page(at: int, categories: Sequence[str] | None, page: int, conn: Connection) -> list[Any]:
-    if categories is None:
-        return list(conn.execute(_ALL, (at, page)).fetchall())
+# The log's statement by (filtered by category, filtered by type), per dialect.
+_LOG = {
+    "postgresql": {
+        (False, False): _ALL,
+        (True, False): _ALL_CATEGORIES_PG,
+        (False, True): _ALL_TYPES_PG,
+        (True, True): _ALL_BOTH_PG,
+    },
+    "sqlite": {
+        (False, False): _ALL,
+        (True, False): _ALL_CATEGORIES_SQLITE,
+        (False, True): _ALL_TYPES_SQLITE,
+        (True, True): _ALL_BOTH_SQLITE,
+    },
+}
+
+
+def _log_rows(
+    at: int,
+    categories: tuple[str, ...] | None,
+    types: tuple[str, ...] | None,
+    page: int,
+    conn: Connection,
+) -> list[Any]:
+    sql = _LOG[conn.dialect][categories is not None, types is not None]
+    lists = [n for n in (categories, types) if n is not None]
     if conn.dialect == "postgresql":
-        return list(conn.execute(_ALL_CATEGORIES_PG, (at, list(categories), page)).fetchall())
-    encoded = msgspec.json.encode(list(categories)).decode()
-    return list(conn.execute(_ALL_CATEGORIES_SQLITE, (at, encoded, page)).fetchall())
+        filters: list[Any] = [list(n) for n in lists]
+    else:  # SQLite takes a list as a JSON array
+        filters = [msgspec.json.encode(n).decode() for n in lists]
+    return list(conn.execute(sql, (at, *filters, page)).fetchall())
 
 
 class MirrorCheckpoints:

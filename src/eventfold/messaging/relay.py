@@ -24,9 +24,14 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-from eventfold.errors import ConfigurationError, EventfoldError, InvalidArgument, StoreError
+from eventfold.errors import (
+    BusError,
+    ConfigurationError,
+    EventfoldError,
+    InvalidArgument,
+    StoreError,
+)
 from eventfold.messaging.api import Bus
-from eventfold.messaging.errors import BusError
 from eventfold.messaging.topology import Topology
 from eventfold.messaging.wire import event_message, position_of
 from eventfold.store.api import EventReader

@@ -13,9 +13,8 @@ from datetime import datetime
 
 import msgspec
 
-from eventfold.errors import InvalidArgument
+from eventfold.errors import InvalidArgument, PoisonMessage
 from eventfold.messaging.api import MSG_ID, Message
-from eventfold.messaging.errors import PoisonMessage
 from eventfold.messaging.topology import Topology
 from eventfold.store.api import RecordedEvent
 from eventfold.store.checks import NOT_JSON, validate_stream_id

@@ -17,7 +17,6 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -25,10 +24,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from eventfold.domain.events import EventRegistry, EventType
+from eventfold.errors import DecryptionError as DecryptionError
 from eventfold.errors import (
     DuplicateEventId,
     InvalidArgument,
-    SerializationError,
     WrongExpectedVersion,
 )
 from eventfold.serialization.keys import KeyStore
@@ -39,12 +38,21 @@ from eventfold.store.api import (
     AppendResult,
     EventStore,
     ExpectedVersion,
+    JsonText,
     NewEvent,
     RecordedEvent,
     Snapshot,
     StreamAppend,
 )
-from eventfold.store.checks import validate_appends
+from eventfold.store.capabilities import (
+    ChainReader,
+    DataRow,
+    Inspector,
+    SnapshotStore,
+    SQLReader,
+    StreamDataReader,
+)
+from eventfold.store.checks import validate_snapshot
 from eventfold.store.wrapper import DelegatingStore
 
 REDACTED = "[redacted]"
@@ -52,16 +60,6 @@ REDACTED = "[redacted]"
 
 _TOKEN = "ef1:"
 _SNAPSHOT = b"EFS1"
-
-
-class DecryptionError(SerializationError):
-    """A ciphertext does not decrypt where it is: moved, altered, or the wrong key."""
-
-    def __init__(self, message: str, *, stream_id: str, version: int, field: str) -> None:
-        super().__init__(message)
-        self.stream_id = stream_id
-        self.version = version
-        self.field = field
 
 
 def _ad(stream_id: str, version: int, event_type: str, field: str, key_id: str) -> bytes:
@@ -88,7 +86,11 @@ def split_token(token: str) -> tuple[str, bytes] | None:
 
 class EncryptingStore(DelegatingStore):
     """An ``EventStore`` that encrypts personal fields on the way in and
-    decrypts (or redacts) them on the way out."""
+    decrypts (or redacts) them on the way out: in records, in the rows of a
+    fast fold read, and in snapshots. The hash chain, inspection and SQL see
+    the data as stored (ciphertext)."""
+
+    passes = frozenset({SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader})
 
     def __init__(
         self,
@@ -108,7 +110,7 @@ class EncryptingStore(DelegatingStore):
 
     async def close(self) -> None:
         await self.keys.close()
-        await self.inner.close()
+        await super().close()
 
     async def forget(self, subject: str) -> int:
         """Destroy the subject's keys: their personal fields read as REDACTED
@@ -159,16 +161,15 @@ class EncryptingStore(DelegatingStore):
                 data[field] = encrypt_field(key_id, key, value, ad, str(event.event_id))
         return msgspec.structs.replace(event, data=msgspec.json.encode(data))
 
-    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
-        checked = validate_appends(appends)
-        if not any(self._personal(e.type) for a in checked for e in a.events):
-            return await self.inner.append_many(checked)
+    async def _write(self, appends: list[StreamAppend]) -> list[AppendResult]:
+        if not any(self._personal(e.type) for a in appends for e in a.events):
+            return await self.inner.append_many(appends)
         # Versions are part of the associated data, so each stream's version is
         # fixed before encrypting; ANY and STREAM_EXISTS become that exact
         # version and are retried if another writer moves the stream first.
         for attempt in range(self.max_retries + 1):
             sealed: list[StreamAppend] = []
-            for item in checked:
+            for item in appends:
                 expected = item.expected_version
                 exact: ExpectedVersion
                 if isinstance(expected, int):
@@ -186,7 +187,7 @@ class EncryptingStore(DelegatingStore):
             try:
                 return await self.inner.append_many(sealed)
             except WrongExpectedVersion as exc:
-                original = next(a for a in checked if a.stream_id == exc.stream_id)
+                original = next(a for a in appends if a.stream_id == exc.stream_id)
                 if (
                     isinstance(original.expected_version, int)
                     or original.expected_version is NO_STREAM
@@ -195,7 +196,7 @@ class EncryptingStore(DelegatingStore):
                 if attempt == self.max_retries:
                     raise
             except DuplicateEventId:
-                replayed = [await self._replayed(item) for item in checked]
+                replayed = [await self._replayed(item) for item in appends]
                 if all(r is not None for r in replayed):
                     return [r for r in replayed if r is not None]
                 raise
@@ -223,10 +224,30 @@ class EncryptingStore(DelegatingStore):
     # --- reading ------------------------------------------------------------------
 
     async def on_read(self, record: RecordedEvent) -> RecordedEvent:
-        entry = self._personal(record.type)
+        data = await self._open(record.stream_id, record.version, record.type, record.data)
+        return record if data is None else msgspec.structs.replace(record, data=data)
+
+    async def on_read_data(
+        self, stream_id: str, first_version: int, rows: list[DataRow]
+    ) -> list[DataRow]:
+        out = rows
+        for i, (type_name, schema_version, raw) in enumerate(rows):
+            data = await self._open(stream_id, first_version + i, type_name, raw)
+            if data is not None:
+                if out is rows:
+                    out = list(rows)
+                out[i] = (type_name, schema_version, data)
+        return out
+
+    async def _open(
+        self, stream_id: str, version: int, type_name: str, raw: JsonText
+    ) -> bytes | None:
+        """The event's data with its personal fields decrypted (or REDACTED);
+        None if it has none to decrypt."""
+        entry = self._personal(type_name)
         if entry is None:
-            return record
-        data: dict[str, Any] = msgspec.json.decode(record.data, type=dict[str, Any])
+            return None
+        data: dict[str, Any] = msgspec.json.decode(raw, type=dict[str, Any])
         changed = False
         for field in entry.personal:
             value = data.get(field)
@@ -239,20 +260,18 @@ class EncryptingStore(DelegatingStore):
             if key is None:
                 data[field] = REDACTED
                 continue
-            ad = _ad(record.stream_id, record.version, record.type, field, key_id)
+            ad = _ad(stream_id, version, type_name, field, key_id)
             try:
                 data[field] = AESGCM(key).decrypt(blob[:12], blob[12:], ad).decode()
             except (InvalidTag, ValueError):
                 raise DecryptionError(
-                    f"{record.type} at {record.stream_id!r} version {record.version}: "
+                    f"{type_name} at {stream_id!r} version {version}: "
                     f"field {field!r} does not decrypt here (moved or altered)",
-                    stream_id=record.stream_id,
-                    version=record.version,
+                    stream_id=stream_id,
+                    version=version,
                     field=field,
                 ) from None
-        if not changed:
-            return record
-        return msgspec.structs.replace(record, data=msgspec.json.encode(data))
+        return msgspec.json.encode(data) if changed else None
 
     # --- snapshots ----------------------------------------------------------------
 
@@ -272,6 +291,7 @@ class EncryptingStore(DelegatingStore):
         return key_ids
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
+        validate_snapshot(snapshot)
         key_ids = await self._subject_keys(snapshot.stream_id, snapshot.version)
         state = snapshot.state
         ad = f"{snapshot.stream_id}\x00{snapshot.name}\x00{snapshot.version}".encode()
@@ -285,10 +305,12 @@ class EncryptingStore(DelegatingStore):
             )
         if key_ids:
             state = _SNAPSHOT + len(key_ids).to_bytes(2, "big") + state
-        await self.inner.save_snapshot(msgspec.structs.replace(snapshot, state=state))
+        await self._inner(SnapshotStore).save_snapshot(
+            msgspec.structs.replace(snapshot, state=state)
+        )
 
     async def load_snapshot(self, stream_id: str, name: str) -> Snapshot | None:
-        snapshot = await self.inner.load_snapshot(stream_id, name)
+        snapshot = await self._inner(SnapshotStore).load_snapshot(stream_id, name)
         if snapshot is None or not snapshot.state.startswith(_SNAPSHOT):
             return snapshot
         layers = int.from_bytes(snapshot.state[4:6], "big")

@@ -12,17 +12,16 @@ import os
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from eventfold.errors import ConfigurationError, SerializationError, StoreError
-
-
-class KeyUnwrapError(SerializationError):
-    """A stored key could not be unwrapped: wrong master key or tampering."""
+from eventfold.errors import ConfigurationError, StoreError
+from eventfold.errors import KeyUnwrapError as KeyUnwrapError
+from eventfold.urls import SchemeRegistry
 
 
 @runtime_checkable
@@ -201,13 +200,30 @@ class SQLiteKeyStore:
             self._conn.close()
 
 
+KeyStoreOpener = Callable[..., KeyStore]
+"""``opener(url, *, master_key=None)`` returns the key store kept with the
+event store at ``url``."""
+
+_key_stores: SchemeRegistry[KeyStoreOpener] = SchemeRegistry("key store", "url")
+
+
+def register_key_store(scheme: str, opener: KeyStoreOpener) -> None:
+    """Make ``open_key_store`` open URLs of ``scheme`` with
+    ``opener(url, master_key=...)``."""
+    _key_stores.register(scheme, opener)
+
+
 def open_key_store(url: str, *, master_key: bytes | None = None) -> KeyStore:
     """The key store that lives beside the event store at ``url``."""
-    scheme = url.split("://", 1)[0].lower()
-    if scheme == "sqlite":
-        return SQLiteKeyStore.for_url(url, master_key=master_key)
-    if scheme in ("postgresql", "postgres"):
-        from eventfold.serialization.keys_postgres import PostgresKeyStore
+    return _key_stores.entry(url)(url, master_key=master_key)
 
-        return PostgresKeyStore(url, master_key=master_key)
-    raise ConfigurationError(f"no key store for {scheme}:// stores", setting="url")
+
+def _open_postgres(url: str, *, master_key: bytes | None = None) -> KeyStore:
+    from eventfold.serialization.keys_postgres import PostgresKeyStore
+
+    return PostgresKeyStore(url, master_key=master_key)
+
+
+register_key_store("sqlite", SQLiteKeyStore.for_url)
+register_key_store("postgresql", _open_postgres)
+register_key_store("postgres", _open_postgres)

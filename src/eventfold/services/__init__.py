@@ -22,6 +22,7 @@ from eventfold.services.outcomes import (
     OutcomeStore,
     SQLOutcomeStore,
     open_outcomes,
+    register_outcome_store,
 )
 from eventfold.services.queries import (
     EventView,
@@ -76,6 +77,7 @@ __all__ = [
     "command_app",
     "open_outcomes",
     "query_app",
+    "register_outcome_store",
     "serve",
 ]
 

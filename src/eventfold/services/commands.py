@@ -30,12 +30,14 @@ from eventfold.errors import (
     CommandRejected,
     ConcurrencyError,
     DuplicateEventId,
-    EventfoldError,
     InvalidArgument,
     RegistrationError,
     StoreError,
     WrongExpectedVersion,
 )
+from eventfold.errors import IdempotencyKeyReused as IdempotencyKeyReused
+from eventfold.errors import InvalidCommand as InvalidCommand
+from eventfold.errors import UnknownCommand as UnknownCommand
 from eventfold.repository import Repository, SnapshotPolicy, derived_event_id
 from eventfold.serialization.codec import Codec
 from eventfold.services.outcomes import OutcomeStore
@@ -49,38 +51,6 @@ MAX_KEY_LENGTH = 200
 RECOVERY_SCAN = 10_000
 """How many of a stream's latest events are searched for a keyed command's
 events when it is retried after its outcome was lost."""
-
-
-class UnknownCommand(EventfoldError):
-    """No command of that name is registered."""
-
-    def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__(f"unknown command {name!r} (known: {', '.join(known) or 'none'})")
-        self.name = name
-        self.known = known
-
-
-class InvalidCommand(InvalidArgument):
-    """A command's body is not valid JSON (``malformed``) or does not fit
-    its type or its rules. Nothing was written."""
-
-    def __init__(self, name: str, reason: str, *, malformed: bool = False) -> None:
-        super().__init__(f"command {name}: {reason}", argument="body")
-        self.name = name
-        self.reason = reason
-        self.malformed = malformed
-
-
-class IdempotencyKeyReused(InvalidArgument):
-    """An idempotency key came back with a different command."""
-
-    def __init__(self, key: str, first: str) -> None:
-        super().__init__(
-            f"idempotency key {key!r} was first used for another command ({first})",
-            argument="idempotency_key",
-        )
-        self.key = key
-        self.first = first
 
 
 class CommandRoute(Generic[C]):

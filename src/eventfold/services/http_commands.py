@@ -31,17 +31,16 @@ from litestar.openapi import ResponseSpec
 
 from eventfold.domain.clocks import parse_moment
 from eventfold.domain.events import Metadata
-from eventfold.errors import InvalidArgument
+from eventfold.errors import InvalidArgument, UnknownCommand, UnknownOutcome
 from eventfold.security.authn import Security
 from eventfold.security.policy import ON_BEHALF, command_permission
 from eventfold.security.principal import Principal
-from eventfold.services.commands import CommandRoute, Commands, UnknownCommand
+from eventfold.services.commands import CommandRoute, Commands
 from eventfold.services.http_admin import admin_routes
 from eventfold.services.http_common import (
     MAX_BODY,
     POSITION,
     ErrorBody,
-    UnknownOutcome,
     exception_handlers,
     header_param,
     json_body,

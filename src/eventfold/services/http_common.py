@@ -29,27 +29,22 @@ from litestar.types import ExceptionHandlersMap
 
 from eventfold.errors import (
     AuthenticationFailed,
+    BusError,
     CommandRejected,
     ConcurrencyError,
     ConfigurationError,
     EventfoldError,
     InvalidArgument,
+    InvalidCommand,
+    NotFound,
     PermissionDenied,
-    StoreError,
-    StreamNotFound,
-    TenantExists,
-    UnknownTenant,
-)
-from eventfold.messaging.errors import BusError
-from eventfold.services.commands import IdempotencyKeyReused, InvalidCommand, UnknownCommand
-from eventfold.services.queries import NoStateView, UnknownQuery
-from eventfold.subscriptions.errors import (
     ProjectionFailed,
-    ProjectionNotReady,
     ReadModelError,
     ReadModelTimeout,
-    UnknownProjection,
+    StoreError,
+    TenantExists,
 )
+from eventfold.errors import UnknownOutcome as UnknownOutcome
 
 log = logging.getLogger("eventfold.services")
 
@@ -73,12 +68,6 @@ class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
     extra: dict[str, Any] | list[Any] | None = None
 
 
-class UnknownOutcome(EventfoldError):
-    def __init__(self, command_id: str) -> None:
-        super().__init__(f"no command {command_id!r} is known here")
-        self.command_id = command_id
-
-
 def status_of(exc: BaseException) -> int:
     if isinstance(exc, AuthenticationFailed):
         return 401
@@ -86,27 +75,17 @@ def status_of(exc: BaseException) -> int:
         return 403
     if isinstance(exc, InvalidCommand) and exc.malformed:
         return 400
-    if isinstance(
-        exc,
-        UnknownCommand
-        | UnknownQuery
-        | UnknownProjection
-        | UnknownOutcome
-        | NoStateView
-        | StreamNotFound
-        | UnknownTenant,
-    ):
+    if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, ConcurrencyError | TenantExists):
         return 409
-    if isinstance(exc, InvalidArgument | CommandRejected | IdempotencyKeyReused):
+    if isinstance(exc, InvalidArgument | CommandRejected):
         return 422
     if isinstance(exc, ConfigurationError):
         return 501
     if isinstance(
         exc,
         ReadModelTimeout
-        | ProjectionNotReady
         | ProjectionFailed
         | ReadModelError
         | BusError

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -19,6 +20,7 @@ import msgspec
 
 from eventfold.services.records import CommandOutcome, StoredOutcome
 from eventfold.subscriptions.readmodel import Connection, ReadModel, open_read_model
+from eventfold.urls import SchemeRegistry
 
 
 @runtime_checkable
@@ -296,9 +298,33 @@ class SQLOutcomeStore:
         await self.database.close()
 
 
+OutcomeStoreOpener = Callable[[str], OutcomeStore]
+"""``opener(url)`` returns the outcome store at ``url``."""
+
+_outcome_stores: SchemeRegistry[OutcomeStoreOpener] = SchemeRegistry("outcome store", "outcomes")
+
+
+def register_outcome_store(scheme: str, opener: OutcomeStoreOpener) -> None:
+    """Make ``open_outcomes`` open URLs of ``scheme`` with ``opener(url)``."""
+    _outcome_stores.register(scheme, opener)
+
+
 def open_outcomes(url: str) -> OutcomeStore:
     """``memory://``, ``sqlite:///outcomes.db`` or ``postgresql://…`` (add
-    ``?schema=name`` for a schema of its own)."""
-    if url.startswith("memory://"):
-        return MemoryOutcomeStore()
+    ``?schema=name`` for a schema of its own), or a scheme added with
+    ``register_outcome_store``."""
+    return _outcome_stores.entry(url)(url)
+
+
+def _open_memory(url: str) -> OutcomeStore:
+    return MemoryOutcomeStore()
+
+
+def _open_sql(url: str) -> OutcomeStore:
     return SQLOutcomeStore(open_read_model(url))
+
+
+register_outcome_store("memory", _open_memory)
+register_outcome_store("sqlite", _open_sql)
+register_outcome_store("postgresql", _open_sql)
+register_outcome_store("postgres", _open_sql)

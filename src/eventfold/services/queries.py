@@ -20,13 +20,14 @@ import msgspec
 
 from eventfold.domain.clocks import Clock, as_utc_if_naive
 from eventfold.domain.decider import Decider
-from eventfold.errors import EventfoldError, InvalidArgument, RegistrationError
+from eventfold.errors import InvalidArgument, ReadModelTimeout, RegistrationError
+from eventfold.errors import NoStateView as NoStateView
+from eventfold.errors import UnknownQuery as UnknownQuery
 from eventfold.repository import Repository
 from eventfold.serialization.codec import Codec
 from eventfold.services.cache import QueryCache
 from eventfold.store.api import EventStore
 from eventfold.store.checks import category_of, validate_stream_id
-from eventfold.subscriptions.errors import ReadModelTimeout
 from eventfold.subscriptions.freshness import Freshness, ProjectionStatus
 from eventfold.subscriptions.runner import ProjectionRunner
 from eventfold.subscriptions.sqltemplate import check_name, expand_lists
@@ -63,25 +64,6 @@ def sql_value(value: Any) -> Any:
     if isinstance(value, date | uuid.UUID):
         return str(value)
     return value
-
-
-class UnknownQuery(EventfoldError):
-    def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__(f"unknown query {name!r} (known: {', '.join(known) or 'none'})")
-        self.name = name
-        self.known = known
-
-
-class NoStateView(EventfoldError):
-    """No decider is registered for a stream's category."""
-
-    def __init__(self, stream_id: str, known: list[str]) -> None:
-        super().__init__(
-            f"no state is kept for stream {stream_id!r} "
-            f"(categories with a state: {', '.join(known) or 'none'})"
-        )
-        self.stream_id = stream_id
-        self.known = known
 
 
 class NamedQuery:

@@ -23,19 +23,18 @@ from datetime import UTC, datetime
 import msgspec
 
 from eventfold.domain.events import Metadata
-from eventfold.errors import EventfoldError, InvalidArgument, StoreError
+from eventfold.errors import (
+    BusError,
+    EventfoldError,
+    IdempotencyKeyReused,
+    InvalidArgument,
+    StoreError,
+    UnknownCommand,
+)
 from eventfold.messaging.api import Bus, ConsumerSpec, Delivery, Message
 from eventfold.messaging.consumer import fetch_or_stop
-from eventfold.messaging.errors import BusError
 from eventfold.messaging.topology import Topology
-from eventfold.services.commands import (
-    CommandBus,
-    IdempotencyKeyReused,
-    Prepared,
-    UnknownCommand,
-    new_command_id,
-    now_text,
-)
+from eventfold.services.commands import CommandBus, Prepared, new_command_id, now_text
 from eventfold.services.records import CommandError, CommandOutcome, StoredOutcome
 from eventfold.store.checks import NOT_JSON
 

@@ -21,7 +21,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
@@ -40,7 +39,7 @@ from eventfold.services.outcomes import OutcomeStore, open_outcomes
 from eventfold.services.queries import Queries, QueryAnswer, QueryService
 from eventfold.services.queue import CommandQueue, CommandWorkers
 from eventfold.store.api import EventStore
-from eventfold.store.url import connect
+from eventfold.store.url import connect, database_beside
 from eventfold.subscriptions.checkpoints import CheckpointStore
 from eventfold.subscriptions.checkpoints_sql import open_checkpoints
 from eventfold.subscriptions.process_manager import ProcessManager
@@ -167,16 +166,7 @@ def open_config_bus(config: ServeConfig) -> Bus:
 
 def services_url(store: str) -> str:
     """The default database for a command service's own tables, beside ``store``."""
-    if store.startswith("memory://"):
-        return "memory://"
-    if store.startswith("sqlite:///"):
-        path = store.split("://", 1)[1][1:].split("?", 1)[0]
-        stem = path[:-3] if path.endswith(".db") else path
-        return f"sqlite:///{stem}-services.db"
-    parts = urlsplit(store)
-    query = dict(parse_qsl(parts.query))
-    query["schema"] = f"{query.get('schema', 'eventfold')}_services"
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    return database_beside(store, "services")
 
 
 class Runtime:
@@ -288,9 +278,7 @@ class Runtime:
         queue = self.queue = CommandQueue(commands, bus, self.topology)
         await queue.setup()
         checkpoints = open_checkpoints(config.outcomes_url())
-        closer = getattr(checkpoints, "close", None)
-        if closer is not None:
-            self._closers.append(closer)
+        self._closers.append(checkpoints.close)
         relay_checkpoints: CheckpointStore = checkpoints
         if not bus.durable:
             # The bus forgets everything when the process ends: resume from the mirror.

@@ -1,4 +1,6 @@
-"""The store contract and its backends."""
+"""The store contract and its backends: the core (a reader and a writer,
+``eventfold.store.api``), the optional capabilities a backend declares
+(``eventfold.store.capabilities``), ``connect(url)`` and the in-memory backend."""
 
 from eventfold.store.api import (
     ANY,
@@ -13,33 +15,68 @@ from eventfold.store.api import (
     NewEvent,
     RecordedEvent,
     Snapshot,
-    SnapshotStore,
     StreamAppend,
     StreamState,
 )
+from eventfold.store.capabilities import (
+    CAPABILITIES,
+    Capabilities,
+    CategoryInfo,
+    ChainLink,
+    ChainReader,
+    DataPage,
+    DataRow,
+    Inspector,
+    SnapshotStore,
+    SQLReader,
+    SQLResult,
+    StoreStats,
+    StreamDataReader,
+    StreamInfo,
+    capability,
+    require,
+)
 from eventfold.store.checks import category_of, validate_stream_id
 from eventfold.store.memory import MemoryStore
-from eventfold.store.url import connect, register_backend
+from eventfold.store.url import connect, database_beside, register_backend
+from eventfold.store.wrapper import DelegatingStore
 
 __all__ = [
     "ANY",
+    "CAPABILITIES",
     "NO_STREAM",
     "STREAM_EXISTS",
     "AppendResult",
+    "Capabilities",
+    "CategoryInfo",
+    "ChainLink",
+    "ChainReader",
+    "DataPage",
+    "DataRow",
+    "DelegatingStore",
     "EventReader",
     "EventStore",
     "EventWriter",
     "ExpectedVersion",
+    "Inspector",
     "JsonText",
     "MemoryStore",
     "NewEvent",
     "RecordedEvent",
+    "SQLReader",
+    "SQLResult",
     "Snapshot",
     "SnapshotStore",
+    "StoreStats",
     "StreamAppend",
+    "StreamDataReader",
+    "StreamInfo",
     "StreamState",
+    "capability",
     "category_of",
     "connect",
+    "database_beside",
     "register_backend",
+    "require",
     "validate_stream_id",
 ]

@@ -1,6 +1,8 @@
-"""The store contract: records, expected versions and the small Protocols every
-backend implements. Payloads cross this boundary as JSON text; typed events live
-one layer up (eventfold.serialization)."""
+"""The store contract's core: records, expected versions, and the two small
+Protocols every backend implements, a reader and a writer. Everything else a
+backend may offer is an optional capability it declares
+(``eventfold.store.capabilities``). Payloads cross this boundary as JSON text;
+typed events live one layer up (eventfold.serialization)."""
 
 from __future__ import annotations
 
@@ -153,17 +155,18 @@ class EventWriter(Protocol):
 
 
 @runtime_checkable
-class SnapshotStore(Protocol):
-    async def save_snapshot(self, snapshot: Snapshot) -> None: ...
-
-    async def load_snapshot(self, stream_id: str, name: str) -> Snapshot | None: ...
-
-
-@runtime_checkable
-class EventStore(EventReader, EventWriter, SnapshotStore, Protocol):
-    """A backend: reader, writer and snapshot store over one database."""
+class EventStore(EventReader, EventWriter, Protocol):
+    """A backend: the reader and the writer over one database, and the
+    optional capabilities it declares (``eventfold.store.capabilities``:
+    snapshots, fast fold reads, the hash chain, inspection, SQL)."""
 
     url: str
+
+    @property
+    def capabilities(self) -> frozenset[type]:
+        """The capability Protocols this store implements; ask for one with
+        ``eventfold.store.capability(store, Protocol)``."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -6,34 +6,36 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import ClassVar
 
-from eventfold.compliance.chain import GENESIS, ChainLink, link_hash
-from eventfold.compliance.inspect import CategoryInfo, SQLResult, StoreStats, StreamInfo
-from eventfold.errors import ConfigurationError, StoreClosed
-from eventfold.store.api import (
-    ANY,
-    AppendResult,
-    ExpectedVersion,
-    NewEvent,
-    RecordedEvent,
-    Snapshot,
-    StreamAppend,
+from eventfold.store.api import AppendResult, RecordedEvent, Snapshot, StreamAppend
+from eventfold.store.base import LogReader, LogWriter
+from eventfold.store.capabilities import (
+    Capabilities,
+    CategoryInfo,
+    ChainLink,
+    ChainReader,
+    Inspector,
+    SnapshotStore,
+    StoreStats,
+    StreamInfo,
 )
+from eventfold.store.chain import GENESIS, chain
 from eventfold.store.checks import (
     category_of,
     check_expected,
     replayed_result,
-    validate_appends,
-    validate_read_all,
-    validate_read_stream,
     validate_snapshot,
 )
+from eventfold.store.paging import Page
 
 
-class MemoryStore:
+class MemoryStore(LogReader, LogWriter):
     """An event store held in memory; ``connect("memory://")`` opens a new, empty one."""
+
+    capabilities: ClassVar[Capabilities] = frozenset({SnapshotStore, ChainReader, Inspector})
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
@@ -43,39 +45,17 @@ class MemoryStore:
         self._snapshots: dict[tuple[str, str], Snapshot] = {}
         self._hashes: dict[int, bytes] = {}
         self._waiters: list[asyncio.Future[None]] = []
-        self._closed = False
-
-    async def __aenter__(self) -> MemoryStore:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def close(self) -> None:
-        self._closed = True
+        self.closed = True
         self._wake()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosed(f"{self.url} is closed")
 
     # --- writing ------------------------------------------------------------------
 
-    async def append(
-        self,
-        stream_id: str,
-        events: Sequence[NewEvent],
-        expected_version: ExpectedVersion = ANY,
-    ) -> AppendResult:
-        (result,) = await self.append_many([StreamAppend(stream_id, events, expected_version)])
-        return result
-
-    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
-        self._check_open()
-        checked = validate_appends(appends)
+    async def _write(self, appends: list[StreamAppend]) -> list[AppendResult]:
         # Every check happens before the first write, so a failure writes nothing.
         results: list[AppendResult | None] = []
-        for item in checked:
+        for item in appends:
             stored = {
                 e.event_id: self._ids[e.event_id] for e in item.events if e.event_id in self._ids
             }
@@ -86,12 +66,14 @@ class MemoryStore:
             results.append(replay)
         now = datetime.now(UTC)
         out: list[AppendResult] = []
-        for item, replay in zip(checked, results, strict=True):
+        for item, replay in zip(appends, results, strict=True):
             if replay is not None:
                 out.append(replay)
                 continue
             stream = self._streams.setdefault(item.stream_id, [])
-            for event in item.events:
+            prev = self._hashes[stream[-1].position] if stream else GENESIS
+            digests = chain(prev, item.stream_id, len(stream) + 1, item.events)
+            for event, digest in zip(item.events, digests, strict=True):
                 record = RecordedEvent(
                     stream_id=item.stream_id,
                     version=len(stream) + 1,
@@ -103,17 +85,7 @@ class MemoryStore:
                     metadata=bytes(event.metadata),
                     recorded_at=now,
                 )
-                prev = self._hashes[stream[-1].position] if stream else GENESIS
-                self._hashes[record.position] = link_hash(
-                    prev,
-                    record.stream_id,
-                    record.version,
-                    record.event_id,
-                    record.type,
-                    record.schema_version,
-                    event.data,
-                    event.metadata,
-                )
+                self._hashes[record.position] = digest
                 stream.append(record)
                 self._log.append(record)
                 self._ids[event.event_id] = record
@@ -127,62 +99,47 @@ class MemoryStore:
 
     # --- reading ------------------------------------------------------------------
 
-    async def read_stream(
-        self,
-        stream_id: str,
-        *,
-        from_version: int = 1,
-        to_version: int | None = None,
-        backwards: bool = False,
-        limit: int | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
-        validate_read_stream(stream_id, from_version, to_version, limit)
-        self._check_open()
+    async def _stream_page(
+        self, stream_id: str, low: int, high: int, backwards: bool, want: int
+    ) -> Page:
         stream = self._streams.get(stream_id, [])
-        hi = len(stream) if to_version is None else min(to_version, len(stream))
-        selected = stream[max(from_version, 1) - 1 : hi]
+        high = min(high, len(stream))
         if backwards:
-            selected = selected[::-1]
-        if limit is not None:
-            selected = selected[:limit]
-        for record in selected:
-            yield record
+            start = max(low - 1, high - want)
+            page = stream[start:high][::-1]
+            return page, start <= low - 1
+        stop = min(high, low - 1 + want)
+        return stream[low - 1 : stop], stop >= high
 
-    async def read_all(
+    async def _log_page(
         self,
-        *,
-        from_position: int = 0,
-        categories: Sequence[str] | None = None,
-        types: Sequence[str] | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
-        validate_read_all(from_position, categories, types, limit)
-        self._check_open()
-        cats = set(categories) if categories is not None else None
-        kinds = set(types) if types is not None else None
-        count = 0
-        index = max(from_position, 1) - 1
-        while index < len(self._log) and (limit is None or count < limit):
-            record = self._log[index]
+        position: int,
+        categories: tuple[str, ...] | None,
+        types: tuple[str, ...] | None,
+        want: int,
+    ) -> Page:
+        log, index = self._log, max(position, 1) - 1
+        if categories is None and types is None:
+            return log[index : index + want], index + want >= len(log)
+        page: list[RecordedEvent] = []
+        while index < len(log) and len(page) < want:
+            record = log[index]
             index += 1
-            if cats is not None and category_of(record.stream_id) not in cats:
+            if categories is not None and category_of(record.stream_id) not in categories:
                 continue
-            if kinds is not None and record.type not in kinds:
+            if types is not None and record.type not in types:
                 continue
-            count += 1
-            yield record
+            page.append(record)
+        return page, index >= len(log)
 
-    async def stream_version(self, stream_id: str) -> int:
-        validate_read_stream(stream_id, 1, None, None)
-        self._check_open()
+    async def _stream_version(self, stream_id: str) -> int:
         return len(self._streams.get(stream_id, ()))
 
-    async def head_position(self) -> int:
-        self._check_open()
+    async def _head_position(self) -> int:
         return len(self._log)
 
     async def wait_for_events(self, after_position: int, timeout: float) -> bool:
-        self._check_open()
+        self.check_open()
         if len(self._log) > after_position:
             return True
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -204,7 +161,7 @@ class MemoryStore:
 
     async def read_chain(self) -> AsyncIterator[ChainLink]:
         """Every event with its chain hash, by stream then version."""
-        self._check_open()
+        self.check_open()
         for stream_id in sorted(self._streams):
             for r in self._streams[stream_id]:
                 yield ChainLink(
@@ -219,12 +176,12 @@ class MemoryStore:
                     self._hashes[r.position],
                 )
 
-    # --- inspection (eventfold.compliance.inspect.Inspector) ----------------------
+    # --- inspection (Inspector) ---------------------------------------------------
 
     async def list_streams(
         self, *, category: str | None = None, limit: int = 100
     ) -> list[StreamInfo]:
-        self._check_open()
+        self.check_open()
         streams = [
             StreamInfo(sid, len(events), events[-1].position, events[-1].recorded_at)
             for sid, events in self._streams.items()
@@ -233,7 +190,7 @@ class MemoryStore:
         return sorted(streams, key=lambda s: -s.last_position)[:limit]
 
     async def list_categories(self) -> list[CategoryInfo]:
-        self._check_open()
+        self.check_open()
         counts: dict[str, list[int]] = {}
         for sid, events in self._streams.items():
             entry = counts.setdefault(category_of(sid), [0, 0])
@@ -243,7 +200,7 @@ class MemoryStore:
         return sorted(infos, key=lambda i: (-i.events, i.category))
 
     async def stats(self) -> StoreStats:
-        self._check_open()
+        self.check_open()
         types = Counter(r.type for r in self._log)
         return StoreStats(
             events=len(self._log),
@@ -255,16 +212,13 @@ class MemoryStore:
             size_bytes=None,
         )
 
-    async def sql(self, query: str, *, limit: int = 1000, timeout: float = 30.0) -> SQLResult:
-        raise ConfigurationError("a memory:// store has no SQL; use sqlite:// or postgresql://")
-
     # --- snapshots ----------------------------------------------------------------
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         validate_snapshot(snapshot)
-        self._check_open()
+        self.check_open()
         self._snapshots[(snapshot.stream_id, snapshot.name)] = snapshot
 
     async def load_snapshot(self, stream_id: str, name: str) -> Snapshot | None:
-        self._check_open()
+        self.check_open()
         return self._snapshots.get((stream_id, name))

@@ -1,7 +1,8 @@
-"""How the SQL backends walk a stream or the log, page by page. A backend
-supplies ``fetch``, which runs one page's query and returns the page and
-whether the query ran out of rows; the walk here clamps the range, counts
-the limit and moves on from the last row of each page."""
+"""How a backend walks a stream or the log, page by page (``eventfold.store.base``
+runs these walks for every backend). A backend supplies ``fetch``, which
+reads one page and returns it and whether there are no more rows; the walk
+here clamps the range, counts the limit and moves on from the last row of
+each page."""
 
 from __future__ import annotations
 

@@ -1,52 +1,84 @@
 """A store that passes every call to another one: the base for behaviour that
-wraps a store (encryption, audit rules) instead of living in every backend."""
+wraps a store (encryption, audit rules, and later tracing, metrics, tenancy)
+instead of living in every backend."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Self
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, ClassVar, TypeVar
 
-from eventfold.compliance.chain import ChainLink
-from eventfold.errors import StoreError
-from eventfold.store.api import (
-    ANY,
-    AppendResult,
-    EventStore,
-    ExpectedVersion,
-    NewEvent,
-    RecordedEvent,
-    Snapshot,
-    StreamAppend,
+from eventfold.store.api import AppendResult, EventStore, RecordedEvent, Snapshot, StreamAppend
+from eventfold.store.base import LogWriter
+from eventfold.store.capabilities import (
+    CAPABILITIES,
+    Capabilities,
+    CategoryInfo,
+    ChainLink,
+    ChainReader,
+    DataPage,
+    DataRow,
+    Inspector,
+    SnapshotStore,
+    SQLReader,
+    SQLResult,
+    StoreStats,
+    StreamDataReader,
+    StreamInfo,
+    require,
 )
 
+C = TypeVar("C")
 
-class DelegatingStore:
-    """Forwards the whole ``EventStore`` contract to ``inner``; subclasses
-    override what they change. ``append`` goes through ``append_many``."""
+
+class DelegatingStore(LogWriter):
+    """Forwards the store contract, and each capability its inner store
+    declares, to ``inner``; subclasses override what they change.
+
+    ``capabilities`` is what ``inner`` declares, of those this class
+    ``passes`` (by default every capability eventfold defines). A subclass
+    that checks or changes what is written or read lists in ``passes`` the
+    capabilities it handles, so that one added to eventfold later does not
+    slip past it unhandled. Appends go through the shared append prologue
+    (the open check and ``validate_appends``) to ``_write``; every record
+    read goes through ``on_read``, every row of a fast fold read through
+    ``on_read_data``.
+    """
+
+    passes: ClassVar[Capabilities] = frozenset(CAPABILITIES)
 
     def __init__(self, inner: EventStore) -> None:
         self.inner = inner
         self.url = inner.url
+        self.capabilities: Capabilities = inner.capabilities & self.passes
 
-    async def __aenter__(self) -> Self:
-        return self
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        changes_records = cls.on_read is not DelegatingStore.on_read
+        keeps_rows = cls.on_read_data is DelegatingStore.on_read_data
+        if changes_records and keeps_rows and StreamDataReader in cls.passes:
+            raise TypeError(
+                f"{cls.__name__} changes records (on_read) but not fold rows: override "
+                "on_read_data too, or leave StreamDataReader out of passes"
+            )
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    @property
+    def location(self) -> str:
+        return type(self).__name__
 
     async def close(self) -> None:
+        self.closed = True
         await self.inner.close()
 
-    async def append(
-        self,
-        stream_id: str,
-        events: Sequence[NewEvent],
-        expected_version: ExpectedVersion = ANY,
-    ) -> AppendResult:
-        (result,) = await self.append_many([StreamAppend(stream_id, events, expected_version)])
-        return result
+    def _inner(self, kind: Callable[..., C]) -> C:
+        """The inner store as ``kind``, if this wrapper passes that capability
+        (UnsupportedCapability otherwise)."""
+        require(self, kind)
+        return require(self.inner, kind)
 
-    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+    # --- the core -------------------------------------------------------------------
+
+    async def _write(self, appends: list[StreamAppend]) -> list[AppendResult]:
+        """Write validated appends; here: let the inner store write them."""
         return await self.inner.append_many(appends)
 
     async def read_stream(
@@ -93,16 +125,52 @@ class DelegatingStore:
     async def wait_for_events(self, after_position: int, timeout: float) -> bool:
         return await self.inner.wait_for_events(after_position, timeout)
 
-    async def read_chain(self) -> AsyncIterator[ChainLink]:
-        """The inner store's hash chain, as stored (nothing decrypted)."""
-        read_chain = getattr(self.inner, "read_chain", None)
-        if read_chain is None:
-            raise StoreError(f"{self.url}: this store keeps no hash chain")
-        async for link in read_chain():
-            yield link
+    # --- StreamDataReader -------------------------------------------------------------
+
+    async def read_stream_data(
+        self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> AsyncIterator[DataPage]:
+        pages = self._inner(StreamDataReader).read_stream_data(
+            stream_id, from_version=from_version, to_version=to_version
+        )
+        async for first, rows in pages:
+            yield first, await self.on_read_data(stream_id, first, rows)
+
+    async def on_read_data(
+        self, stream_id: str, first_version: int, rows: list[DataRow]
+    ) -> list[DataRow]:
+        """Hook for each page of a fast fold read (rows of versions
+        ``first_version``, ``first_version + 1`` ...); returns it unchanged here."""
+        return rows
+
+    # --- SnapshotStore ----------------------------------------------------------------
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
-        await self.inner.save_snapshot(snapshot)
+        await self._inner(SnapshotStore).save_snapshot(snapshot)
 
     async def load_snapshot(self, stream_id: str, name: str) -> Snapshot | None:
-        return await self.inner.load_snapshot(stream_id, name)
+        return await self._inner(SnapshotStore).load_snapshot(stream_id, name)
+
+    # --- ChainReader ------------------------------------------------------------------
+
+    async def read_chain(self) -> AsyncIterator[ChainLink]:
+        """The inner store's hash chain, as stored (nothing decrypted)."""
+        async for link in self._inner(ChainReader).read_chain():
+            yield link
+
+    # --- Inspector, SQLReader ---------------------------------------------------------
+
+    async def list_streams(
+        self, *, category: str | None = None, limit: int = 100
+    ) -> list[StreamInfo]:
+        return await self._inner(Inspector).list_streams(category=category, limit=limit)
+
+    async def list_categories(self) -> list[CategoryInfo]:
+        return await self._inner(Inspector).list_categories()
+
+    async def stats(self) -> StoreStats:
+        return await self._inner(Inspector).stats()
+
+    async def sql(self, query: str, *, limit: int = 1000, timeout: float = 30.0) -> SQLResult:
+        """The inner store's read-only SQL, over the data as stored."""
+        return await self._inner(SQLReader).sql(query, limit=limit, timeout=timeout)

@@ -2,10 +2,7 @@
 models (with their checkpoints in the same transaction), rebuilds without
 downtime, lag and read-your-writes, time travel, and process managers."""
 
-from eventfold.subscriptions.builds import Build
-from eventfold.subscriptions.checkpoints import CheckpointStore, MemoryCheckpointStore
-from eventfold.subscriptions.checkpoints_sql import SQLCheckpointStore, open_checkpoints
-from eventfold.subscriptions.errors import (
+from eventfold.errors import (
     ProjectionFailed,
     ProjectionNotReady,
     ProjectionSuperseded,
@@ -13,6 +10,17 @@ from eventfold.subscriptions.errors import (
     ReadModelTimeout,
     SubscriptionFailed,
     UnknownProjection,
+)
+from eventfold.subscriptions.builds import Build
+from eventfold.subscriptions.checkpoints import (
+    CheckpointStore,
+    ClosableCheckpointStore,
+    MemoryCheckpointStore,
+)
+from eventfold.subscriptions.checkpoints_sql import (
+    SQLCheckpointStore,
+    open_checkpoints,
+    register_checkpoints,
 )
 from eventfold.subscriptions.freshness import (
     BuildStatus,
@@ -23,7 +31,7 @@ from eventfold.subscriptions.freshness import (
 from eventfold.subscriptions.process_manager import ProcessContext, ProcessManager
 from eventfold.subscriptions.projection import Index, Projection, ProjectionSet, Tx
 from eventfold.subscriptions.queries import query_read_model
-from eventfold.subscriptions.readmodel import ReadModel, open_read_model
+from eventfold.subscriptions.readmodel import ReadModel, open_read_model, register_read_model
 from eventfold.subscriptions.readmodel_sqlite import SQLiteReadModel
 from eventfold.subscriptions.retry import RetryPolicy
 from eventfold.subscriptions.runner import ProjectionRunner
@@ -34,6 +42,7 @@ __all__ = [
     "Build",
     "BuildStatus",
     "CheckpointStore",
+    "ClosableCheckpointStore",
     "Freshness",
     "Index",
     "MemoryCheckpointStore",
@@ -61,6 +70,8 @@ __all__ = [
     "open_checkpoints",
     "open_read_model",
     "query_read_model",
+    "register_checkpoints",
+    "register_read_model",
 ]
 
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from eventfold.subscriptions.errors import ProjectionSuperseded, ReadModelError
+from eventfold.errors import ProjectionSuperseded, ReadModelError
 from eventfold.subscriptions.projection import Projection
 from eventfold.subscriptions.readmodel import BuildTx, Connection
 from eventfold.subscriptions.sqltemplate import check_name

@@ -24,6 +24,13 @@ class CheckpointStore(Protocol):
         ...
 
 
+class ClosableCheckpointStore(CheckpointStore, Protocol):
+    """A checkpoint store that holds a resource (a database connection):
+    what ``open_checkpoints`` returns."""
+
+    async def close(self) -> None: ...
+
+
 def check_position(position: object) -> int:
     if isinstance(position, bool) or not isinstance(position, int) or position < 0:
         raise InvalidArgument(
@@ -43,6 +50,9 @@ class MemoryCheckpointStore:
 
     async def save(self, name: str, position: int) -> None:
         self._positions[name] = check_position(position)
+
+    async def close(self) -> None:
+        return None
 
     def __repr__(self) -> str:
         return f"MemoryCheckpointStore({self._positions!r})"

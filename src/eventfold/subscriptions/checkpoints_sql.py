@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 from eventfold.subscriptions import builds
 from eventfold.subscriptions.checkpoints import (
-    CheckpointStore,
+    ClosableCheckpointStore,
     MemoryCheckpointStore,
     check_position,
 )
 from eventfold.subscriptions.readmodel import Connection, ReadModel, open_read_model
+from eventfold.urls import SchemeRegistry
 
 
 class SQLCheckpointStore:
@@ -41,8 +43,34 @@ def _save(name: str, position: int, conn: Connection) -> None:
     builds.save_checkpoint(conn, name, position)
 
 
-def open_checkpoints(url: str) -> CheckpointStore:
-    """``memory://``, ``sqlite:///checkpoints.db`` or ``postgresql://...``."""
-    if url.startswith("memory://"):
-        return MemoryCheckpointStore()
+CheckpointsOpener = Callable[[str], ClosableCheckpointStore]
+"""``opener(url)`` returns the checkpoint store at ``url``."""
+
+_checkpoint_stores: SchemeRegistry[CheckpointsOpener] = SchemeRegistry(
+    "checkpoint store", "checkpoints"
+)
+
+
+def register_checkpoints(scheme: str, opener: CheckpointsOpener) -> None:
+    """Make ``open_checkpoints`` open URLs of ``scheme`` with ``opener(url)``."""
+    _checkpoint_stores.register(scheme, opener)
+
+
+def open_checkpoints(url: str) -> ClosableCheckpointStore:
+    """``memory://``, ``sqlite:///checkpoints.db`` or ``postgresql://...``, or
+    a scheme added with ``register_checkpoints``."""
+    return _checkpoint_stores.entry(url)(url)
+
+
+def _open_memory(url: str) -> ClosableCheckpointStore:
+    return MemoryCheckpointStore()
+
+
+def _open_sql(url: str) -> ClosableCheckpointStore:
     return SQLCheckpointStore(open_read_model(url))
+
+
+register_checkpoints("memory", _open_memory)
+register_checkpoints("sqlite", _open_sql)
+register_checkpoints("postgresql", _open_sql)
+register_checkpoints("postgres", _open_sql)

@@ -13,9 +13,8 @@ from typing import Any, Literal, Protocol, TypeVar
 import msgspec
 
 from eventfold.domain.events import Envelope
-from eventfold.errors import InvalidArgument, RegistrationError
+from eventfold.errors import InvalidArgument, RegistrationError, UnknownProjection
 from eventfold.serialization.codec import Codec
-from eventfold.subscriptions.errors import UnknownProjection
 from eventfold.subscriptions.sqltemplate import check_name
 
 

@@ -7,9 +7,9 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+from eventfold.errors import ProjectionNotReady
 from eventfold.subscriptions import builds
 from eventfold.subscriptions.builds import Build
-from eventfold.subscriptions.errors import ProjectionNotReady
 from eventfold.subscriptions.freshness import BuildStatus, QueryResult
 from eventfold.subscriptions.readmodel import Connection, ReadModel
 

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
 
-from eventfold.errors import ConfigurationError
-from eventfold.subscriptions.errors import ReadModelError
+from eventfold.errors import ReadModelError
 from eventfold.subscriptions.projection import Cursor
 from eventfold.subscriptions.sqltemplate import Dialect, render
+from eventfold.urls import SchemeRegistry
 
 T = TypeVar("T")
 Role = Literal["write", "read"]
@@ -240,22 +240,37 @@ def _close_quietly(conn: Connection) -> None:
         conn.close()
 
 
+ReadModelOpener = Callable[..., ReadModel]
+"""``opener(url, **options)`` returns the read model at ``url`` (unopened)."""
+
+_read_models: SchemeRegistry[ReadModelOpener] = SchemeRegistry("read model backend", "read_model")
+
+
+def register_read_model(scheme: str, opener: ReadModelOpener) -> None:
+    """Make ``open_read_model`` open URLs of ``scheme`` with ``opener(url, **options)``."""
+    _read_models.register(scheme, opener)
+
+
 def open_read_model(url: str, **options: Any) -> ReadModel:
     """A read model at ``url``: ``sqlite:///path.db`` (a file of its own, not
     the event store's) or ``postgresql://user@host/db`` (``?schema=name`` puts
-    the tables in that schema). Nothing is opened until first use."""
-    if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(f"not a read model URL: {url!r}", setting="read_model")
-    scheme = url.split("://", 1)[0].lower().split("+", 1)[0]
-    if scheme == "sqlite":
-        from eventfold.subscriptions.readmodel_sqlite import SQLiteReadModel
+    the tables in that schema), or a scheme added with ``register_read_model``.
+    Nothing is opened until first use."""
+    return _read_models.entry(url)(url, **options)
 
-        return SQLiteReadModel.from_url(url, **options)
-    if scheme in ("postgresql", "postgres"):
-        from eventfold.subscriptions.readmodel_postgres import PostgresReadModel
 
-        return PostgresReadModel.from_url(url, **options)
-    raise ConfigurationError(
-        f"no read model backend for {scheme!r} (use sqlite:/// or postgresql://)",
-        setting="read_model",
-    )
+def _open_sqlite(url: str, **options: Any) -> ReadModel:
+    from eventfold.subscriptions.readmodel_sqlite import SQLiteReadModel
+
+    return SQLiteReadModel.from_url(url, **options)
+
+
+def _open_postgres(url: str, **options: Any) -> ReadModel:
+    from eventfold.subscriptions.readmodel_postgres import PostgresReadModel
+
+    return PostgresReadModel.from_url(url, **options)
+
+
+register_read_model("sqlite", _open_sqlite)
+register_read_model("postgresql", _open_postgres)
+register_read_model("postgres", _open_postgres)

@@ -13,6 +13,7 @@ from eventfold.errors import ConfigurationError
 from eventfold.subscriptions.projection import Cursor
 from eventfold.subscriptions.readmodel import Connection, ReadModel, Role
 from eventfold.subscriptions.sqltemplate import quote_sqlite
+from eventfold.urls import split_sqlite_url
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -112,12 +113,8 @@ class SQLiteReadModel(ReadModel):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteReadModel:
         """``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``."""
-        rest = url.split("://", 1)[1]
-        if not rest.startswith("/"):
-            raise ConfigurationError(
-                f"SQLite URLs look like sqlite:///file.db, not {url!r}", setting="read_model"
-            )
-        return cls(rest[1:].split("?", 1)[0], **options)
+        path, _ = split_sqlite_url(url, setting="read_model")
+        return cls(path, **options)
 
     def _connect(self, role: Role) -> Connection:
         return _SQLiteConnection(

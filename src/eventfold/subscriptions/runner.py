@@ -11,12 +11,11 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-from eventfold.errors import InvalidArgument
+from eventfold.errors import InvalidArgument, ProjectionNotReady, ReadModelTimeout
 from eventfold.serialization.codec import Codec
 from eventfold.store.api import EventStore
 from eventfold.subscriptions import builds
 from eventfold.subscriptions.builds import Build, drop_retired
-from eventfold.subscriptions.errors import ProjectionNotReady, ReadModelTimeout
 from eventfold.subscriptions.freshness import Freshness, ProjectionStatus, QueryResult, measure
 from eventfold.subscriptions.projection import Dispatch, Projection, ProjectionSet
 from eventfold.subscriptions.queries import active_position, run_query, stored_builds

@@ -12,11 +12,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from eventfold.domain.events import Envelope
-from eventfold.errors import InvalidArgument
+from eventfold.errors import InvalidArgument, SubscriptionFailed
 from eventfold.serialization.codec import Codec
 from eventfold.store.api import EventReader, RecordedEvent
 from eventfold.subscriptions.checkpoints import CheckpointStore
-from eventfold.subscriptions.errors import SubscriptionFailed
 from eventfold.subscriptions.retry import RetryPolicy
 
 EventHandler = Callable[[Envelope[Any]], Awaitable[None]]

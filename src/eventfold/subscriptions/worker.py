@@ -13,11 +13,11 @@ from typing import Literal
 import msgspec
 
 from eventfold.domain.clocks import Clock
+from eventfold.errors import ProjectionFailed
 from eventfold.serialization.codec import Codec, occurred_at
 from eventfold.store.api import EventReader, RecordedEvent
 from eventfold.subscriptions import builds
 from eventfold.subscriptions.builds import Build
-from eventfold.subscriptions.errors import ProjectionFailed
 from eventfold.subscriptions.projection import Dispatch, Projection
 from eventfold.subscriptions.readmodel import Connection, ReadModel
 from eventfold.subscriptions.retry import RetryPolicy

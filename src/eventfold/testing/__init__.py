@@ -1,6 +1,7 @@
-"""Test support shipped with eventfold: the backend conformance suite,
-given/when/then for deciders, the async test runner plugin, and throwaway
-PostgreSQL and NATS servers (``pgserver``, ``natsserver``).
+"""Test support shipped with eventfold: the backend conformance suite (a core
+plus one mixin per store capability), given/when/then for deciders, the async
+test runner plugin, and throwaway PostgreSQL and NATS servers (``pgserver``,
+``natsserver``).
 
 The conformance suite needs pytest and is imported on first use, so that the
 servers (``eventfold dev postgres``) and ``given`` work without it."""
@@ -12,15 +13,50 @@ import typing
 from eventfold.testing.given import Scenario, given
 
 if typing.TYPE_CHECKING:
-    from eventfold.testing.conformance import StoreConformance
+    from eventfold.testing.conformance import (
+        ChainConformance,
+        InspectorConformance,
+        Opening,
+        ReaderConformance,
+        SnapshotConformance,
+        SQLConformance,
+        StoreConformance,
+        StreamDataConformance,
+        WriterConformance,
+    )
 
-__all__ = ["Scenario", "StoreConformance", "given"]
+_CONFORMANCE = (
+    "ChainConformance",
+    "InspectorConformance",
+    "Opening",
+    "ReaderConformance",
+    "SQLConformance",
+    "SnapshotConformance",
+    "StoreConformance",
+    "StreamDataConformance",
+    "WriterConformance",
+)
+
+__all__ = [
+    "ChainConformance",
+    "InspectorConformance",
+    "Opening",
+    "ReaderConformance",
+    "SQLConformance",
+    "Scenario",
+    "SnapshotConformance",
+    "StoreConformance",
+    "StreamDataConformance",
+    "WriterConformance",
+    "given",
+]
 
 
 def __getattr__(name: str) -> typing.Any:
-    if name == "StoreConformance":
-        from eventfold.testing.conformance import StoreConformance
+    if name in _CONFORMANCE:
+        from eventfold.testing import conformance
 
-        globals()[name] = StoreConformance
-        return StoreConformance
+        value = getattr(conformance, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

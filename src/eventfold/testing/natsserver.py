@@ -36,6 +36,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from eventfold.errors import NatsServerError
 from eventfold.testing.pgserver import free_port
 
 __all__ = [
@@ -49,10 +50,6 @@ __all__ = [
 
 ENV_URL = "EVENTFOLD_NATS_URL"
 ENV_BINARY = "EVENTFOLD_NATS_SERVER"
-
-
-class NatsServerError(RuntimeError):
-    """The server could not be found, started or stopped."""
 
 
 def external_url() -> str | None:

@@ -36,6 +36,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
+from eventfold.errors import PostgresServerError
+
 __all__ = ["PostgresServer", "PostgresServerError", "external_url", "find_bin_dir"]
 
 ENV_URL = "EVENTFOLD_POSTGRES_URL"
@@ -55,10 +57,6 @@ DEFAULT_SETTINGS: dict[str, str] = {
     "log_min_error_statement": "panic",
     "log_statement": "none",
 }
-
-
-class PostgresServerError(RuntimeError):
-    """The server could not be initialised, started or stopped."""
 
 
 def external_url() -> str | None:

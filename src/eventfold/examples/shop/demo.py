@@ -40,6 +40,7 @@ from eventfold.examples.shop.orders import (
     orders,
 )
 from eventfold.examples.shop.read_models import low_stock_report
+from eventfold.store.capabilities import SnapshotStore, require
 from eventfold.subscriptions import (
     Freshness,
     ProjectionRunner,
@@ -112,7 +113,7 @@ async def story(path: Path, out: Any = print) -> None:
         out(f"  order-1001 at version 1:  {show_order(v1.state)}")
         now = await order_repo.load("order-1001")
         out(f"  order-1001 now:           v{now.version}, {show_order(now.state)}")
-        snap = await store.load_snapshot("order-1001", "state")
+        snap = await require(store, SnapshotStore).load_snapshot("order-1001", "state")
         if snap is not None:
             out(f"  (a snapshot of order-1001 is stored at version {snap.version})")
 

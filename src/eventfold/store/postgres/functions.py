@@ -1,5 +1,5 @@
-"""The server-side code of the store: the append function and the hash
-chain function, installed (again) whenever a migration runs.
+"""The server-side code of the store: the append functions and the hash
+chain's functions, installed (again) whenever a migration runs.
 
 Bodies are string literals built with psycopg.sql: the schema's identifiers are
 quoted inside them and the whole body is then quoted as a literal, so no
@@ -19,27 +19,43 @@ if TYPE_CHECKING:
 GENESIS_SQL = "'\\x" + "00" * 32 + "'"
 """The chain's previous hash for a stream's first event: 32 zero bytes."""
 
-# chain_hash builds exactly the bytes of eventfold.compliance.chain.link_message
-# (previous digest, stream, version, the 16 bytes of the id, type, schema
-# version, the data's byte length, data, metadata) and hashes them with SHA-256.
-CHAIN_HASH = """
-CREATE OR REPLACE FUNCTION {chain_hash}(
-    prev bytea, stream_id text, version bigint, event_id uuid, type text,
+# chain_message builds exactly the bytes of eventfold.store.chain.link_message
+# without the previous digest (stream, version, the 16 bytes of the id, type,
+# schema version, the data's byte length, data, metadata): the one SQL
+# definition of the format. A plain SQL function, so the planner inlines it
+# where append_one calls it for every event in one statement; chain_hash
+# prefixes the previous digest and hashes it with SHA-256. The conformance
+# suite checks the stored digests against the Python definition.
+CHAIN_MESSAGE = """
+CREATE OR REPLACE FUNCTION {chain_message}(
+    stream_id text, version bigint, event_id uuid, type text,
     schema_version integer, data text, metadata text
 ) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE
-AS $chain$
-    SELECT sha256(
-        prev
-        || convert_to(E'\\n' || stream_id || E'\\n' || version::text || E'\\n', 'UTF8')
+AS $message$
+    SELECT convert_to(E'\\n' || stream_id || E'\\n' || version::text || E'\\n', 'UTF8')
         || uuid_send(event_id)
         || convert_to(
             E'\\n' || type || E'\\n' || schema_version::text || E'\\n'
             || octet_length(convert_to(data, 'UTF8'))::text || E'\\n' || data || metadata,
             'UTF8'
         )
+$message$
+"""
+
+CHAIN_HASH_SIGNATURE = """
+CREATE OR REPLACE FUNCTION {chain_hash}(
+    prev bytea, stream_id text, version bigint, event_id uuid, type text,
+    schema_version integer, data text, metadata text
+) RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE
+AS {body}
+"""
+
+CHAIN_HASH_BODY = """
+    SELECT sha256(
+        prev || {chain_message}(stream_id, version, event_id, type, schema_version, data, metadata)
     )
-$chain$
 """
 
 # Fills the chain of events stored before the chain existed (schema version 1).
@@ -386,20 +402,12 @@ BEGIN
           USING ERRCODE = 'program_limit_exceeded';
     END IF;
     -- payloads as jsonb will store them (and read them back), then the hash
-    -- chain over exactly that text
-    -- (chain_hash's message without the previous digest, for every event in
-    -- one statement; the loop then only chains the digests)
+    -- chain over exactly that text: every event's chain_message in one
+    -- statement (the function is inlined), the loop then only chains digests
     j_data := ev_data::jsonb[];
     j_meta := ev_meta::jsonb[];
     SELECT array_agg(
-               convert_to(E'\\n' || p_stream || E'\\n' || (v + x.o)::text || E'\\n', 'UTF8')
-               || uuid_send(x.id)
-               || convert_to(
-                   E'\\n' || x.ty || E'\\n' || x.sc::text || E'\\n'
-                   || octet_length(convert_to(x.d::text, 'UTF8'))::text || E'\\n'
-                   || x.d::text || x.m::text,
-                   'UTF8'
-               )
+               {chain_message}(p_stream, v + x.o, x.id, x.ty, x.sc, x.d::text, x.m::text)
                ORDER BY x.o)
       INTO rests
       FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta)
@@ -435,6 +443,7 @@ END
 def _parts(names: Names) -> dict[str, sql.Composable]:
     return {
         "chain_hash": names.chain_hash,
+        "chain_message": names.chain_message,
         "genesis": sql.SQL(GENESIS_SQL),
         "lock_space": sql.Literal(names.lock_space),
     }
@@ -442,7 +451,11 @@ def _parts(names: Names) -> dict[str, sql.Composable]:
 
 async def install(conn: psycopg.AsyncConnection[Any], names: Names) -> None:
     """Create or replace the chain and append functions in ``names``' schema."""
-    await conn.execute(names.format(CHAIN_HASH, chain_hash=names.chain_hash))
+    await conn.execute(names.format(CHAIN_MESSAGE, chain_message=names.chain_message))
+    body = names.format(CHAIN_HASH_BODY, **_parts(names)).as_string(conn)
+    await conn.execute(
+        sql.SQL(CHAIN_HASH_SIGNATURE).format(chain_hash=names.chain_hash, body=sql.Literal(body))
+    )
     body = names.format(APPEND_BODY, **_parts(names)).as_string(conn)
     await conn.execute(
         sql.SQL(APPEND_SIGNATURE).format(append=names.append, body=sql.Literal(body))

@@ -14,14 +14,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from eventfold.compliance.inspect import (
-    CategoryInfo,
-    ReadOnlyViolation,
-    SQLResult,
-    StoreStats,
-    StreamInfo,
-)
-from eventfold.errors import InvalidArgument
+from eventfold.errors import InvalidArgument, ReadOnlyViolation
+from eventfold.store.capabilities import CategoryInfo, SQLResult, StoreStats, StreamInfo
 from eventfold.store.postgres.schema import Names
 
 Conn = psycopg.AsyncConnection[Any]

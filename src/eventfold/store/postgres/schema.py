@@ -18,7 +18,7 @@ from psycopg import sql
 from eventfold.errors import NotAnEventStore, SchemaVersionError
 from eventfold.store.postgres import functions
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The newest schema version this code knows. Bump it (with a migration, even
 an empty one) whenever functions.py changes: the functions are reinstalled
 whenever migrations run."""
@@ -43,6 +43,7 @@ class Names:
         self.append = sql.Identifier(schema, "append_batch")
         self.append_one = sql.Identifier(schema, "append_one")
         self.chain_hash = sql.Identifier(schema, "chain_hash")
+        self.chain_message = sql.Identifier(schema, "chain_message")
         digest = hashlib.sha256(f"eventfold:{schema}".encode()).digest()
         # The NOTIFY channel and the migration lock key: fixed-size, derived
         # from the schema name, never the name itself.
@@ -111,7 +112,7 @@ _MIGRATION_1: list[Step] = [
     "INSERT INTO {settings} (key, value) VALUES ('xid_offset', 0)",
 ]
 
-# 2: a SHA-256 hash chain per stream (eventfold.compliance.chain); the
+# 2: a SHA-256 hash chain per stream (eventfold.store.chain); the
 # streams table keeps each chain's head so that appends need not read it.
 _MIGRATION_2: list[Step] = [
     "ALTER TABLE {events} ADD COLUMN hash bytea",
@@ -128,11 +129,16 @@ _MIGRATION_3: list[Step] = [functions.install]
 # 4: append_one computes the chain's messages in one statement.
 _MIGRATION_4: list[Step] = [functions.install]
 
+# 5: chain_message, the chain's message format written once in SQL, used by
+# chain_hash and append_one (the bytes are unchanged).
+_MIGRATION_5: list[Step] = [functions.install]
+
 MIGRATIONS: dict[int, Sequence[Step]] = {
     1: _MIGRATION_1,
     2: _MIGRATION_2,
     3: _MIGRATION_3,
     4: _MIGRATION_4,
+    5: _MIGRATION_5,
 }
 
 

@@ -15,37 +15,35 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from itertools import starmap
-from typing import Any, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from eventfold.compliance.chain import ChainLink
-from eventfold.compliance.inspect import CategoryInfo, SQLResult, StoreStats, StreamInfo
-from eventfold.errors import (
-    EventfoldError,
-    InvalidArgument,
-    StoreClosed,
-    StoreError,
-)
-from eventfold.store.api import (
-    ANY,
-    AppendResult,
-    ExpectedVersion,
-    NewEvent,
-    RecordedEvent,
-    Snapshot,
-    StreamAppend,
+from eventfold.errors import EventfoldError, InvalidArgument, StoreError
+from eventfold.store.api import AppendResult, RecordedEvent, Snapshot, StreamAppend
+from eventfold.store.base import LogReader, LogWriter, StreamDataPages
+from eventfold.store.capabilities import (
+    Capabilities,
+    CategoryInfo,
+    ChainLink,
+    ChainReader,
+    DataRow,
+    Inspector,
+    SnapshotStore,
+    SQLReader,
+    SQLResult,
+    StoreStats,
+    StreamDataReader,
+    StreamInfo,
 )
 from eventfold.store.checks import (
     replayed_result,
     validate_appends,
-    validate_read_all,
-    validate_read_stream,
     validate_snapshot,
     validate_stream_id,
 )
-from eventfold.store.paging import INT64_MAX, data_pages, log_pages, stream_pages
+from eventfold.store.paging import INT64_MAX, Page
 from eventfold.store.postgres import inspect
 from eventfold.store.postgres import options as _options
 from eventfold.store.postgres.batch import (
@@ -78,9 +76,14 @@ def _connect_timeout(settings: _options.PostgresOptions) -> int:
 _CHUNK = 250  # rows turned into records at a time (see _fetch_records)
 
 
-class PostgresStore:
+class PostgresStore(LogReader, LogWriter, StreamDataPages):
     """An event store in a PostgreSQL schema; open with
     ``await connect("postgresql://user@host/db", schema="eventfold")``."""
+
+    capabilities: ClassVar[Capabilities] = frozenset(
+        {SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader}
+    )
+    page_rows = PAGE
 
     def __init__(
         self,
@@ -97,7 +100,6 @@ class PostgresStore:
         self._pool = pool
         self._names = names
         self._offset = offset
-        self._closed = False
         self._channel = names.channel if settings.notify else None
         self._listener: Listener | None = None
         self._committer: GroupCommitter[Request, list[AppendResult]] = GroupCommitter(
@@ -155,41 +157,24 @@ class PostgresStore:
             raise StoreError(f"cannot open a connection pool to {where}: {exc}") from None
         return cls(url, conninfo, settings, pool, names, offset)
 
-    async def __aenter__(self) -> PostgresStore:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     async def close(self) -> None:
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.closed = True
         await self._committer.drain()
         if self._listener is not None:
             await self._listener.close()
         await self._pool.close()
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosed(f"{describe(self._conninfo)} is closed")
+    @property
+    def location(self) -> str:
+        return describe(self._conninfo)
 
     # --- writing ---------------------------------------------------------------------
 
-    async def append(
-        self,
-        stream_id: str,
-        events: Sequence[NewEvent],
-        expected_version: ExpectedVersion = ANY,
-    ) -> AppendResult:
-        (result,) = await self.append_many([StreamAppend(stream_id, events, expected_version)])
-        return result
-
-    async def append_many(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
-        self._check_open()
-        checked = validate_appends(appends)
-        check_limits(checked)
-        request = Request(checked)
+    async def _write(self, appends: list[StreamAppend]) -> list[AppendResult]:
+        check_limits(appends)
+        request = Request(appends)
         if self.options.group_commit:
             results = await self._committer.submit(request)
         else:
@@ -210,7 +195,7 @@ class PostgresStore:
         rolls back. Useful to write events and other rows atomically (and, in
         tests, to hold a transaction open on purpose). Notifies on commit.
         """
-        self._check_open()
+        self.check_open()
         checked = validate_appends(appends)
         check_limits(checked)
         request = Request(checked)
@@ -322,90 +307,45 @@ class PostgresStore:
 
     # --- reading ---------------------------------------------------------------------
 
-    async def read_stream(
-        self,
-        stream_id: str,
-        *,
-        from_version: int = 1,
-        to_version: int | None = None,
-        backwards: bool = False,
-        limit: int | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
-        validate_read_stream(stream_id, from_version, to_version, limit)
-        self._check_open()
+    async def _stream_page(
+        self, stream_id: str, low: int, high: int, backwards: bool, want: int
+    ) -> Page:
         query = self._q.stream_backward if backwards else self._q.stream_forward
+        page = await self._fetch_records(query, [stream_id, low, high, want], "read_stream")
+        return page, len(page) < want
 
-        async def fetch(low: int, high: int, want: int) -> tuple[list[RecordedEvent], bool]:
-            page = await self._fetch_records(query, [stream_id, low, high, want], "read_stream")
-            return page, len(page) < want
+    async def _stream_data_page(
+        self, stream_id: str, low: int, high: int
+    ) -> tuple[list[DataRow], bool]:
+        params = [stream_id, low, high, PAGE]
+        rows: list[Any] = await self._fetch(self._q.stream_data, params, "read_stream", binary=True)
+        return rows, len(rows) < PAGE
 
-        pages = stream_pages(
-            fetch,
-            from_version=from_version,
-            to_version=to_version,
-            backwards=backwards,
-            limit=limit,
-            page_rows=PAGE,
-        )
-        async for page in pages:
-            for record in page:
-                yield record
-
-    async def read_stream_data(
-        self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
-    ) -> AsyncIterator[tuple[int, list[tuple[str, int, str]]]]:
-        """Pages of one stream, ascending, with only what folding it needs
-        (Repository.load): ``(first_version, [(type, schema_version, data),
-        ...])``, the rows' versions being ``first_version, first_version + 1, ...``."""
-        validate_read_stream(stream_id, from_version, to_version, None)
-        self._check_open()
-
-        async def fetch(low: int, high: int) -> tuple[list[Any], bool]:
-            params = [stream_id, low, high, PAGE]
-            rows = await self._fetch(self._q.stream_data, params, "read_stream", binary=True)
-            return rows, len(rows) < PAGE
-
-        async for page in data_pages(fetch, from_version=from_version, to_version=to_version):
-            yield page
-
-    async def read_all(
-        self,
-        *,
-        from_position: int = 0,
-        categories: Sequence[str] | None = None,
-        types: Sequence[str] | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
-        validate_read_all(from_position, categories, types, limit)
-        self._check_open()
-        if (categories is not None and not categories) or (types is not None and not types):
-            return
+    async def _before_log_read(self) -> None:
         await self._see_own_writes()
+
+    async def _log_page(
+        self,
+        position: int,
+        categories: tuple[str, ...] | None,
+        types: tuple[str, ...] | None,
+        want: int,
+    ) -> Page:
         query = self._q.log(categories is not None, types is not None)
-        filters: list[Any] = []
+        params: list[Any] = [position, self._offset]
         if categories is not None:
-            filters.append(list(categories))
+            params.append(list(categories))
         if types is not None:
-            filters.append(list(types))
+            params.append(list(types))
+        params.append(want)
+        page = await self._fetch_records(query, params, "read_all")
+        return page, len(page) < want
 
-        async def fetch(position: int, want: int) -> tuple[list[RecordedEvent], bool]:
-            params = [position, self._offset, *filters, want]
-            page = await self._fetch_records(query, params, "read_all")
-            return page, len(page) < want
-
-        pages = log_pages(fetch, from_position=from_position, limit=limit, page_rows=PAGE)
-        async for page in pages:
-            for record in page:
-                yield record
-
-    async def stream_version(self, stream_id: str) -> int:
-        validate_stream_id(stream_id)
-        self._check_open()
+    async def _stream_version(self, stream_id: str) -> int:
         rows = await self._fetch(self._q.stream_version, [stream_id], "stream_version")
         return int(rows[0][0]) if rows else 0
 
-    async def head_position(self) -> int:
-        self._check_open()
+    async def _head_position(self) -> int:
         await self._see_own_writes()
         rows = await self._fetch(self._q.head, [self._offset], "head_position")
         return int(rows[0][0])
@@ -429,7 +369,7 @@ class PostgresStore:
         """Every stored event as the hash chain sees it (the payload text as
         stored, the digest), by stream then version; see
         eventfold.compliance.chain.verify."""
-        self._check_open()
+        self.check_open()
         stream_id, version = "", 0
         while True:
             params = [stream_id, version, PAGE]
@@ -471,7 +411,7 @@ class PostgresStore:
         return records
 
     async def wait_for_events(self, after_position: int, timeout: float) -> bool:
-        self._check_open()
+        self.check_open()
         deadline = time.monotonic() + max(timeout, 0.0)
         listener = await self._ensure_listener()
         delay = 0.001
@@ -480,7 +420,7 @@ class PostgresStore:
             if await self.head_position() > after_position:
                 return True
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._closed:
+            if remaining <= 0 or self.closed:
                 return False
             if listener is None:
                 await asyncio.sleep(min(self.options.poll_interval, remaining))
@@ -520,7 +460,7 @@ class PostgresStore:
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         validate_snapshot(snapshot)
         _check_snapshot_ranges(snapshot)
-        self._check_open()
+        self.check_open()
         params = [
             snapshot.stream_id,
             snapshot.name,
@@ -537,17 +477,17 @@ class PostgresStore:
     async def load_snapshot(self, stream_id: str, name: str) -> Snapshot | None:
         validate_stream_id(stream_id)
         _check_snapshot_name(name)
-        self._check_open()
+        self.check_open()
         rows = await self._fetch(self._q.load_snapshot, [stream_id, name], "load_snapshot")
         if not rows:
             return None
         version, schema_version, state = rows[0]
         return Snapshot(stream_id, name, int(version), int(schema_version), bytes(state))
 
-    # --- inspection (eventfold.compliance.inspect.Inspector) ----------------------
+    # --- inspection (Inspector, SQLReader) ----------------------------------------
 
     async def _inspect(self, fn: Any, *args: Any) -> Any:
-        self._check_open()
+        self.check_open()
         try:
             async with self._pool.connection() as conn:
                 return await fn(conn, self._names, *args)

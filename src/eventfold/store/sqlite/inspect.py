@@ -10,14 +10,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from eventfold.compliance.inspect import (
-    CategoryInfo,
-    ReadOnlyViolation,
-    SQLResult,
-    StoreStats,
-    StreamInfo,
-)
-from eventfold.errors import InvalidArgument
+from eventfold.errors import InvalidArgument, ReadOnlyViolation
+from eventfold.store.capabilities import CategoryInfo, SQLResult, StoreStats, StreamInfo
 
 _ALLOWED = {
     sqlite3.SQLITE_SELECT,

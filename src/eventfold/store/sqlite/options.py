@@ -1,13 +1,15 @@
-"""``sqlite:///path.db`` URLs and the options of the SQLite backend."""
+"""The options of the SQLite backend: keywords, or query parameters of its
+``sqlite:///path.db`` URL (split by ``eventfold.urls.split_sqlite_url``)."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from eventfold.errors import ConfigurationError
+from eventfold.urls import split_sqlite_url
 
 SYNCHRONOUS_LEVELS = {"NORMAL": 1, "FULL": 2, "EXTRA": 3}
 
@@ -57,35 +59,9 @@ def _synchronous(value: object) -> str:
     return level
 
 
-def _path_of(url: str) -> tuple[str, str]:
-    """Split ``sqlite:///path?query`` the way SQLAlchemy reads it: three slashes
-    then a relative path, four slashes then an absolute one."""
-    if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(f"not a SQLite URL: {url!r}", setting="url")
-    scheme, rest = url.split("://", 1)
-    if scheme.lower().split("+", 1)[0] != "sqlite":
-        raise ConfigurationError(f"not a SQLite URL: {url!r}", setting="url")
-    rest, _, query = rest.partition("?")
-    if not rest.startswith("/"):
-        raise ConfigurationError(
-            f"SQLite URLs have no host: use sqlite:///relative.db or sqlite:////abs/path.db, "
-            f"not {url!r}",
-            setting="url",
-        )
-    path = unquote(rest[1:])
-    if not path or path == ":memory:" or path.startswith("file:"):
-        raise ConfigurationError(
-            f"{url!r} names no database file (use memory:// for a store in memory)",
-            setting="url",
-        )
-    if "\x00" in path:
-        raise ConfigurationError(f"{url!r}: NUL in the file name", setting="url")
-    return path, query
-
-
 def parse_sqlite_url(url: str, options: dict[str, Any]) -> SQLiteOptions:
     """Options come as keywords or URL query parameters (not both for one name)."""
-    path, query = _path_of(url)
+    path, query = split_sqlite_url(url)
     merged: dict[str, object] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name in merged:

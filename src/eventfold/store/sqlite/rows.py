@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from eventfold.compliance.chain import ChainLink
 from eventfold.store.api import RecordedEvent, Snapshot
+from eventfold.store.capabilities import ChainLink, DataRow
 
 T = TypeVar("T")
 
@@ -186,7 +186,7 @@ def _data_bytes(chunk: list[Any]) -> int:
 
 def stream_data_page(
     con: sqlite3.Connection, stream_id: str, low: int, high: int, limit: int
-) -> tuple[list[tuple[str, int, bytes]], bool]:
+) -> tuple[list[DataRow], bool]:
     """``(type, schema_version, data)`` rows of one stream from version ``low``
     up: up to ``limit``, fewer once their payloads pass PAGE_BYTES. A stream's
     versions are contiguous, so row ``i`` is version ``low + i``. Returns

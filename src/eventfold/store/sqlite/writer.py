@@ -26,12 +26,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from hashlib import sha256
 from typing import Any
 
-from eventfold.compliance.chain import GENESIS
 from eventfold.errors import StoreClosed, StoreError, WrongExpectedVersion
 from eventfold.store.api import ANY, AppendResult, Snapshot, StreamAppend
+from eventfold.store.chain import GENESIS, chain
 from eventfold.store.checks import category_of, check_expected, replayed_result
 from eventfold.store.sqlite.rows import HEAD_SQL, LAST_SQL, stored_events
 from eventfold.store.sqlite.schema import store_error
@@ -206,24 +205,8 @@ def _insert(tx: _Transaction, plans: list[_Plan]) -> list[AppendResult]:
             continue
         category = category_of(stream_id)
         first, version = head + 1, actual + 1
-        stream_bytes = stream_id.encode()
-        for i, event in enumerate(events):
-            data, metadata = event.data, event.metadata
-            # The chain link, inline (eventfold.compliance.chain.link_message).
-            chained = sha256(
-                b"%s\n%s\n%d\n%s\n%s\n%d\n%d\n%s%s"
-                % (
-                    chained,
-                    stream_bytes,
-                    version + i,
-                    event.event_id.bytes,
-                    event.type.encode(),
-                    event.schema_version,
-                    len(data),
-                    data,
-                    metadata,
-                )
-            ).digest()
+        digests = chain(chained, stream_id, version, events)
+        for i, (event, digest) in enumerate(zip(events, digests, strict=True)):
             rows.append(
                 (
                     first + i,
@@ -234,9 +217,9 @@ def _insert(tx: _Transaction, plans: list[_Plan]) -> list[AppendResult]:
                     event.event_id.bytes,
                     event.schema_version,
                     now,
-                    chained,
-                    metadata,
-                    data,
+                    digest,
+                    event.metadata,
+                    event.data,
                 )
             )
         head += len(events)
