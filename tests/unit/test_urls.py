@@ -101,7 +101,7 @@ def test_third_party_read_model_key_outcome_checkpoint_and_bus_schemes(tmp_path:
     assert open_checkpoints("mine-cp://x") is checkpoints
 
     bus = InProcessBus()
-    register_bus("mine-bus", lambda url: bus)
+    register_bus("mine-bus", lambda url, **credentials: bus)
     assert open_bus("mine-bus://x") is bus
 
 
@@ -184,6 +184,8 @@ _CHECKS_NOT_DISPATCH = {
     "messaging/jetstream.py": "checks every server URL is nats:// or tls://",
     "store/postgres/options.py": "checks its URL is postgresql:// or postgres://",
     "store/url.py": "names the scheme in an error message",
+    "security/authn.py": "an HTTP authentication scheme (Bearer, ApiKey), not a URL's",
+    "security/jwt.py": "fetches a JWKS over http(s):// or reads it from a file",
 }
 
 

@@ -10,6 +10,7 @@ from eventfold.security.apikeys import (
     SQLAPIKeyStore,
     create_key,
     open_api_keys,
+    register_api_key_store,
 )
 from eventfold.security.authn import Authenticator, Security
 from eventfold.security.jwt import JWTAuthenticator
@@ -31,4 +32,5 @@ __all__ = [
     "check_tenant",
     "create_key",
     "open_api_keys",
+    "register_api_key_store",
 ]

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,6 +25,7 @@ import msgspec
 from eventfold.errors import AuthenticationFailed, ConfigurationError, InvalidArgument
 from eventfold.security.principal import Principal, check_tenant
 from eventfold.subscriptions.readmodel import Connection, ReadModel, open_read_model
+from eventfold.urls import SchemeRegistry
 
 PREFIX = "efk_"
 HEADER = "x-api-key"
@@ -314,8 +315,32 @@ class SQLAPIKeyStore:
         await self.database.close()
 
 
+APIKeyStoreOpener = Callable[[str], APIKeyStore]
+"""``opener(url)`` returns the API key store at ``url``."""
+
+_api_key_stores: SchemeRegistry[APIKeyStoreOpener] = SchemeRegistry("API key store", "api_keys")
+
+
+def register_api_key_store(scheme: str, opener: APIKeyStoreOpener) -> None:
+    """Make ``open_api_keys`` open URLs of ``scheme`` with ``opener(url)``."""
+    _api_key_stores.register(scheme, opener)
+
+
 def open_api_keys(url: str) -> APIKeyStore:
-    """``memory://``, ``sqlite:///control.db`` or ``postgresql://…?schema=…``."""
-    if url.startswith("memory://"):
-        return MemoryAPIKeyStore()
+    """``memory://``, ``sqlite:///control.db`` or ``postgresql://…?schema=…``,
+    or a scheme added with ``register_api_key_store``."""
+    return _api_key_stores.entry(url)(url)
+
+
+def _open_memory(url: str) -> APIKeyStore:
+    return MemoryAPIKeyStore()
+
+
+def _open_sql(url: str) -> APIKeyStore:
     return SQLAPIKeyStore(open_read_model(url))
+
+
+register_api_key_store("memory", _open_memory)
+register_api_key_store("sqlite", _open_sql)
+register_api_key_store("postgresql", _open_sql)
+register_api_key_store("postgres", _open_sql)

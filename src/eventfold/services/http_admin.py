@@ -27,12 +27,13 @@ from litestar import Request, delete, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
-from eventfold.compliance.chain import ChainReader, verify
+from eventfold.compliance.chain import verify
 from eventfold.compliance.export import exported
 from eventfold.errors import ConfigurationError
 from eventfold.services.http_common import json_body, path_param, query_param
 from eventfold.services.http_security import permission, principal_of, require_platform
 from eventfold.services.sites import Site, TenantRuntimes
+from eventfold.store.capabilities import ChainReader, require
 from eventfold.tenancy.catalog import TenantInfo
 
 Name = Annotated[str, path_param()]
@@ -89,10 +90,9 @@ def admin_routes(site: Site) -> list[HTTPRouteHandler]:
     )
     async def verify_chains(request: Request[Any, Any, Any]) -> Verified:
         runtime = await site.runtime(principal_of(request))
-        store = runtime.store
-        if not isinstance(store, ChainReader):
-            raise ConfigurationError("this store keeps no hash chain")
-        report = await verify(store)
+        if runtime.store is None:
+            raise ConfigurationError("this service has no event store to verify")
+        report = await verify(require(runtime.store, ChainReader))
         findings = [msgspec.to_builtins(f) for f in report.findings]
         return Verified(report.clean, report.streams, report.events, findings)
 

@@ -18,13 +18,16 @@ import contextlib
 import shutil
 import sqlite3
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
 from eventfold.errors import ConfigurationError, StoreError
 from eventfold.security.principal import check_tenant
+from eventfold.urls import SchemeRegistry, split_sqlite_url
 
 
 class Place(msgspec.Struct, frozen=True):
@@ -37,23 +40,28 @@ class Place(msgspec.Struct, frozen=True):
     outcomes: str
 
 
-def _with_schema(url: str, schema: str) -> str:
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "schema"]
-    query.append(("schema", schema))
-    return urlunsplit(parts._replace(query=urlencode(query)))
+class TenantServer(NamedTuple):
+    """How tenants are placed on servers of one URL scheme:
+    ``urls(base, tenant)`` gives a tenant's (store, read model, outcomes) URLs
+    on the server at ``base`` (a ConfigurationError if ``base`` cannot hold
+    tenants), ``prepare(place)`` makes room for a new tenant and
+    ``destroy(place)`` deletes its subject keys, then all of its data."""
+
+    urls: Callable[[str, str], tuple[str, str, str]]
+    prepare: Callable[[Place], None]
+    destroy: Callable[[Place], None]
 
 
-def _kind(url: str) -> str:
-    scheme = url.split("://", 1)[0].lower().split("+", 1)[0]
-    if scheme == "sqlite" and url.startswith("sqlite:///"):
-        return "sqlite"
-    if scheme in ("postgresql", "postgres"):
-        return "postgresql"
-    raise ConfigurationError(
-        f"a tenant server is sqlite:///directory or postgresql://…, not {url!r}",
-        setting="servers",
-    )
+_servers: SchemeRegistry[TenantServer] = SchemeRegistry("tenant server", "servers")
+
+
+def register_tenant_server(scheme: str, server: TenantServer) -> None:
+    """Let tenants be placed on servers whose URLs have ``scheme``."""
+    _servers.register(scheme, server)
+
+
+def _urls_of(base: str, tenant: str) -> tuple[str, str, str]:
+    return _servers.entry(base).urls(base, tenant)
 
 
 class Tenancy(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,7 +81,7 @@ class Tenancy(msgspec.Struct, frozen=True, kw_only=True):
                 setting="default",
             )
         for url in self.servers.values():
-            _kind(url)
+            _urls_of(url, "probe")  # a base that cannot hold tenants is refused now
 
     @classmethod
     def from_file(cls, path: str | Path) -> Tenancy:
@@ -106,40 +114,43 @@ class Tenancy(msgspec.Struct, frozen=True, kw_only=True):
 
     def place(self, tenant: str, server: str) -> Place:
         check_tenant(tenant)
-        base = self.server_url(server)
-        if _kind(base) == "sqlite":
-            root = base.split("?", 1)[0].removeprefix("sqlite:///").rstrip("/")
-            return Place(
-                tenant,
-                server,
-                store=f"sqlite:///{root}/{tenant}/events.db",
-                read_model=f"sqlite:///{root}/{tenant}/reads.db",
-                outcomes=f"sqlite:///{root}/{tenant}/events-services.db",
-            )
-        return Place(
-            tenant,
-            server,
-            store=_with_schema(base, f"t_{tenant}"),
-            read_model=_with_schema(base, f"t_{tenant}_reads"),
-            outcomes=_with_schema(base, f"t_{tenant}_services"),
-        )
+        store, read_model, outcomes = _urls_of(self.server_url(server), tenant)
+        return Place(tenant, server, store=store, read_model=read_model, outcomes=outcomes)
 
 
 def prepare(place: Place) -> None:
     """Make room for a new tenant (its directory on SQLite)."""
-    if place.store.startswith("sqlite:///"):
-        Path(place.store.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    _servers.entry(place.store).prepare(place)
 
 
 def destroy(place: Place) -> None:
     """Delete a tenant's subject keys, then all of its data."""
-    if place.store.startswith("sqlite:///"):
-        _destroy_sqlite(Path(place.store.removeprefix("sqlite:///")))
-    else:
-        _destroy_postgres(place)
+    _servers.entry(place.store).destroy(place)
 
 
-def _destroy_sqlite(events: Path) -> None:
+# --- SQLite: a directory per tenant ------------------------------------------------
+
+
+def _sqlite_urls(base: str, tenant: str) -> tuple[str, str, str]:
+    root, _ = split_sqlite_url(base, setting="servers")
+    root = root.rstrip("/")
+    return (
+        f"sqlite:///{root}/{tenant}/events.db",
+        f"sqlite:///{root}/{tenant}/reads.db",
+        f"sqlite:///{root}/{tenant}/events-services.db",
+    )
+
+
+def _sqlite_events(place: Place) -> Path:
+    return Path(split_sqlite_url(place.store)[0])
+
+
+def _prepare_sqlite(place: Place) -> None:
+    _sqlite_events(place).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _destroy_sqlite(place: Place) -> None:
+    events = _sqlite_events(place)
     if events.exists():
         try:
             conn = sqlite3.connect(events, isolation_level=None)
@@ -154,6 +165,28 @@ def _destroy_sqlite(events: Path) -> None:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{events}: cannot destroy the tenant's keys: {exc}") from exc
     shutil.rmtree(events.parent, ignore_errors=True)
+
+
+# --- PostgreSQL: schemas per tenant ------------------------------------------------
+
+
+def _with_schema(url: str, schema: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "schema"]
+    query.append(("schema", schema))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _postgres_urls(base: str, tenant: str) -> tuple[str, str, str]:
+    return (
+        _with_schema(base, f"t_{tenant}"),
+        _with_schema(base, f"t_{tenant}_reads"),
+        _with_schema(base, f"t_{tenant}_services"),
+    )
+
+
+def _prepare_postgres(place: Place) -> None:
+    """Nothing to do: the schemas are made when the databases are opened."""
 
 
 def _destroy_postgres(place: Place) -> None:
@@ -172,3 +205,9 @@ def _destroy_postgres(place: Place) -> None:
                 )
     except psycopg.Error as exc:
         raise StoreError(f"cannot drop the tenant's schemas: {exc}") from None
+
+
+register_tenant_server("sqlite", TenantServer(_sqlite_urls, _prepare_sqlite, _destroy_sqlite))
+_POSTGRES = TenantServer(_postgres_urls, _prepare_postgres, _destroy_postgres)
+register_tenant_server("postgresql", _POSTGRES)
+register_tenant_server("postgres", _POSTGRES)

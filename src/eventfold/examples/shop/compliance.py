@@ -9,10 +9,11 @@ from typing import Any
 import msgspec
 
 from eventfold import NO_STREAM, Codec, EventStore, Metadata
-from eventfold.compliance.chain import ChainReader, verify
+from eventfold.compliance.chain import verify
 from eventfold.examples.shop.events import CustomerRegistered, registry
 from eventfold.serialization.crypto import EncryptingStore
 from eventfold.serialization.keys import SQLiteKeyStore
+from eventfold.store.capabilities import ChainReader, require
 
 
 async def forget_a_customer(store: EventStore, path: Path, out: Any = print) -> None:
@@ -36,8 +37,7 @@ async def forget_a_customer(store: EventStore, path: Path, out: Any = print) -> 
         bo = [codec.decode_event(r) async for r in private.read_stream("customer-bo")]
         out(f"  customer-bo is untouched: {bo[0]!r}")
 
-        assert isinstance(store, ChainReader), "every backend keeps a hash chain"
-        report = await verify(store)
+        report = await verify(require(store, ChainReader))
         verdict = "all intact" if report.clean else f"{len(report.findings)} problems"
         out(f"\nVerifying the log: {report.streams} streams, {report.events} events, {verdict}")
     finally:
