@@ -14,6 +14,7 @@ from eventfold.store.api import AppendResult, EventStore, StreamAppend
 from eventfold.store.capabilities import (
     ChainReader,
     Inspector,
+    ReplicaReads,
     SnapshotStore,
     SQLReader,
     StreamDataReader,
@@ -35,7 +36,9 @@ class AuditingStore(DelegatingStore):
     (``actor``, ``correlation_id``, ``causation_id`` or a key of
     ``Metadata.extra`` such as ``reason``), before anything is written."""
 
-    passes = frozenset({SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader})
+    passes = frozenset(
+        {SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader, ReplicaReads}
+    )
 
     def __init__(self, inner: EventStore, required: Sequence[str] = ("actor",)) -> None:
         super().__init__(inner)
