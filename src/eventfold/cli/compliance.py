@@ -16,9 +16,10 @@ from eventfold.cli.common import console, run
 from eventfold.cli.stores import (
     MasterKeyOption,
     MaybeStoreOption,
+    ReadFromOption,
     RegistryOption,
     keys_for,
-    open_store,
+    open_reader,
 )
 from eventfold.cli.tenants import TenantOption, TenantsOption, store_of
 from eventfold.compliance.chain import Heads, take_heads, verify
@@ -63,6 +64,7 @@ def verify_command(
     ] = None,
     tenant: TenantOption = None,
     tenants: TenantsOption = None,
+    read_from: ReadFromOption = "replica",
 ) -> None:
     """Check every stream's hash chain; exit 1 naming each event modified,
     removed, inserted or reordered (and, against a checkpoint, each stream
@@ -72,7 +74,7 @@ def verify_command(
 
     async def main() -> bool:
         heads = None if checkpoint is None else _read_checkpoint(checkpoint)
-        async with open_store(store) as opened:
+        async with open_reader(store, read_from=read_from) as opened:
             report = await verify(require(opened, ChainReader), checkpoint=heads, key=key)
         out = console()
         if report.clean:
@@ -101,13 +103,14 @@ def export_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     tenant: TenantOption = None,
     tenants: TenantsOption = None,
+    read_from: ReadFromOption = "replica",
 ) -> None:
     """Write events to a JSON Lines file. Personal fields stay encrypted, or
     with --registry are decrypted, forgotten subjects' fields as \\[redacted]."""
     store = store_of(store, tenant, tenants)
 
     async def main() -> int:
-        async with open_store(store, registry) as opened:
+        async with open_reader(store, registry, read_from=read_from) as opened:
             head = await opened.head_position()
             bar = Progress(
                 TextColumn("exporting"),

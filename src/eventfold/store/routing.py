@@ -127,6 +127,16 @@ def route_reads(
     return routed.reads(route, min_position=min_position, wait=wait, on_lag=on_lag)
 
 
+async def replica_health(store: EventReader) -> list[ReplicaHealth]:
+    """The state and lag of each of ``store``'s replicas (none: empty)."""
+    from eventfold.store.capabilities import ReplicaReads
+
+    if ReplicaReads not in getattr(store, "capabilities", frozenset()):
+        return []
+    routed: ReplicaReads = store  # type: ignore[assignment]
+    return await routed.replica_health()
+
+
 def served_by(reader: EventReader) -> Served | None:
     """What a routed reader says about its last read (None for a plain store)."""
     found: Any = getattr(reader, "served", None)

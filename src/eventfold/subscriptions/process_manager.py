@@ -17,6 +17,7 @@ from eventfold.errors import DuplicateEventId, RegistrationError
 from eventfold.repository import Handled, Repository
 from eventfold.serialization.codec import Codec, RawEvent
 from eventfold.store.api import EventReader
+from eventfold.store.routing import Route
 from eventfold.subscriptions.checkpoints import CheckpointStore
 from eventfold.subscriptions.retry import RetryPolicy
 from eventfold.subscriptions.sqltemplate import check_name
@@ -123,6 +124,7 @@ class ProcessManager:
         retry: RetryPolicy | None = None,
         poll_interval: float = 1.0,
         start_at: Literal["beginning", "end"] = "beginning",
+        route: Route = "replica",
     ) -> Subscription:
         for cls in self._steps:
             codec.registry.of_class(cls)  # raises UnknownEventType if unregistered
@@ -138,6 +140,7 @@ class ProcessManager:
             poll_interval=poll_interval,
             checkpoint_every_event=True,
             start_at=start_at,
+            route=route,
         )
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from eventfold.errors import InvalidArgument, ProjectionNotReady, ReadModelTimeout
 from eventfold.serialization.codec import Codec
 from eventfold.store.api import EventStore
+from eventfold.store.routing import Route, route_reads
 from eventfold.subscriptions import builds
 from eventfold.subscriptions.builds import Build, drop_retired
 from eventfold.subscriptions.freshness import Freshness, ProjectionStatus, QueryResult, measure
@@ -35,7 +36,9 @@ class ProjectionRunner:
     applied in one transaction each, with the checkpoint; a failing handler is
     retried per ``retry`` and then stops its projection with ``ProjectionFailed``
     (``wait_for`` and ``query`` on it raise that error, ``run`` too).
-    ``count_limit`` caps how many log events a query reads to count its lag."""
+    ``count_limit`` caps how many log events a query reads to count its lag.
+    The log is read on the store's replicas where it has some (``route``;
+    see eventfold.store.routing): ``reads`` is what the lanes read."""
 
     def __init__(
         self,
@@ -48,6 +51,7 @@ class ProjectionRunner:
         retry: RetryPolicy | None = None,
         poll_interval: float = 1.0,
         count_limit: int = 1000,
+        route: Route = "replica",
     ) -> None:
         if isinstance(projections, ProjectionSet):
             codec = codec if codec is not None else projections.codec
@@ -60,6 +64,7 @@ class ProjectionRunner:
             raise InvalidArgument("batch_size must be an int >= 1", argument="batch_size")
         assert codec is not None
         self.store = store
+        self.reads = route_reads(store, route)
         self.read_model = read_model
         self.projections = projection_set
         self.codec = codec
@@ -124,7 +129,7 @@ class ProjectionRunner:
         self, projection: Projection, build: Build, *, live: bool, progress: Progress | None
     ) -> BuildWorker:
         return BuildWorker(
-            self.store,
+            self.reads,
             self.codec,
             self.read_model,
             projection,
@@ -138,7 +143,7 @@ class ProjectionRunner:
         )
 
     async def _resolve(self, projection: Projection, mode: Literal["run", "rebuild"]) -> Build:
-        head = await self.store.head_position()
+        head = await self.store.head_position()  # "now" is the primary's
         start = head if projection.effects_from == "now" else 0
         return await self.read_model.write(functools.partial(_resolve, projection, mode, start))
 
@@ -277,7 +282,7 @@ class ProjectionRunner:
         fresh = None
         if freshness:
             fresh = await measure(
-                self.store,
+                self.reads,
                 projection,
                 self.codec,
                 result.position,
@@ -301,7 +306,7 @@ class ProjectionRunner:
         if reached is None:
             return None
         return await measure(
-            self.store,
+            self.reads,
             projection,
             self.codec,
             reached,
@@ -319,7 +324,7 @@ class ProjectionRunner:
             fresh = None
             if active is not None and declared:
                 fresh = await measure(
-                    self.store,
+                    self.reads,
                     self.projections.get(name),
                     self.codec,
                     active.position,

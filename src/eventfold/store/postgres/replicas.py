@@ -93,7 +93,7 @@ class ReplicaMonitor:
         connect: Callable[[str], Awaitable[Conn]],
         interval: float,
         max_lag: float,
-        head: Callable[[Conn], Awaitable[int]] | None = None,
+        head: Callable[[Conn], Awaitable[int | None]] | None = None,
         on_up: Hook | None = None,
         on_down: Hook | None = None,
     ) -> None:

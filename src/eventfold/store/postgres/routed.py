@@ -40,7 +40,7 @@ from eventfold.store.capabilities import (
     StreamDataReader,
 )
 from eventfold.store.paging import Page
-from eventfold.store.postgres.errors import is_connection_failure, translate
+from eventfold.store.postgres.errors import is_connection_failure
 from eventfold.store.postgres.notify import Listener
 from eventfold.store.postgres.reads import Conn, PostgresReads
 from eventfold.store.postgres.replicas import Replica, ReplicaMonitor
@@ -76,10 +76,13 @@ class Replicas:
             rows = await store._fetch(_PRIMARY_LSN, (), "checking replicas")
             return int(rows[0][0])
 
-        async def head(conn: Conn) -> int:
-            cur = await conn.execute(store._q.head, [store._offset])
+        async def head(conn: Conn) -> int | None:
+            try:
+                cur = await conn.execute(store._q.head, [store._offset])
+            except psycopg.errors.UndefinedTable:  # the schema is not replayed yet
+                return None
             row = await cur.fetchone()
-            return int(row[0]) if row is not None else 0
+            return int(row[0]) if row is not None else None
 
         self.monitor = ReplicaMonitor(
             self.list,
@@ -242,13 +245,12 @@ class RoutedReads(PostgresReads):
                     result = await self._on_replica(replica, pool, fn)
                 except EventfoldError:
                     raise
-                except Exception as exc:
+                except (psycopg.Error, PoolTimeout) as exc:
+                    # Lost or refused, busy, a query cancelled by a recovery conflict,
+                    # a schema it has not replayed yet: the primary answers instead.
                     if is_connection_failure(exc):
                         await replicas.monitor.mark_down(replica, f"{what}: {exc}")
-                        continue
-                    if isinstance(exc, PoolTimeout | psycopg.errors.SerializationFailure):
-                        continue  # busy, or cancelled by a recovery conflict: read elsewhere
-                    raise translate(exc, what) from None
+                    continue
                 if result is not None:
                     self._current = replica
                     return result[0]
