@@ -344,13 +344,15 @@ class QueryService:
             flat,
             min_position=min_position,
             timeout=self._wait(wait),
+            route=self.route,
+            on_lag=self.on_lag,
         )
         assert result.freshness is not None
         answer = QueryAnswer(
             query=name,
             projection=query.projection,
             rows=result.dicts(),
-            freshness=self._info(result.freshness),
+            freshness=self._info(result.freshness, result.served),
         )
         if self.cache is not None:
             self.cache.put(key, answer, position=result.position, generation=generation)

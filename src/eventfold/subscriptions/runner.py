@@ -14,7 +14,7 @@ from typing import Any, Literal
 from eventfold.errors import InvalidArgument, ProjectionNotReady, ReadModelTimeout
 from eventfold.serialization.codec import Codec
 from eventfold.store.api import EventStore
-from eventfold.store.routing import Route, route_reads
+from eventfold.store.routing import OnLag, Route, Served, check_on_lag, route_reads
 from eventfold.subscriptions import builds
 from eventfold.subscriptions.builds import Build, drop_retired
 from eventfold.subscriptions.freshness import Freshness, ProjectionStatus, QueryResult, measure
@@ -253,23 +253,46 @@ class ProjectionRunner:
         min_position: int | None = None,
         timeout: float = 5.0,
         freshness: bool = True,
+        route: Route = "replica",
+        on_lag: OnLag | None = None,
     ) -> QueryResult:
         """Query projection ``name``; the result carries its ``Freshness``
         (``freshness=False`` skips measuring it).
         With ``min_position`` (read-your-writes), wait until the read model
         has reached it, raising ``ReadModelTimeout`` after ``timeout``.
-        Without it, answer at once from whatever the read model holds."""
+        Without it, answer at once from whatever the read model holds.
+
+        On a read model with replicas the query runs on one (``route``); a
+        wait for ``min_position`` checks the replica, up to the read model's
+        ``replica_wait``, then queries the primary (``on_lag="primary"``) or
+        answers from the replica and says it is stale (``on_lag="stale"``):
+        ``served`` says which."""
         projection = self.projections.get(name)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        on_replica_until = loop.time() + min(self.read_model.replica_wait, timeout)
+        policy = check_on_lag(self.read_model.on_lag if on_lag is None else on_lag)
+        target = 0 if min_position is None else min_position
+        current, stale = route, False
         while True:
             changed = self._changed
-            result = await self.read_model.read(
-                functools.partial(run_query, name, sql, tuple(params))
+            found = await self.read_model.read_routed(
+                functools.partial(run_query, name, sql, tuple(params)), route=current
             )
-            target = 0 if min_position is None else min_position
+            assert found is not None
+            result, source = found
             if result is not None and result.position >= target:
                 break
+            if source != "primary":
+                if result is None:  # the replica has no build of it yet
+                    current = "primary"
+                    continue
+                if loop.time() >= on_replica_until:
+                    if policy == "stale":
+                        stale = True
+                        break
+                    current = "primary"
+                    continue
             if result is None and min_position is None:
                 raise ProjectionNotReady(name)
             self._check_failed(name)
@@ -289,6 +312,14 @@ class ProjectionRunner:
                 count_limit=self.count_limit,
                 dispatch=self._dispatch[name],
             )
+        served = Served(
+            route=route,
+            source=source,
+            fell_back=route == "replica" and source == "primary" and self.read_model.has_replicas,
+            stale=stale,
+            min_position=min_position,
+            visible=result.position,
+        )
         return QueryResult(
             rows=result.rows,
             columns=result.columns,
@@ -297,6 +328,7 @@ class ProjectionRunner:
             version=result.version,
             position=result.position,
             freshness=fresh,
+            served=served,
         )
 
     async def freshness(self, name: str) -> Freshness | None:

@@ -36,7 +36,8 @@ log = logging.getLogger("eventfold.store.postgres")
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 Hook = Callable[["Replica"], Awaitable[None]]
 
-_PRIMARY = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+PRIMARY_LSN = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+"""The primary's WAL position in bytes (what ``primary_lsn`` reads)."""
 _REPLICA = (
     "SELECT pg_is_in_recovery(),"
     " pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint,"

@@ -43,15 +43,13 @@ from eventfold.store.paging import Page
 from eventfold.store.postgres.errors import is_connection_failure
 from eventfold.store.postgres.notify import Listener
 from eventfold.store.postgres.reads import Conn, PostgresReads
-from eventfold.store.postgres.replicas import Replica, ReplicaMonitor
+from eventfold.store.postgres.replicas import PRIMARY_LSN, Replica, ReplicaMonitor
 from eventfold.store.routing import OnLag, ReplicaHealth, Route, Served, poll_until
 
 if TYPE_CHECKING:
     from eventfold.store.postgres.store import PostgresStore
 
 T = TypeVar("T")
-
-_PRIMARY_LSN = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
 
 
 class Replicas:
@@ -73,7 +71,7 @@ class Replicas:
         options = store.options
 
         async def primary_lsn() -> int:
-            rows = await store._fetch(_PRIMARY_LSN, (), "checking replicas")
+            rows = await store._fetch(PRIMARY_LSN, (), "checking replicas")
             return int(rows[0][0])
 
         async def head(conn: Conn) -> int | None:
