@@ -199,7 +199,12 @@ class RoutedReads(PostgresReads):
 
     # --- what moves the floor -------------------------------------------------------
 
+    async def _before_log_read(self) -> None:
+        if self._store._replicas is None:  # the store's own rule on its one server
+            await self._store._see_own_writes()
+
     async def _head_position(self) -> int:
+        await self._before_log_read()
         head = await super()._head_position()
         self._floor = max(self._floor, head)
         return head
@@ -252,7 +257,11 @@ class RoutedReads(PostgresReads):
                 if result is not None:
                     self._current = replica
                     return result[0]
-        return await self._on_primary(fn, what)
+        if replicas is None:
+            # The primary is the only server: its bound only grows, so only a
+            # token needs checking.
+            return await self._on_primary(fn, what, self.min_position or 0)
+        return await self._on_primary(fn, what, self._floor)
 
     async def _on_replica(
         self, replica: Replica, pool: AsyncConnectionPool[Conn], fn: Callable[[Conn], Awaitable[T]]
@@ -278,9 +287,8 @@ class RoutedReads(PostgresReads):
         )
         return (result,)
 
-    async def _on_primary(self, fn: Callable[[Conn], Awaitable[T]], what: str) -> T:
+    async def _on_primary(self, fn: Callable[[Conn], Awaitable[T]], what: str, floor: int) -> T:
         store = self._store
-        floor = self._floor
         visible: int | None = None
 
         async def run(conn: Conn) -> T:
