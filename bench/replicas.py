@@ -204,7 +204,12 @@ async def catch_up(url: str, route: str, reads_path: Path) -> tuple[float, float
 
     async with await eventfold.connect(url) as store, SQLiteReadModel(reads_path) as reads:
         runner = ProjectionRunner(
-            store, reads, [tallies], Codec(registry), batch_size=1000, route=route  # type: ignore[arg-type]
+            store,
+            reads,
+            [tallies],
+            Codec(registry),
+            batch_size=1000,
+            route=route,  # type: ignore[arg-type]
         )
         started = time.time()
         await runner.catch_up()
@@ -340,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = f"{events:,} events, {history:,} to catch up on, {repeat} rounds"
     table = markdown(reads, catch, sizes)
     print(table)
-    results = ROOT / "bench" / "results" / ("replicas-quick.json" if args.quick else "replicas.json")
+    name = "replicas-quick.json" if args.quick else "replicas.json"
+    results = ROOT / "bench" / "results" / name
     results.write_text(json.dumps({"reads": reads, "catch_up": catch}, indent=2) + "\n")
     if args.docs:
         docs = ROOT / "docs" / "benchmarks.md"
