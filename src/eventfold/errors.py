@@ -21,6 +21,18 @@ class InvalidArgument(EventfoldError, ValueError):
         self.argument = argument
 
 
+class InvalidPayload(InvalidArgument):
+    """An event's data or metadata cannot be stored as given: a number that is
+    not finite, a value that would be read back as something else (bytes under
+    a field typed ``Any``), nesting deeper than the limit. ``field`` names the
+    value (``data.lines[2].price``); nothing was written."""
+
+    def __init__(self, message: str, *, argument: str, event_type: str, field: str) -> None:
+        super().__init__(message, argument=argument)
+        self.event_type = event_type
+        self.field = field
+
+
 class InvalidStreamId(InvalidArgument):
     """A stream id is empty, too long or contains forbidden characters."""
 
@@ -154,6 +166,27 @@ class StreamNotFound(EventfoldError):
 def _fmt_expected(expected: object) -> str:
     name = getattr(expected, "name", None)
     return name if isinstance(name, str) else repr(expected)
+
+
+class InvalidDecision(EventfoldError, TypeError):
+    """A decider's ``decide`` returned something other than a list of events
+    (``None``, or a lone event instead of a list holding it). A bug in the
+    decider: nothing was written."""
+
+    def __init__(self, decide: object, command: object, returned: object) -> None:
+        self.decider = _qualified(decide)
+        self.command = type(command).__name__
+        what = "None" if returned is None else f"a {type(returned).__name__}"
+        super().__init__(
+            f"decider {self.decider} returned {what} for command {self.command}: "
+            "decide must return a list of events ([] for none)"
+        )
+
+
+def _qualified(fn: object) -> str:
+    module = getattr(fn, "__module__", None)
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return f"{module}.{name}" if module else str(name)
 
 
 class CommandRejected(EventfoldError):

@@ -1,0 +1,103 @@
+"""Limits on the JSON a payload or its metadata may hold, checked on the stored
+bytes by every backend (``eventfold.store.checks``) and by the codec before a
+value is encoded (``eventfold.serialization.codec``).
+
+- Nesting: at most ``MAX_JSON_DEPTH`` levels of arrays and objects (the
+  payload's own object is level 1). Deeper JSON is refused with
+  ``InvalidPayload``, never a ``RecursionError``.
+- Numbers: finite only. JSON has no NaN or Infinity, and a number too large
+  for a float (``1e999``) would be read back as one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from eventfold.errors import InvalidPayload
+
+MAX_JSON_DEPTH = 100
+"""The deepest nesting of arrays and objects in a payload or its metadata."""
+
+# A JSON string (escapes included) or one bracket: strings are skipped whole,
+# so brackets inside them are not counted.
+_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+_OPEN = frozenset((b"[", b"{"))
+_CLOSE = frozenset((b"]", b"}"))
+_exact = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def too_deep(raw: bytes) -> bool:
+    """Whether the JSON text ``raw`` nests deeper than ``MAX_JSON_DEPTH``.
+    Text with no more brackets than the limit is answered without a scan."""
+    if raw.count(b"{") + raw.count(b"[") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for match in _TOKENS.finditer(raw):
+        token = match.group()
+        if token in _OPEN:
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif token in _CLOSE:
+            depth -= 1
+    return False
+
+
+def depth_error(what: str, event_type: str) -> InvalidPayload:
+    return InvalidPayload(
+        f"{event_type}: {what} nests arrays and objects deeper than {MAX_JSON_DEPTH} levels",
+        argument=what,
+        event_type=event_type,
+        field=what,
+    )
+
+
+def check_depth(raw: bytes, what: str, event_type: str) -> None:
+    if too_deep(raw):
+        raise depth_error(what, event_type)
+
+
+def member(path: str, key: object) -> str:
+    """``path.key`` for a key that reads as a name, ``path['odd key']`` otherwise."""
+    if isinstance(key, str) and key.isidentifier():
+        return f"{path}.{key}"
+    return f"{path}[{key!r}]"
+
+
+def nonfinite_path(value: Any, path: str) -> str | None:
+    """The path of the first float in ``value`` (decoded JSON, or Python
+    values) that is NaN or infinite, or None."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float | Decimal):
+            if not math.isfinite(float(item)):
+                return where
+        elif isinstance(item, dict):
+            stack.extend((v, member(where, k)) for k, v in reversed(item.items()))
+        elif isinstance(item, list | tuple):
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(item))))
+    return None
+
+
+def explain_raw(raw: bytes, what: str, event_type: str) -> InvalidPayload | None:
+    """For raw JSON that failed to decode: the error naming a number out of
+    range, if that was the reason (None otherwise)."""
+    try:
+        exact = _exact.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    where = nonfinite_path(exact, what)
+    if where is None:
+        return None
+    return InvalidPayload(
+        f"{event_type}: {where} is not a finite number (too large for a float)",
+        argument=what,
+        event_type=event_type,
+        field=where,
+    )
