@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from typing import Any
 
 import msgspec
 
 from eventfold.errors import InvalidPayload
 from eventfold.store.checks import NOT_JSON
-from eventfold.store.payloads import check_depth, member
-
-_AT = re.compile(r" - at `\$(.*)`$")
+from eventfold.store.payloads import check_depth, error_path, member
 
 
 def check_round_trip(
@@ -33,13 +30,11 @@ def check_round_trip(
         where = nonfinite_path_of(value, what)
         if where is not None:
             raise _not_finite(where, what, event_type) from None
-        message = str(exc)
-        found = _AT.search(message)
         raise InvalidPayload(
-            f"{event_type}: {what} would not read back: {message}",
+            f"{event_type}: {what} would not read back: {exc}",
             argument=what,
             event_type=event_type,
-            field=what + found.group(1) if found else what,
+            field=what + (error_path(exc) or ""),
         ) from None
     if back == value:
         return

@@ -23,9 +23,9 @@ from typing import Annotated, Any
 
 from litestar import Litestar, Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi import ResponseSpec
+from litestar.types import Empty
 
-from eventfold import __version__
 from eventfold.domain.events import Metadata
 from eventfold.errors import InvalidArgument
 from eventfold.services.commands import CommandBus, CommandRoute, UnknownCommand
@@ -33,10 +33,13 @@ from eventfold.services.http_common import (
     MAX_BODY,
     POSITION,
     ErrorBody,
+    StrictBody,
     UnknownOutcome,
+    assets_router,
     exception_handlers,
     header_param,
     json_body,
+    openapi_config,
     path_param,
     query_param,
 )
@@ -125,13 +128,15 @@ def _command_route(
     route: CommandRoute[Any], commands: CommandBus, queue: CommandQueue | None, max_wait: float
 ) -> HTTPRouteHandler:
     async def handler(
-        data: Any,
+        data: Any = None,
         idempotency_key: str | None = None,
         prefer: str | None = None,
         expected_version: int | None = None,
         actor: str | None = None,
         correlation_id: str | None = None,
     ) -> Response[Any]:
+        if data is None or data is Empty:  # no body at all
+            data = route.decode(b"")  # raises the typed error
         metadata = None
         if actor is not None or correlation_id is not None:
             metadata = Metadata(correlation_id=correlation_id, actor=actor)
@@ -154,7 +159,8 @@ def _command_route(
             return outcome_response(outcome)
         return outcome_response(await commands.execute(prepared))
 
-    # The signature Litestar reads (and documents): the body is this command's type.
+    # The signature Litestar reads (and documents): the body is this command's
+    # type, decoded by the command's own strict decoder (StrictBody).
     handler.__annotations__ = {
         "data": json_body(route.command_type),
         "idempotency_key": Key,
@@ -172,6 +178,8 @@ def _command_route(
         tags=["commands"],
         status_code=200,
         responses=_responses(),
+        dto=StrictBody.of(route.command_type, route.decode),
+        return_dto=None,
     )(handler)
 
 
@@ -220,10 +228,10 @@ def command_app(
 
     handlers = [_command_route(r, commands, queue, max_wait) for r in known]
     return Litestar(
-        [*handlers, unknown_command, outcome, list_commands, health],
+        [*handlers, unknown_command, outcome, list_commands, health, assets_router()],
         exception_handlers=exception_handlers(),
         request_max_body_size=max_body_size,
-        openapi_config=OpenAPIConfig(title=title, version=__version__),
+        openapi_config=openapi_config(title),
         lifespan=list(lifespan),
         logging_config=None,
     )

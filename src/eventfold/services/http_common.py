@@ -3,7 +3,7 @@ the position headers, and the Litestar settings.
 
 | error | status |
 | --- | --- |
-| malformed JSON, a bad header | 400 |
+| malformed JSON (or nested deeper than 100 levels), a bad header | 400 |
 | unknown command, query, outcome or state | 404 |
 | concurrency conflict (``WrongExpectedVersion``) | 409 |
 | body too large | 413 |
@@ -15,15 +15,25 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Annotated, Any
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import msgspec
-from litestar import Request, Response
+from litestar import Request, Response, Router
+from litestar._openapi.schema_generation import SchemaCreator
+from litestar.dto import AbstractDTO, DTOConfig
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, Reference, Schema
 from litestar.params import Body, Parameter
+from litestar.static_files import create_static_files_router
 from litestar.types import ExceptionHandlersMap
+from litestar.typing import FieldDefinition
 
+from eventfold import __version__
 from eventfold.errors import (
     CommandRejected,
     ConcurrencyError,
@@ -44,6 +54,7 @@ from eventfold.subscriptions.errors import (
 )
 
 log = logging.getLogger("eventfold.services")
+T = TypeVar("T")
 
 POSITION = "Eventfold-Position"
 """Response header: the position a command's events reached (its token), or
@@ -116,6 +127,7 @@ def _extra(exc: BaseException) -> dict[str, Any] | None:
         "known",
         "key",
         "name",
+        "field",
     )
     out = {}
     for name in fields:
@@ -202,6 +214,12 @@ def header_param(name: str, **options: Any) -> Any:
     return HeaderParameter(name=name, **options)
 
 
+def json_body(kind: Any) -> Any:
+    """``kind`` as a JSON request body (documented by Litestar; decoded by the
+    route's DTO where it has one)."""
+    return Annotated[kind, Body(media_type=RequestEncodingType.JSON)]
+
+
 def path_param() -> Any:
     """A path parameter's declaration, in the style this Litestar wants."""
     try:
@@ -211,9 +229,85 @@ def path_param() -> Any:
     return PathParameter()
 
 
-def json_body(kind: Any) -> Any:
-    """``kind`` as a JSON request body (decoded and validated by Litestar)."""
-    return Annotated[kind, Body(media_type=RequestEncodingType.JSON)]
+class StrictBody(AbstractDTO[T]):
+    """A request body decoded by ``decode`` alone (a command's own decoder:
+    strict types, its constraints, the depth limit), never coerced by
+    Litestar; documented in OpenAPI as ``model_type``. ``StrictBody.of(type,
+    decode)`` makes one."""
+
+    config: ClassVar[DTOConfig] = DTOConfig()
+    decode: ClassVar[Callable[[bytes], Any]]
+
+    @classmethod
+    def of(cls, kind: type[Any], decode: Callable[[bytes], Any]) -> type[StrictBody[Any]]:
+        narrowed = cls[kind]  # type: ignore[index]
+        return type(f"StrictBody[{kind.__name__}]", (narrowed,), {"decode": staticmethod(decode)})
+
+    @classmethod
+    def generate_field_definitions(cls, model_type: type[Any]) -> Generator[Any, None, None]:
+        yield from ()
+
+    @classmethod
+    def detect_nested_field(cls, field_definition: FieldDefinition) -> bool:
+        return False
+
+    @classmethod
+    def create_for_field_definition(
+        cls, field_definition: FieldDefinition, handler_id: str, backend_cls: Any = None
+    ) -> None:
+        return None  # decode does all the work: no backend to build
+
+    @classmethod
+    def create_openapi_schema(
+        cls, field_definition: FieldDefinition, handler_id: str, schema_creator: SchemaCreator
+    ) -> Reference | Schema:
+        return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.model_type))
+
+    def decode_bytes(self, value: bytes) -> Any:
+        return type(self).decode(value)
+
+
+SCHEMA_PATH = "/schema"
+ASSETS = Path(__file__).with_name("assets")
+"""Redoc and Swagger UI, served from the package (``/schema/assets/...``), so
+the documentation pages work without a network."""
+
+
+def openapi_config(title: str, components: Components | None = None) -> OpenAPIConfig:
+    """The OpenAPI document at ``/schema/openapi.json``, Redoc at ``/schema``
+    (and ``/schema/redoc``) and Swagger UI at ``/schema/swagger``, their
+    scripts and styles from ``assets_router()``: no CDN, no web fonts."""
+    assets = f"{SCHEMA_PATH}/assets"
+    return OpenAPIConfig(
+        title=title,
+        version=__version__,
+        path=SCHEMA_PATH,
+        components=components or [],
+        render_plugins=[
+            RedocRenderPlugin(
+                path=["/", "/redoc"],
+                js_url=f"{assets}/redoc.standalone.js",
+                google_fonts=False,
+                favicon="",
+            ),
+            SwaggerRenderPlugin(
+                path="/swagger",
+                js_url=f"{assets}/swagger-ui-bundle.js",
+                css_url=f"{assets}/swagger-ui.css",
+                standalone_preset_js_url=f"{assets}/swagger-ui-standalone-preset.js",
+                favicon="",
+            ),
+        ],
+    )
+
+
+def assets_router() -> Router:
+    return create_static_files_router(
+        path=f"{SCHEMA_PATH}/assets",
+        directories=[ASSETS],
+        include_in_schema=False,
+        send_as_attachment=False,
+    )
 
 
 def min_position(*values: int | None) -> int | None:

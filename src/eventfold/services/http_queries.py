@@ -22,18 +22,19 @@ from typing import Annotated, Any
 
 from litestar import Litestar, Response, get
 from litestar.handlers import HTTPRouteHandler
-from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi import ResponseSpec
 
-from eventfold import __version__
 from eventfold.errors import InvalidArgument
 from eventfold.services.http_common import (
     MAX_BODY,
     MIN_POSITION,
     POSITION,
     ErrorBody,
+    assets_router,
     exception_handlers,
     header_param,
     min_position,
+    openapi_config,
     path_param,
     query_param,
 )
@@ -45,6 +46,7 @@ from eventfold.services.queries import (
     QueryService,
     StateAnswer,
     StatusAnswer,
+    UnknownQuery,
 )
 
 MinPosition = Annotated[
@@ -230,11 +232,17 @@ def query_app(
         return {"status": "ok"}
 
     routes = [_query_route(q, service) for q in service.queries]
+    known = [q.name for q in service.queries]
+
+    @get("/queries/{name:str}", include_in_schema=False)
+    async def unknown_query(name: Annotated[str, path_param()]) -> None:
+        raise UnknownQuery(name, known)
+
     return Litestar(
-        [*routes, events, state, status, list_queries, health],
+        [*routes, events, state, status, list_queries, health, unknown_query, assets_router()],
         exception_handlers=exception_handlers(),
         request_max_body_size=max_body_size,
-        openapi_config=OpenAPIConfig(title=title, version=__version__),
+        openapi_config=openapi_config(title),
         lifespan=list(lifespan),
         logging_config=None,
     )

@@ -69,6 +69,16 @@ def member(path: str, key: object) -> str:
     return f"{path}[{key!r}]"
 
 
+def error_path(error: Exception) -> str | None:
+    """The path a msgspec validation error names, without its ``$``
+    (``.lines[0].quantity``), or None."""
+    found = _ERROR_PATH.search(str(error))
+    return found.group(1) if found else None
+
+
+_ERROR_PATH = re.compile(r" - at `\$(.*)`$")
+
+
 def nonfinite_path(value: Any, path: str) -> str | None:
     """The path of the first float in ``value`` (decoded JSON, or Python
     values) that is NaN or infinite, or None."""
