@@ -126,6 +126,16 @@ class NotAnEventStore(StoreError):
         self.reason = reason
 
 
+class StoreNotFound(StoreError):
+    """A store opened with ``create=False`` does not exist (no file, an empty
+    one, no eventfold schema): nothing was created."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(f"{location}: no eventfold store there ({reason}); nothing was created")
+        self.location = location
+        self.reason = reason
+
+
 class SchemaVersionError(StoreError):
     """The store was written by a newer (or unknown) schema version."""
 

@@ -5,12 +5,13 @@ module:attribute`` naming a ``ProjectionSet`` (or a function returning one)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from eventfold.cli.common import console, load_object, run
+from eventfold.cli.common import JsonOption, add_row, console, load_object, print_json, run
 from eventfold.cli.stores import RegistryOption, open_store
 from eventfold.store.url import connect
 from eventfold.subscriptions.errors import UnknownProjection
@@ -74,6 +75,7 @@ def status_table(rows: list[ProjectionStatus]) -> Table:
     for column in ("name", "version", "serving", "position", "behind", "lag", "other builds"):
         justify: Any = "right" if column in ("position", "behind", "lag") else "left"
         table.add_column(column, justify=justify, overflow="fold")
+    add = functools.partial(add_row, table)
     for row in rows:
         version = "-" if row.version < 0 else str(row.version)
         if row.active is None:
@@ -89,20 +91,26 @@ def status_table(rows: list[ProjectionStatus]) -> Table:
         others = ", ".join(
             f"build {b.build} (v{b.version}) {b.state} @{b.position}" for b in row.others
         )
-        table.add_row(row.name, version, serving, position, behind, lag, others or "-")
+        add(row.name, version, serving, position, behind, lag, others or "-")
     return table
 
 
 @app.command("list")
-def list_projections(app_spec: AppOption, store: StoreOption, read_model: ReadModelOption) -> None:
+def list_projections(
+    app_spec: AppOption, store: StoreOption, read_model: ReadModelOption, json: JsonOption = False
+) -> None:
     """Each projection: the build serving queries, its position, and how far behind it is."""
     projections = load_projections(app_spec)
 
     async def go() -> list[ProjectionStatus]:
-        async with connect(store) as events, open_read_model(read_model) as reads:
+        async with connect(store, create=False) as events, open_read_model(read_model) as reads:
             return await ProjectionRunner(events, reads, projections).status()
 
-    console().print(status_table(run(go())))
+    found = run(go())
+    if json:
+        print_json(found)
+    else:
+        console().print(status_table(found))
 
 
 @app.command("rebuild")
@@ -180,7 +188,7 @@ def build_as_of_command(
     when = parse_time(time) if time is not None else None
 
     async def go() -> str:
-        async with connect(store) as events, open_read_model(into) as target:
+        async with connect(store, create=False) as events, open_read_model(into) as target:
             args: dict[str, Any] = {"position": position, "time": when, "batch_size": batch_size}
             if progress:
                 with RichProgress(f"{name} as of {time or position}", console=console()) as bar:
@@ -212,7 +220,7 @@ def catch_up(
     projections = load_projections(app_spec)
 
     async def go() -> list[ProjectionStatus]:
-        async with connect(store) as events, open_read_model(read_model) as reads:
+        async with connect(store, create=False) as events, open_read_model(read_model) as reads:
             runner = ProjectionRunner(events, reads, projections, batch_size=batch_size)
             await runner.catch_up(names or None)
             return await runner.status()

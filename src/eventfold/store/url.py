@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
-from eventfold.errors import ConfigurationError
+from eventfold.errors import ConfigurationError, StoreNotFound
 from eventfold.store.api import EventStore
 
 Opener = Callable[..., Awaitable[EventStore]]
@@ -20,8 +20,11 @@ def register_backend(scheme: str, opener: Opener) -> None:
 async def _open_memory(url: str, **options: Any) -> EventStore:
     from eventfold.store.memory import MemoryStore
 
+    create = options.pop("create", True)
     if options:
-        raise ConfigurationError(f"memory:// takes no options, got {sorted(options)}")
+        raise ConfigurationError(f"memory:// takes no options but create, got {sorted(options)}")
+    if not create:
+        raise StoreNotFound(url, "a memory store lives only in the process that made it")
     return MemoryStore(url)
 
 
@@ -83,5 +86,7 @@ class _Connection:
 
 def connect(url: str, **options: Any) -> _Connection:
     """Open the store at ``url``: ``memory://``, ``sqlite:///path.db`` or
-    ``postgresql://user@host/db``. Backend options pass through as keywords."""
+    ``postgresql://user@host/db``. Backend options pass through as keywords;
+    every backend takes ``create=False``, which opens an existing store only
+    and raises StoreNotFound, creating nothing, where there is none."""
     return _Connection(url, options)

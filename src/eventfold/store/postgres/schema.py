@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from eventfold.errors import NotAnEventStore, SchemaVersionError
+from eventfold.errors import NotAnEventStore, SchemaVersionError, StoreNotFound
 from eventfold.store.postgres import functions
 
 SCHEMA_VERSION = 5
@@ -205,14 +205,17 @@ async def _fix_xid_offset(conn: psycopg.AsyncConnection[Any], names: Names) -> N
     )
 
 
-async def migrate(conn: psycopg.AsyncConnection[Any], names: Names) -> int:
+async def migrate(conn: psycopg.AsyncConnection[Any], names: Names, *, create: bool = True) -> int:
     """Bring the schema to SCHEMA_VERSION; return the xid offset positions use.
+    With ``create=False`` a schema that holds no store raises StoreNotFound.
 
     ``conn`` must be in autocommit mode; the work runs in its own transaction.
     """
     location = f"schema {names.schema_name!r}"
     async with conn.transaction():
         current = await _current_version(conn, names)
+        if current == 0 and not create:
+            raise StoreNotFound(location, "no eventfold tables")
         if current == SCHEMA_VERSION:
             # The common case: nothing to apply, no lock needed. The offset
             # check takes a snapshot of max(position) only.
