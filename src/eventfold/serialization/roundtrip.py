@@ -7,7 +7,6 @@ it, so no stream ever holds an event that cannot be read as it was written."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -15,7 +14,13 @@ import msgspec
 
 from eventfold.errors import InvalidPayload
 from eventfold.store.checks import NOT_JSON
-from eventfold.store.payloads import check_depth, error_path, member
+from eventfold.store.payloads import (
+    check_depth,
+    error_path,
+    fields_of,
+    member,
+    nonfinite_path,
+)
 
 
 def check_round_trip(
@@ -27,7 +32,7 @@ def check_round_trip(
     try:
         back = decoder.decode(data)
     except NOT_JSON as exc:
-        where = nonfinite_path_of(value, what)
+        where = nonfinite_path(value, what)
         if where is not None:
             raise _not_finite(where, what, event_type) from None
         raise InvalidPayload(
@@ -58,46 +63,12 @@ def _not_finite(where: str, what: str, event_type: str) -> InvalidPayload:
     )
 
 
-def nonfinite_path_of(value: Any, path: str) -> str | None:
-    """The path of the first float in ``value`` that is NaN or infinite."""
-    if isinstance(value, float):
-        return None if math.isfinite(value) else path
-    fields = _fields(value)
-    if fields is not None:
-        for name, item in fields:
-            found = nonfinite_path_of(item, f"{path}.{name}")
-            if found is not None:
-                return found
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = nonfinite_path_of(item, member(path, key))
-            if found is not None:
-                return found
-        return None
-    if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            found = nonfinite_path_of(item, f"{path}[{i}]")
-            if found is not None:
-                return found
-        return None
-    return None
-
-
-def _fields(value: Any) -> list[tuple[str, Any]] | None:
-    if isinstance(value, msgspec.Struct):
-        return [(name, getattr(value, name)) for name in value.__struct_fields__]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
-    return None
-
-
 def difference(given: Any, back: Any, path: str) -> tuple[str, str | None] | None:
     """Where ``back`` (decoded) first differs from ``given``, and how (None
     for a number that is not finite); None if they agree."""
     if isinstance(given, float) and not math.isfinite(given):
         return path, None
-    given_fields = _fields(given)
+    given_fields = fields_of(given)
     if given_fields is not None and type(back) is type(given):
         for name, item in given_fields:
             found = difference(item, getattr(back, name), f"{path}.{name}")
@@ -114,12 +85,7 @@ def difference(given: Any, back: Any, path: str) -> tuple[str, str | None] | Non
             if found is not None:
                 return found
         return None
-    if (
-        isinstance(given, list | tuple)
-        and isinstance(back, list | tuple)
-        and len(given) == len(back)
-        and (type(given) is type(back) or isinstance(given, list) == isinstance(back, list))
-    ):
+    if isinstance(given, list | tuple) and type(back) is type(given) and len(given) == len(back):
         for i, (item, other) in enumerate(zip(given, back, strict=True)):
             found = difference(item, other, f"{path}[{i}]")
             if found is not None:

@@ -11,6 +11,7 @@ value is encoded (``eventfold.serialization.codec``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from decimal import Decimal
@@ -80,18 +81,35 @@ _ERROR_PATH = re.compile(r" - at `\$(.*)`$")
 
 
 def nonfinite_path(value: Any, path: str) -> str | None:
-    """The path of the first float in ``value`` (decoded JSON, or Python
-    values) that is NaN or infinite, or None."""
+    """The path of the first number in ``value`` (decoded JSON, or the
+    structs, dataclasses and containers given to the codec) that is NaN or
+    infinite as a float, or None."""
     stack: list[tuple[Any, str]] = [(value, path)]
     while stack:
         item, where = stack.pop()
-        if isinstance(item, float | Decimal):
-            if not math.isfinite(float(item)):
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return where
+        elif isinstance(item, Decimal):  # from JSON: finite, but maybe not as a float
+            if item.is_finite() and math.isinf(float(item)):
                 return where
         elif isinstance(item, dict):
             stack.extend((v, member(where, k)) for k, v in reversed(item.items()))
         elif isinstance(item, list | tuple):
             stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(item))))
+        else:
+            fields = fields_of(item)
+            if fields is not None:
+                stack.extend((v, f"{where}.{name}") for name, v in reversed(fields))
+    return None
+
+
+def fields_of(value: Any) -> list[tuple[str, Any]] | None:
+    """A struct's or dataclass's fields and values; None for anything else."""
+    if isinstance(value, msgspec.Struct):
+        return [(name, getattr(value, name)) for name in value.__struct_fields__]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
     return None
 
 
