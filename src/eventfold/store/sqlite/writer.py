@@ -282,6 +282,8 @@ class GroupWriter:
         self._backlog: deque[Request] = deque()
         self.commit_count = 0
         """Transactions committed: one per group, however many requests it held."""
+        self.groups_begun = 0
+        """Groups taken from the queue to be written (counted before BEGIN)."""
         self._skip_shared = 0  # groups left to run request by request
         self.running = True
         self._thread = threading.Thread(
@@ -359,6 +361,7 @@ class GroupWriter:
         self._con.execute("COMMIT")
 
     def _write(self, group: list[Request]) -> None:
+        self.groups_begun += 1
         con = self._con
         alone = len(group) == 1
         doing = "begin a write transaction"
