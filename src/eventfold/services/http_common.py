@@ -21,13 +21,12 @@ from typing import Annotated, Any, ClassVar, TypeVar
 
 import msgspec
 from litestar import Request, Response, Router
-from litestar._openapi.schema_generation import SchemaCreator
 from litestar.dto import AbstractDTO, DTOConfig
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, Reference, Schema
+from litestar.openapi.spec import Reference, Schema
 from litestar.params import Body, Parameter
 from litestar.static_files import create_static_files_router
 from litestar.types import ExceptionHandlersMap
@@ -259,9 +258,13 @@ class StrictBody(AbstractDTO[T]):
 
     @classmethod
     def create_openapi_schema(
-        cls, field_definition: FieldDefinition, handler_id: str, schema_creator: SchemaCreator
+        cls, field_definition: FieldDefinition, handler_id: str, schema_creator: Any
     ) -> Reference | Schema:
-        return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.model_type))
+        # Litestar's own schema of the command type, as for any request body.
+        schema: Reference | Schema = schema_creator.for_field_definition(
+            FieldDefinition.from_annotation(cls.model_type)
+        )
+        return schema
 
     def decode_bytes(self, value: bytes) -> Any:
         return type(self).decode(value)
@@ -273,7 +276,7 @@ ASSETS = Path(__file__).with_name("assets")
 the documentation pages work without a network."""
 
 
-def openapi_config(title: str, components: Components | None = None) -> OpenAPIConfig:
+def openapi_config(title: str) -> OpenAPIConfig:
     """The OpenAPI document at ``/schema/openapi.json``, Redoc at ``/schema``
     (and ``/schema/redoc``) and Swagger UI at ``/schema/swagger``, their
     scripts and styles from ``assets_router()``: no CDN, no web fonts."""
@@ -282,7 +285,6 @@ def openapi_config(title: str, components: Components | None = None) -> OpenAPIC
         title=title,
         version=__version__,
         path=SCHEMA_PATH,
-        components=components or [],
         render_plugins=[
             RedocRenderPlugin(
                 path=["/", "/redoc"],
