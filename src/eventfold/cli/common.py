@@ -56,20 +56,15 @@ def load_object(spec: str, option: str = "--app") -> Any:
     return obj
 
 
-def fail(exc: EventfoldError) -> typer.Exit:
-    """Print ``exc`` as the one-line message every command gives (its text
-    shown as it is, never read as markup); return the exit to raise."""
-    message = f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}"
-    errors().print(message, highlight=False, soft_wrap=True)
-    return typer.Exit(1)
-
-
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro``; an eventfold error becomes a one-line message and exit code 1."""
+    """Run ``coro``; an eventfold error becomes a one-line message (its text
+    shown as it is, never read as markup) and exit code 1."""
     try:
         return asyncio.run(coro)
     except EventfoldError as exc:
-        raise fail(exc) from None
+        message = f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}"
+        errors().print(message, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 JsonOption = Annotated[
