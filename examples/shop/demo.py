@@ -26,6 +26,7 @@ from eventfold.subscriptions import (
     QueryResult,
     SQLCheckpointStore,
     SQLiteReadModel,
+    Subscription,
     build_as_of,
     query_read_model,
 )
@@ -164,7 +165,7 @@ async def query_side(store: EventStore, path: Path, out: Any) -> None:
         saga_task = asyncio.create_task(saga.run())
         await runner.start()
         try:
-            await checkout(shop, runner, store, summaries, out)
+            await checkout(shop, runner, saga, store, summaries, out)
             before_restock = dt.datetime.now(dt.UTC)
             await asyncio.sleep(0.01)
             restock = await shop.stock.handle("stock-pear", ReceiveStock("pear", 10))
@@ -183,8 +184,29 @@ async def query_side(store: EventStore, path: Path, out: Any) -> None:
     out("  (the rebuild above replayed every reservation and sent nothing again)")
 
 
+async def settle(store: EventStore, saga: Subscription, runner: ProjectionRunner) -> None:
+    """Wait until the saga has handled every event in the log, those its own
+    commands appended included, and the read models have applied them all."""
+    while True:
+        head = await store.head_position()
+        for _ in range(3000):  # up to a minute
+            if saga.position >= head:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise TimeoutError(f"the checkout saga did not reach position {head}")
+        if await store.head_position() == head:  # its commands appended nothing more
+            await runner.wait_for(head, timeout=60.0)
+            return
+
+
 async def checkout(
-    shop: Shop, runner: ProjectionRunner, store: EventStore, summaries: str, out: Any
+    shop: Shop,
+    runner: ProjectionRunner,
+    saga: Subscription,
+    store: EventStore,
+    summaries: str,
+    out: Any,
 ) -> None:
     out("\nCheckout saga: an order is confirmed once every item is reserved:")
     where = summaries + " WHERE order_id = ?"
@@ -201,13 +223,9 @@ async def checkout(
         mine = await runner.query("order_summaries", where, (order,), min_position=handled.position)
         out(f"    query with min_position=@{handled.position}: {stale(mine.freshness)}")
         out(table(mine))
-        for _ in range(300):
-            settled = await runner.query("order_summaries", where, (order,))
-            if settled.dicts()[0]["status"] not in ("open", "submitted"):
-                break
-            await asyncio.sleep(0.02)
+        await settle(store, saga, runner)
+        settled = await runner.query("order_summaries", where, (order,))
         out(f"    after the saga: {settled.dicts()[0]['status']}")
-    await runner.wait_for(await store.head_position())
     apples = await runner.query(
         "stock_levels", "SELECT sku, available FROM {stock_levels} WHERE sku = ?", ("apple",)
     )
