@@ -159,6 +159,9 @@ def deep_json(depth: int) -> bytes:
 @pytest.mark.parametrize(
     ("data", "metadata", "argument", "field"),
     [
+        (b'{"price": NaN}', b"{}", "data", "data.price"),
+        (b'{"lines": [1, {"price": -Infinity}]}', b"{}", "data", "data.lines[1].price"),
+        (b'{"a": "NaN"}', b'{"score": Infinity}', "metadata", "metadata.score"),
         (b'{"price": 1e999}', b"{}", "data", "data.price"),
         (b'{"lines": [{"price": -1e400}]}', b"{}", "data", "data.lines[0].price"),
         (b'{"a": 1}', b'{"odd key": 2e308}', "metadata", "metadata['odd key']"),

@@ -114,18 +114,61 @@ def fields_of(value: Any) -> list[tuple[str, Any]] | None:
 
 
 def explain_raw(raw: bytes, what: str, event_type: str) -> InvalidPayload | None:
-    """For raw JSON that failed to decode: the error naming a number out of
-    range, if that was the reason (None otherwise)."""
-    try:
-        exact = _exact.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return None
-    where = nonfinite_path(exact, what)
-    if where is None:
-        return None
+    """For raw JSON that failed to decode: the error naming a number that is
+    not finite (a bare ``NaN`` or ``Infinity``, or one too large for a float)
+    if that was the reason, None otherwise."""
+    where = _bare_nonfinite(raw, what)
+    if where is not None:
+        reason = "JSON has no NaN or Infinity"
+    else:
+        try:
+            exact = _exact.decode(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            return None
+        where = nonfinite_path(exact, what)
+        if where is None:
+            return None
+        reason = "too large for a float"
     return InvalidPayload(
-        f"{event_type}: {where} is not a finite number (too large for a float)",
+        f"{event_type}: {where} is not a finite number ({reason})",
         argument=what,
         event_type=event_type,
         field=where,
     )
+
+
+# Strings (skipped whole), structure, and the non-JSON literals some encoders
+# write for floats that are not finite.
+_SCAN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]|-?(?:NaN|Infinity)\b')
+
+
+def _bare_nonfinite(raw: bytes, what: str) -> str | None:
+    """The path of the first bare ``NaN``/``Infinity`` in ``raw`` (text that
+    is JSON but for them), or None."""
+    # One entry per open container: [is_object, key or index, expecting a key]
+    stack: list[list[Any]] = []
+    for match in _SCAN.finditer(raw):
+        token = match.group()
+        if token in _OPEN:
+            stack.append([token == b"{", None if token == b"{" else 0, token == b"{"])
+        elif token in _CLOSE:
+            if stack:
+                stack.pop()
+        elif token == b",":
+            if stack and stack[-1][0]:
+                stack[-1][2] = True
+            elif stack:
+                stack[-1][1] += 1
+        elif token.startswith(b'"'):
+            if stack and stack[-1][0] and stack[-1][2]:
+                try:
+                    stack[-1][1] = msgspec.json.decode(token)
+                except (msgspec.DecodeError, UnicodeDecodeError):
+                    return None
+                stack[-1][2] = False
+        elif token != b":":  # NaN, Infinity, -Infinity
+            path = what
+            for is_object, key, _ in stack:
+                path = member(path, key) if is_object else f"{path}[{key}]"
+            return path
+    return None
