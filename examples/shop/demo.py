@@ -162,7 +162,6 @@ async def query_side(store: EventStore, path: Path, out: Any) -> None:
         saga = shop.checkout.subscribe(
             store, shop.projections.codec, SQLCheckpointStore(reads), poll_interval=0.1
         )
-        saga_task = asyncio.create_task(saga.run())
         await runner.start()
         try:
             await checkout(shop, runner, saga, store, summaries, out)
@@ -175,8 +174,6 @@ async def query_side(store: EventStore, path: Path, out: Any) -> None:
             await report_as_of(store, shop, before_restock, report_path, levels, out)
             await runner.wait_for(await store.head_position())
         finally:
-            saga.stop()
-            await saga_task
             await runner.stop()
     out("\nLow-stock mail, sent by an effect only for reservations seen live:")
     for mail in shop.mail.sent:
@@ -184,18 +181,15 @@ async def query_side(store: EventStore, path: Path, out: Any) -> None:
     out("  (the rebuild above replayed every reservation and sent nothing again)")
 
 
-async def settle(store: EventStore, saga: Subscription, runner: ProjectionRunner) -> None:
-    """Wait until the saga has handled every event in the log, those its own
-    commands appended included, and the read models have applied them all."""
+async def run_saga(store: EventStore, saga: Subscription, runner: ProjectionRunner) -> None:
+    """Let the saga handle every event in the log, those its own commands
+    append included, then wait for the read models to apply them all. (The
+    saga runs at these points only, so that the query before it shows the
+    order as submitted; a service runs it all the time.)"""
     while True:
+        await saga.run(until_caught_up=True)
         head = await store.head_position()
-        for _ in range(3000):  # up to a minute
-            if saga.position >= head:
-                break
-            await asyncio.sleep(0.02)
-        else:
-            raise TimeoutError(f"the checkout saga did not reach position {head}")
-        if await store.head_position() == head:  # its commands appended nothing more
+        if saga.position >= head:  # its commands appended nothing more
             await runner.wait_for(head, timeout=60.0)
             return
 
@@ -223,7 +217,7 @@ async def checkout(
         mine = await runner.query("order_summaries", where, (order,), min_position=handled.position)
         out(f"    query with min_position=@{handled.position}: {stale(mine.freshness)}")
         out(table(mine))
-        await settle(store, saga, runner)
+        await run_saga(store, saga, runner)
         settled = await runner.query("order_summaries", where, (order,))
         out(f"    after the saga: {settled.dicts()[0]['status']}")
     apples = await runner.query(
