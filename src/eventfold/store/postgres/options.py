@@ -26,7 +26,8 @@ MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are trun
 @dataclasses.dataclass(frozen=True, slots=True)
 class PostgresOptions:
     """Everything a PostgresStore can be told. Timeouts are in seconds; 0 turns
-    the server-side timeout off (not recommended)."""
+    the server-side timeout off (not recommended). ``create=False`` refuses
+    to create the schema (StoreNotFound) where there is none."""
 
     schema: str = "eventfold"
     pool_min_size: int = 1
@@ -51,6 +52,7 @@ class PostgresOptions:
     """A replica further behind than this many seconds gets no reads."""
     replica_check_interval: float = 1.0
     """Seconds between checks of each replica's health and lag."""
+    create: bool = True
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(PostgresOptions)}
