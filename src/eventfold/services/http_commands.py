@@ -36,7 +36,7 @@ from eventfold.security.authn import Security
 from eventfold.security.policy import ON_BEHALF, command_permission
 from eventfold.security.principal import Principal
 from eventfold.services.commands import CommandRoute, Commands
-from eventfold.services.http_admin import admin_routes
+from eventfold.services.http_admin import admin_routes, metrics_route
 from eventfold.services.http_common import (
     MAX_BODY,
     POSITION,
@@ -289,7 +289,15 @@ def command_app(
 
     handlers = [_command_route(r, site, security, max_wait) for r in known]
     return Litestar(
-        [*handlers, unknown_command, outcome, list_commands, health, *admin_routes(site)],
+        [
+            *handlers,
+            unknown_command,
+            outcome,
+            list_commands,
+            health,
+            metrics_route(),
+            *admin_routes(site),
+        ],
         guards=[guard(security)],
         exception_handlers=exception_handlers(),
         request_max_body_size=max_body_size,

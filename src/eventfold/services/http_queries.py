@@ -24,11 +24,12 @@ from litestar import Litestar, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 
+from eventfold.console import console_routes
 from eventfold.domain.clocks import Clock, parse_moment
 from eventfold.errors import InvalidArgument
 from eventfold.security.authn import Security
 from eventfold.security.policy import query_permission
-from eventfold.services.http_admin import query_admin_routes
+from eventfold.services.http_admin import metrics_route, query_admin_routes
 from eventfold.services.http_common import (
     MAX_BODY,
     MIN_POSITION,
@@ -285,7 +286,17 @@ def query_app(
 
     routes = [_query_route(q, site) for q in queries]
     return Litestar(
-        [*routes, events, state, status, list_queries, health, *query_admin_routes(site)],
+        [
+            *routes,
+            events,
+            state,
+            status,
+            list_queries,
+            health,
+            metrics_route(),
+            *query_admin_routes(site),
+            *console_routes(site, definition_queries=queries, security=security),
+        ],
         guards=[guard(security)],
         exception_handlers=exception_handlers(),
         request_max_body_size=max_body_size,
