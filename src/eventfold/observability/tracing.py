@@ -38,6 +38,21 @@ _object = msgspec.json.Decoder(dict[str, Any])
 _encoder = msgspec.json.Encoder()
 _propagator = TraceContextTextMapPropagator() if otel_trace is not None else None
 _tracer: tuple[object, Any] | None = None
+_provider: Any = None
+
+
+def use_provider(provider: Any) -> None:
+    """Record eventfold's spans with ``provider`` rather than the global
+    tracer provider (None: the global one again). The trace context still
+    travels through OpenTelemetry's current context, whichever provider
+    records."""
+    global _provider
+    _provider = provider
+
+
+def _current_provider() -> Any:
+    assert otel_trace is not None
+    return _provider if _provider is not None else otel_trace.get_tracer_provider()
 
 
 def available() -> bool:
@@ -47,10 +62,11 @@ def available() -> bool:
 
 def recording() -> bool:
     """Whether spans are recorded: the API is installed and a tracer
-    provider other than the API's default (an SDK) is set up."""
+    provider other than the API's default (an SDK) is set up, globally or
+    with ``use_provider``."""
     if otel_trace is None:
         return False
-    provider = otel_trace.get_tracer_provider()
+    provider = _current_provider()
     return not isinstance(provider, otel_trace.ProxyTracerProvider | otel_trace.NoOpTracerProvider)
 
 
@@ -60,7 +76,7 @@ def tracer() -> Any:
     from eventfold import __version__
 
     assert otel_trace is not None
-    provider = otel_trace.get_tracer_provider()
+    provider = _current_provider()
     if _tracer is None or _tracer[0] is not provider:
         _tracer = (provider, provider.get_tracer("eventfold", __version__))
     return _tracer[1]
