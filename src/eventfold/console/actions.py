@@ -11,6 +11,7 @@ from litestar import Request, Response, post
 from litestar.handlers import HTTPRouteHandler
 
 from eventfold.services import operator
+from eventfold.services.http_common import PathInt, PathText
 from eventfold.services.http_security import PUBLIC
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ def _by(visit: Visit) -> str | None:
 
 def routes(console: Console) -> list[HTTPRouteHandler]:
     @post("/console/projections/{name:str}/rebuild", opt=PUBLIC, include_in_schema=False)
-    async def rebuild(request: Request[Any, Any, Any], name: str) -> Response[Any]:
+    async def rebuild(request: Request[Any, Any, Any], name: PathText) -> Response[Any]:
         async def body(visit: Visit, form: dict[str, Any]) -> str:
             op = operator.rebuild(visit.runtime, name, by=_by(visit))
             visit.session.flash = f"rebuilding {name} (operation {op.id})"
@@ -32,7 +33,7 @@ def routes(console: Console) -> list[HTTPRouteHandler]:
         return await console.act(request, "projection:rebuild", body)
 
     @post("/console/projections/{name:str}/pause", opt=PUBLIC, include_in_schema=False)
-    async def pause(request: Request[Any, Any, Any], name: str) -> Response[Any]:
+    async def pause(request: Request[Any, Any, Any], name: PathText) -> Response[Any]:
         async def body(visit: Visit, form: dict[str, Any]) -> str:
             await operator.pause(visit.runtime, name, by=_by(visit))
             visit.session.flash = f"{name} paused"
@@ -41,7 +42,7 @@ def routes(console: Console) -> list[HTTPRouteHandler]:
         return await console.act(request, "projection:pause", body)
 
     @post("/console/projections/{name:str}/resume", opt=PUBLIC, include_in_schema=False)
-    async def resume(request: Request[Any, Any, Any], name: str) -> Response[Any]:
+    async def resume(request: Request[Any, Any, Any], name: PathText) -> Response[Any]:
         async def body(visit: Visit, form: dict[str, Any]) -> str:
             await operator.resume(visit.runtime, name)
             visit.session.flash = f"{name} resumed"
@@ -50,7 +51,7 @@ def routes(console: Console) -> list[HTTPRouteHandler]:
         return await console.act(request, "projection:resume", body)
 
     @post("/console/parked/{seq:int}/retry", opt=PUBLIC, include_in_schema=False)
-    async def retry(request: Request[Any, Any, Any], seq: int) -> Response[Any]:
+    async def retry(request: Request[Any, Any, Any], seq: PathInt) -> Response[Any]:
         async def body(visit: Visit, form: dict[str, Any]) -> str:
             identity = form.get("identity") or None
             done = await operator.retry(visit.runtime, seq, identity=identity, by=_by(visit))
@@ -71,7 +72,7 @@ def routes(console: Console) -> list[HTTPRouteHandler]:
         return await console.act(request, "parked:retry", body)
 
     @post("/console/parked/{seq:int}/skip", opt=PUBLIC, include_in_schema=False)
-    async def skip(request: Request[Any, Any, Any], seq: int) -> Response[Any]:
+    async def skip(request: Request[Any, Any, Any], seq: PathInt) -> Response[Any]:
         async def body(visit: Visit, form: dict[str, Any]) -> str:
             identity = form.get("identity") or None
             done = await operator.skip(visit.runtime, seq, identity=identity, by=_by(visit))

@@ -35,12 +35,11 @@ from eventfold.console.views import Pace
 from eventfold.errors import (
     AuthenticationFailed,
     EventfoldError,
-    InvalidArgument,
     PermissionDenied,
 )
 from eventfold.security.authn import Security
 from eventfold.security.principal import Principal
-from eventfold.services.http_common import status_of
+from eventfold.services.http_common import PathText, status_of
 from eventfold.services.http_security import PUBLIC
 from eventfold.services.queries import Queries
 from eventfold.services.runtime import Runtime
@@ -198,13 +197,6 @@ class Console:
             return _error(exc, self.sessions.security is not None)
 
 
-def _int(value: Any, name: str) -> int:
-    try:
-        return int(str(value))
-    except ValueError:
-        raise InvalidArgument(f"{name} must be a whole number", argument=name) from None
-
-
 def console_routes(
     site: Site, *, definition_queries: Queries, security: Security | None
 ) -> list[HTTPRouteHandler]:
@@ -214,7 +206,7 @@ def console_routes(
     console = Console(site, definition_queries, security)
 
     @get("/console/static/{name:str}", opt=PUBLIC, include_in_schema=False)
-    async def static(name: str) -> Response[bytes]:
+    async def static(name: PathText) -> Response[bytes]:
         found = render.static(name)
         if found is None:
             return Response(b"not found", status_code=404, media_type="text/plain")

@@ -12,6 +12,7 @@ from litestar.response import Redirect
 from eventfold.console.views import at_position, causation_tree, event_row
 from eventfold.domain.clocks import parse_moment
 from eventfold.errors import InvalidArgument, NotFound
+from eventfold.services.http_common import PathInt, PathText
 from eventfold.services.http_security import PUBLIC
 from eventfold.services.operator import mirror
 from eventfold.store.checks import category_of, validate_stream_id
@@ -226,11 +227,11 @@ def routes(console: Console) -> list[HTTPRouteHandler]:
         return await console.show(request, "stream:read", streams)
 
     @get("/console/streams/{stream_id:str}", opt=PUBLIC, include_in_schema=False)
-    async def stream_route(request: Request[Any, Any, Any], stream_id: str) -> Response[Any]:
+    async def stream_route(request: Request[Any, Any, Any], stream_id: PathText) -> Response[Any]:
         return await console.show(request, "stream:read", lambda v: stream(v, stream_id))
 
     @get("/console/events/{position:int}", opt=PUBLIC, include_in_schema=False)
-    async def event_route(request: Request[Any, Any, Any], position: int) -> Response[Any]:
+    async def event_route(request: Request[Any, Any, Any], position: PathInt) -> Response[Any]:
         return await console.show(request, "stream:read", lambda v: event(v, position))
 
     @get("/console/projections", opt=PUBLIC, include_in_schema=False)
@@ -250,7 +251,7 @@ def routes(console: Console) -> list[HTTPRouteHandler]:
         return await console.show(request, "store:verify", verify_page)
 
     @get("/console/operations/{op_id:int}", opt=PUBLIC, include_in_schema=False)
-    async def operation_route(request: Request[Any, Any, Any], op_id: int) -> Response[Any]:
+    async def operation_route(request: Request[Any, Any, Any], op_id: PathInt) -> Response[Any]:
         async def body(visit: Visit) -> Response[Any]:
             op = visit.runtime.operations.get(op_id)
             if op is None:

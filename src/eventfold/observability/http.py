@@ -2,7 +2,7 @@
 caller's ``traceparent``), and its latency by service, method, route
 template and status (``eventfold_http_request_duration_seconds``).
 
-``observed(app, service)`` wraps an ASGI app; the route is the template the
+``observed(app, service)`` wraps an ASGI app (``Observed``); the route is the template the
 app matched (``/streams/{stream_id:str}/events``, read from the ASGI scope
 after the app ran), ``unmatched`` for a request that matched none, so a
 scan of random paths cannot grow the metric's labels."""
@@ -31,12 +31,21 @@ def _headers(scope: Scope) -> dict[str, str]:
     return out
 
 
-def observed(app: Any, service: str, *, metrics: Metrics = METRICS) -> ASGIApp:
-    """``app`` with a span and a latency sample per HTTP request."""
+class Observed:
+    """An ASGI app with a span and a latency sample per HTTP request; any
+    other attribute is the wrapped app's (``routes``, ``openapi_schema`` …)."""
 
-    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(self, app: Any, service: str, *, metrics: Metrics = METRICS) -> None:
+        self.app = app
+        self.service = service
+        self.metrics = metrics
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
-            await app(scope, receive, send)
+            await self.app(scope, receive, send)
             return
         start = time.perf_counter()
         status = 500
@@ -48,27 +57,29 @@ def observed(app: Any, service: str, *, metrics: Metrics = METRICS) -> ASGIApp:
                 status = int(message.get("status", 500))
             await send(message)
 
-        caller = _headers(scope)
         attributes = {
             "http.request.method": method,
             "url.path": str(scope.get("path", "")),
             "url.scheme": str(scope.get("scheme", "http")),
-            "eventfold.service": service,
+            "eventfold.service": self.service,
         }
         with (
-            tracing.continued(caller),
-            tracing.span(f"{method} {service}", kind="server", attributes=attributes) as span,
+            tracing.continued(_headers(scope)),
+            tracing.span(f"{method} {self.service}", kind="server", attributes=attributes) as span,
         ):
             try:
-                await app(scope, receive, sending)
+                await self.app(scope, receive, sending)
             finally:
                 route = str(scope.get("path_template") or "unmatched")
                 if span is not None:
                     span.update_name(f"{method} {route}")
                     span.set_attribute("http.route", route)
                     span.set_attribute("http.response.status_code", status)
-                metrics.http_duration.labels(service, method, route, str(status)).observe(
+                self.metrics.http_duration.labels(self.service, method, route, str(status)).observe(
                     time.perf_counter() - start
                 )
 
-    return handle
+
+def observed(app: Any, service: str, *, metrics: Metrics = METRICS) -> Observed:
+    """``app`` with a span and a latency sample per HTTP request."""
+    return Observed(app, service, metrics=metrics)

@@ -211,6 +211,10 @@ def path_param() -> Any:
     return PathParameter()
 
 
+PathText = Annotated[str, path_param()]
+PathInt = Annotated[int, path_param()]
+
+
 def json_body(kind: Any) -> Any:
     """``kind`` as a JSON request body (decoded and validated by Litestar)."""
     return Annotated[kind, Body(media_type=RequestEncodingType.JSON)]
