@@ -76,7 +76,8 @@ def causation_tree(events: Sequence[EventRow]) -> list[Node]:
         if parent is not None and parent is not node:
             parent.children.append(node)
             continue
-        command = event.metadata.get("command")
+        extra = event.metadata.get("extra")
+        command = extra.get("command") if isinstance(extra, dict) else None
         key = cause if isinstance(cause, str) else f"event {event.event_id}"
         holder = commands.get(key)
         if holder is None:
