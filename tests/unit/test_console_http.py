@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from eventfold import Codec
+from eventfold.examples.shop.events import CustomerRegistered, registry
 from eventfold.messaging import Message
 from tests.security_helpers import bearer, hs256
 from tests.unit.test_services_http import services
@@ -245,3 +247,25 @@ async def test_metrics_parse_counters_move_and_lag_falls_to_zero_after_catch_up(
         assert value(after, "eventfold_relay_lag_events", tenant="") == 0
         assert value(after, "eventfold_bus_pending_messages", tenant="") == 0
         assert value(after, "eventfold_parked_messages", tenant="") == 0
+
+
+async def test_a_forgotten_subjects_personal_fields_show_as_redacted(tmp_path: Path) -> None:
+    async with secured(tmp_path, encrypt=True, master_key_env=None) as s:
+        store, mirror = s.runtime.store, s.runtime.mirror
+        assert store is not None and mirror is not None
+        codec = Codec(registry)
+        registered = CustomerRegistered("ada", "Ada Lovelace", "ada@example.com")
+        written = await store.append("customer-ada", [codec.encode(registered)])
+        for _ in range(400):
+            if await mirror.head_position() >= written.position:
+                break
+            await asyncio.sleep(0.025)
+        client, _ = await login(s, s.api_keys["olga"])
+        before = await client.get("/console/streams/customer-ada")
+        assert "ada@example.com" in before.text and "redacted" not in before.text
+        assert await s.runtime.forget("ada") == 1
+        after = await client.get("/console/streams/customer-ada")
+        assert after.status_code == 200
+        assert "ada@example.com" not in after.text and "Ada Lovelace" not in after.text
+        assert "2 fields redacted" in after.text and after.text.count("[redacted]") >= 2
+        await client.aclose()

@@ -64,10 +64,6 @@ NAV = (
 )
 
 
-class LoginNeeded(Exception):
-    """The request has no logged-in session: go to the login page."""
-
-
 @dataclasses.dataclass
 class Visit:
     """One request to the console: the session, who is asking, the runtime
@@ -147,7 +143,7 @@ class Console:
         cookie = None
         if session is None or not session.logged_in:
             if sessions.security is not None:
-                raise LoginNeeded()
+                raise AuthenticationFailed("log in first")
             if session is None:
                 session = sessions.new()
                 cookie = _cookie(session, request)
@@ -167,7 +163,7 @@ class Console:
         """A page: the visitor checked, then ``body``; errors as pages."""
         try:
             return await body(await self.visit(request, permission))
-        except (LoginNeeded, AuthenticationFailed):
+        except AuthenticationFailed:
             return Redirect("/console/login", status_code=303)
         except EventfoldError as exc:
             return _error(exc, self.sessions.security is not None)
@@ -191,7 +187,7 @@ class Console:
         try:
             visit = await self.visit(request, permission)
             return Redirect(await body(visit, form), status_code=303)
-        except (LoginNeeded, AuthenticationFailed):
+        except AuthenticationFailed:
             return Redirect("/console/login", status_code=303)
         except EventfoldError as exc:
             return _error(exc, self.sessions.security is not None)

@@ -88,40 +88,46 @@ class InstrumentedStore(DelegatingStore):
         if not appends or not all(_well_formed(a) for a in appends):
             # Not a well-formed request: the inner store refuses it with its typed error.
             return await self._call(operation, appends)
+        if not tracing.recording():
+            # No span to make: carry a caller's trace context on, count, time.
+            context = tracing.carrier()
+            if context:
+                appends = [_traced(a, context) for a in appends]
+            return await self._measured(operation, appends)
         streams = [a.stream_id for a in appends]
-        types = sorted({e.type for a in appends for e in a.events})
         attributes = self._attributes(
             operation,
             **{
                 "eventfold.stream_id": streams[0] if len(streams) == 1 else streams,
                 "eventfold.category": sorted({category_of(s) for s in streams}),
-                "eventfold.event.types": types,
+                "eventfold.event.types": sorted({e.type for a in appends for e in a.events}),
                 "eventfold.event.count": sum(len(a.events) for a in appends),
             },
         )
-        start = time.perf_counter()
-        with tracing.span(
-            f"{operation} {self.backend}", kind="client", attributes=attributes
-        ) as span:
-            context = tracing.carrier()
-            if context:
-                appends = [_traced(a, context) for a in appends]
-            try:
-                results = await self._call(operation, appends)
-            except WrongExpectedVersion:
-                self.metrics.conditional_failures.labels(self.backend, "expected_version").inc()
-                raise
-            finally:
-                self._latency[operation].observe(time.perf_counter() - start)
+        name = f"{operation} {self.backend}"
+        with tracing.span(name, kind="client", attributes=attributes) as span:
+            appends = [_traced(a, tracing.carrier()) for a in appends]
+            results = await self._measured(operation, appends)
+            versions = [r.version for r in results]
             tracing.set_attributes(
                 span,
                 {
                     "eventfold.position": results[-1].position,
-                    "eventfold.version": [r.version for r in results]
-                    if len(results) > 1
-                    else results[0].version,
+                    "eventfold.version": versions if len(versions) > 1 else versions[0],
                 },
             )
+        return results
+
+    async def _measured(self, operation: str, appends: list[StreamAppend]) -> list[AppendResult]:
+        """The append, timed; its events counted, a refusal by its expected version too."""
+        start = time.perf_counter()
+        try:
+            results = await self._call(operation, appends)
+        except WrongExpectedVersion:
+            self.metrics.conditional_failures.labels(self.backend, "expected_version").inc()
+            raise
+        finally:
+            self._latency[operation].observe(time.perf_counter() - start)
         for append in appends:
             for event in append.events:
                 counter = self._appended.get(event.type)
@@ -140,7 +146,7 @@ class InstrumentedStore(DelegatingStore):
 
     # --- reading ----------------------------------------------------------------------
 
-    async def read_stream(
+    def read_stream(
         self,
         stream_id: str,
         *,
@@ -157,10 +163,9 @@ class InstrumentedStore(DelegatingStore):
             limit=limit,
         )
         attributes = self._attributes("read_stream", **{"eventfold.stream_id": stream_id})
-        async for record in self._counted("read_stream", records, attributes):
-            yield record
+        return self._counted("read_stream", records, attributes)
 
-    async def read_all(
+    def read_all(
         self,
         *,
         from_position: int = 0,
@@ -176,10 +181,7 @@ class InstrumentedStore(DelegatingStore):
             more["eventfold.category"] = list(categories)
         if types is not None:
             more["eventfold.event.types"] = list(types)
-        async for record in self._counted(
-            "read_all", records, self._attributes("read_all", **more)
-        ):
-            yield record
+        return self._counted("read_all", records, self._attributes("read_all", **more))
 
     async def _counted(
         self,
@@ -242,6 +244,8 @@ def _well_formed(append: object) -> bool:
 
 
 def _traced(append: StreamAppend, context: dict[str, str]) -> StreamAppend:
+    if not context:
+        return append
     events = [
         msgspec.structs.replace(event, metadata=with_trace(event.metadata, context))
         for event in append.events

@@ -52,7 +52,18 @@ def use_provider(provider: Any) -> None:
 
 def _current_provider() -> Any:
     assert otel_trace is not None
-    return _provider if _provider is not None else otel_trace.get_tracer_provider()
+    if _provider is not None:
+        return _provider
+    # get_tracer_provider() looks in os.environ on every call until a provider
+    # is set; the module's global says the same without that (falling back to
+    # the public call should a later API version name it otherwise).
+    found = getattr(otel_trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if found is _UNKNOWN:  # pragma: no cover - depends on the API's version
+        return otel_trace.get_tracer_provider()
+    return found
+
+
+_UNKNOWN = object()
 
 
 def available() -> bool:
@@ -67,7 +78,9 @@ def recording() -> bool:
     if otel_trace is None:
         return False
     provider = _current_provider()
-    return not isinstance(provider, otel_trace.ProxyTracerProvider | otel_trace.NoOpTracerProvider)
+    return provider is not None and not isinstance(
+        provider, otel_trace.ProxyTracerProvider | otel_trace.NoOpTracerProvider
+    )
 
 
 def tracer() -> Any:
@@ -76,7 +89,7 @@ def tracer() -> Any:
     from eventfold import __version__
 
     assert otel_trace is not None
-    provider = _current_provider()
+    provider = _current_provider() or otel_trace.get_tracer_provider()
     if _tracer is None or _tracer[0] is not provider:
         _tracer = (provider, provider.get_tracer("eventfold", __version__))
     return _tracer[1]
