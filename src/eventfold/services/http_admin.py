@@ -324,8 +324,10 @@ def parked_view(found: Parked) -> ParkedView:
     )
 
 
-def metrics_route() -> HTTPRouteHandler:
-    """``GET /metrics``: the process's metrics, in Prometheus's text format."""
+def metrics_route(site: Site) -> HTTPRouteHandler:
+    """``GET /metrics``: the process's metrics, in Prometheus's text format.
+    They cover every tenant this process serves (labelled ``tenant``), so
+    with tenants only credentials bound to no tenant may read them."""
 
     @get(
         "/metrics",
@@ -335,7 +337,9 @@ def metrics_route() -> HTTPRouteHandler:
         opt=permission("status:read"),
         media_type=CONTENT_TYPE,
     )
-    async def metrics() -> Response[bytes]:
+    async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+        if isinstance(site, TenantRuntimes):
+            require_platform(request)
         return Response(await METRICS.exposition(), media_type=CONTENT_TYPE)
 
     return metrics

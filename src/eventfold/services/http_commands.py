@@ -295,7 +295,7 @@ def command_app(
             outcome,
             list_commands,
             health,
-            metrics_route(),
+            metrics_route(site),
             *admin_routes(site),
         ],
         guards=[guard(security)],

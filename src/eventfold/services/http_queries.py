@@ -293,7 +293,7 @@ def query_app(
             status,
             list_queries,
             health,
-            metrics_route(),
+            metrics_route(site),
             *query_admin_routes(site),
             *console_routes(site, definition_queries=queries, security=security),
         ],
