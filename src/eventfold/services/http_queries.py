@@ -26,7 +26,7 @@ from litestar.openapi import ResponseSpec
 
 from eventfold.console import console_routes
 from eventfold.domain.clocks import Clock, parse_moment
-from eventfold.errors import InvalidArgument
+from eventfold.errors import InvalidArgument, UnknownQuery
 from eventfold.security.authn import Security
 from eventfold.security.policy import query_permission
 from eventfold.services.http_admin import metrics_route, query_admin_routes
@@ -35,6 +35,7 @@ from eventfold.services.http_common import (
     MIN_POSITION,
     POSITION,
     ErrorBody,
+    assets_router,
     exception_handlers,
     header_param,
     min_position,
@@ -285,6 +286,12 @@ def query_app(
         return {"status": "ok"}
 
     routes = [_query_route(q, site) for q in queries]
+    known = [q.name for q in queries]
+
+    @get("/queries/{name:str}", include_in_schema=False, opt=permission(None))
+    async def unknown_query(name: Annotated[str, path_param()]) -> None:
+        raise UnknownQuery(name, known)
+
     return Litestar(
         [
             *routes,
@@ -294,6 +301,8 @@ def query_app(
             list_queries,
             health,
             metrics_route(site),
+            unknown_query,
+            assets_router(),
             *query_admin_routes(site),
             *console_routes(site, definition_queries=queries, security=security),
         ],
