@@ -193,6 +193,8 @@ async def test_metrics_parse_counters_move_and_lag_falls_to_zero_after_catch_up(
             assert answer.headers["content-type"].startswith("text/plain")
         before = parse((await queries.get("/metrics")).text)
         assert runtime.runner is not None
+        # Paused once its first build is there: a projection with no build yet has no lag.
+        await runtime.runner.wait_for(0, timeout=60, projections=["stock_levels"])
         await runtime.runner.pause("stock_levels", by="test")
         for n in range(3):
             placed = await commands.post(

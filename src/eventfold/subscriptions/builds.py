@@ -387,8 +387,18 @@ class Pause(msgspec.Struct, frozen=True):
     paused_at: str
 
 
+_LOCK_BUILDS_OF = "SELECT build FROM eventfold_build WHERE name = ? FOR UPDATE"
+
+
 def pause(conn: Connection, name: str, by: str | None) -> Pause:
-    """Pause ``name`` (kept if it already is); the pause in effect."""
+    """Pause ``name`` (kept if it already is); the pause in effect.
+
+    A live worker checks ``is_paused`` inside each batch's transaction, under
+    its build's lock, so no batch commits once this transaction has: on
+    PostgreSQL it first takes the projection's build locks, waiting for a
+    batch being applied (SQLite runs one write transaction at a time)."""
+    if conn.dialect == "postgresql":
+        conn.execute(_LOCK_BUILDS_OF, (name,)).fetchall()
     conn.execute(
         "INSERT INTO eventfold_projection_pause (name, paused_by, paused_at) VALUES (?, ?, ?) "
         "ON CONFLICT (name) DO NOTHING",
@@ -403,6 +413,11 @@ def resume(conn: Connection, name: str) -> bool:
     """Resume ``name``; whether it was paused."""
     cur = conn.execute("DELETE FROM eventfold_projection_pause WHERE name = ?", (name,))
     return cur.rowcount > 0
+
+
+def is_paused(conn: Connection, name: str) -> bool:
+    row = conn.execute("SELECT 1 FROM eventfold_projection_pause WHERE name = ?", (name,))
+    return row.fetchone() is not None
 
 
 def paused(conn: Connection) -> dict[str, Pause]:

@@ -208,7 +208,8 @@ class ProjectionRunner:
 
     async def pause(self, name: str, *, by: str | None = None) -> Pause:
         """Stop applying events to ``name`` (in every runner on this read
-        model, after the batch in progress) until ``resume``; its queries
+        model) until ``resume``: once this returns, no batch is applied, not
+        even one read just before (each batch checks in its transaction). Its queries
         keep answering from where it stopped, their freshness showing the
         lag. The pause is kept in the read model: it outlasts a restart.
         A rebuild asked for explicitly still runs."""

@@ -46,6 +46,10 @@ class _PipelineFailed(Exception):
     """Something failed in a pipelined batch; which event is not known."""
 
 
+class _Paused(Exception):
+    """The projection was paused after the batch was read: it is not applied."""
+
+
 class _Fenced(Exception):
     """The build moved on without us (another worker, a switch, a drop)."""
 
@@ -61,7 +65,9 @@ class BuildWorker:
     read comes back short. ``stop_position`` / ``stop_time`` freeze a
     time-travel build: only events up to that position, recorded (or, with
     ``stop_clock="occurred"``, happened) at or before that time, are applied.
-    ``hold``: asked before each batch whether the projection is paused."""
+    ``hold``: asked before each batch whether the projection is paused; a
+    batch read before a pause is not applied after it (checked again in the
+    batch's transaction)."""
 
     def __init__(
         self,
@@ -153,7 +159,10 @@ class BuildWorker:
                 self.progress(records[0].position - 1, max(head, self.position), 0)
                 self._reported = True
             if wanted or scanned > self.position:
-                await self._commit(wanted, scanned)
+                try:
+                    await self._commit(wanted, scanned)
+                except _Paused:
+                    continue  # held at the top of the loop until resumed
                 if self.progress is not None:
                     self.progress(self.position, max(head, self.position), self.handled)
                 if self.build.state == "active" and self.projection.has_effects:
@@ -224,7 +233,7 @@ class BuildWorker:
             )
             try:
                 state = await self.read_model.write(apply, pipeline=pipeline)
-            except (_Fenced, _EventFailed):
+            except (_Fenced, _EventFailed, _Paused):
                 raise
             except Exception as exc:
                 if pipeline:
@@ -253,6 +262,8 @@ class BuildWorker:
             or current.position != expected
         ):
             raise _Fenced(current)
+        if self.hold is not None and builds.is_paused(conn, build.name):
+            raise _Paused()
         tx = current.tx(conn, self._rendered)
         decode, dispatch = self._codec.decode, self.dispatch
         for index, record in enumerate(records):
