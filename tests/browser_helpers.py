@@ -1,9 +1,10 @@
 """A real browser for the console's tests, and services for it to visit.
 
-``chromium()`` drives Debian's chromium (``/usr/bin/chromium``, installed by
-``make test``) through Playwright, headless, in a fresh profile, with the
-network features that would reach outside this machine turned off. If it
-cannot start, the test is skipped, or fails under ``CI=true``.
+``chromium_executable()`` finds Debian's chromium (installed by ``make
+test``'s ``browser`` target); ``chromium()`` drives it through Playwright,
+headless, in a fresh profile, with ``FLAGS``: the network features that would
+reach outside this machine turned off. If it is missing or cannot start, the
+test is skipped, or fails under ``CI=true``.
 
 ``Served`` runs a ``Runtime`` and its HTTP apps (uvicorn, loopback, free
 ports) on an event loop of its own in a thread, so that a test driving the
@@ -18,7 +19,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 import uvicorn
@@ -42,10 +43,18 @@ FLAGS = [
 ]
 
 
-def browser_unavailable(reason: str) -> None:
+def browser_unavailable(reason: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"a browser is required under CI=true but cannot start: {reason}")
     pytest.skip(f"no browser: {reason}")
+
+
+def chromium_executable() -> str:
+    """Debian's chromium (never a browser downloaded by a tool)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        browser_unavailable("chromium is not installed (make test installs it)")
+    return found
 
 
 @contextlib.contextmanager
@@ -55,8 +64,7 @@ def chromium() -> Iterator[Any]:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:  # pragma: no cover - playwright is in the dev extra
         browser_unavailable(f"playwright is not installed: {exc}")
-        raise
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    executable = chromium_executable()
     profile = tempfile.mkdtemp(prefix="eventfold-chromium-")
     try:
         with sync_playwright() as playwright:
@@ -70,7 +78,6 @@ def chromium() -> Iterator[Any]:
                 )
             except Exception as exc:
                 browser_unavailable(f"{executable}: {exc}")
-                raise
             try:
                 yield context
             finally:
