@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -207,6 +208,29 @@ async def test_status_shows_each_replicas_health(replication: Replication, pg_sc
         encoded = msgspec.json.decode(msgspec.json.encode(status))
         assert encoded["replicas"][0]["lag_seconds"] is not None
         assert [h.state for h in await reads.replica_health()] == ["up"]
+
+
+async def test_metrics_show_each_replicas_state_and_lag(
+    replication: Replication, pg_schema: str, tmp_path: Path
+) -> None:
+    from eventfold.examples.shop.services import service
+    from eventfold.services import Runtime, ServeConfig
+    from eventfold.services.observed import measure
+
+    settings = ServeConfig(
+        store=replication.store_url(pg_schema, replica_check_interval="0.1"),
+        read_model=f"sqlite:///{tmp_path / 'reads.db'}",
+    )
+    name = standby_name(replication)
+    async with Runtime(service, settings) as runtime:
+        samples = {
+            s.name: s
+            for s in await measure(runtime)
+            if s.name.startswith("replica_") and s.labels["side"] == "store"
+        }
+        assert sorted(samples) == ["replica_lag_bytes", "replica_lag_seconds", "replica_up"]
+        assert samples["replica_up"].value == 1.0
+        assert samples["replica_up"].labels["replica"] == name
 
 
 # --- the CLI ------------------------------------------------------------------------
