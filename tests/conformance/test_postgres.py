@@ -5,6 +5,7 @@ import pytest
 
 from eventfold.testing import (
     ChainConformance,
+    DCBConformance,
     InspectorConformance,
     SnapshotConformance,
     SQLConformance,
@@ -20,6 +21,7 @@ class TestPostgresStore(
     ChainConformance,
     InspectorConformance,
     SQLConformance,
+    DCBConformance,
 ):
     @pytest.fixture
     def store_url(self, pg_url: str) -> str:

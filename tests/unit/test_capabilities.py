@@ -21,6 +21,7 @@ from eventfold.store import (
     CAPABILITIES,
     ChainLink,
     ChainReader,
+    DCBStore,
     DataRow,
     DelegatingStore,
     Inspector,
@@ -72,7 +73,7 @@ async def test_a_capability_is_what_the_store_declares_not_what_it_has() -> None
 async def test_every_backend_declares_its_capabilities(tmp_path: Path) -> None:
     async with eventfold.connect(f"sqlite:///{tmp_path / 'e.db'}") as sqlite:
         assert sqlite.capabilities == frozenset(CAPABILITIES)
-    assert MemoryStore().capabilities == {SnapshotStore, ChainReader, Inspector}
+    assert MemoryStore().capabilities == {SnapshotStore, ChainReader, Inspector, DCBStore}
 
 
 async def test_a_wrapper_passes_exactly_its_inner_stores_capabilities(tmp_path: Path) -> None:
@@ -80,10 +81,13 @@ async def test_a_wrapper_passes_exactly_its_inner_stores_capabilities(tmp_path: 
     for wrapper in (
         DelegatingStore(memory),
         AuditingStore(memory, required=()),
-        EncryptingStore(memory, registry, MemoryKeyStore()),
         DelegatingStore(DelegatingStore(memory)),
     ):
         assert wrapper.capabilities == memory.capabilities
+    # Encryption seals a payload to its stream and version, which an event
+    # appended without a stream has only once it is stored: no DCB.
+    encrypting = EncryptingStore(memory, registry, MemoryKeyStore())
+    assert encrypting.capabilities == memory.capabilities - {DCBStore}
     wrapped = DelegatingStore(memory)
     with pytest.raises(UnsupportedCapability):
         await wrapped.sql("SELECT 1")

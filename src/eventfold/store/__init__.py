@@ -5,6 +5,7 @@
 from eventfold.store.api import (
     ANY,
     NO_STREAM,
+    NO_STREAM_ID,
     STREAM_EXISTS,
     AppendResult,
     EventReader,
@@ -17,6 +18,7 @@ from eventfold.store.api import (
     Snapshot,
     StreamAppend,
     StreamState,
+    Tags,
 )
 from eventfold.store.capabilities import (
     CAPABILITIES,
@@ -25,6 +27,7 @@ from eventfold.store.capabilities import (
     ChainLink,
     ChainReader,
     DataPage,
+    DCBStore,
     DataRow,
     Inspector,
     SnapshotStore,
@@ -37,6 +40,7 @@ from eventfold.store.capabilities import (
     require,
 )
 from eventfold.store.checks import category_of, validate_stream_id
+from eventfold.store.dcb import AppendCondition, Query, QueryItem
 from eventfold.store.memory import MemoryStore
 from eventfold.store.url import connect, database_beside, register_backend
 from eventfold.store.wrapper import DelegatingStore
@@ -45,12 +49,15 @@ __all__ = [
     "ANY",
     "CAPABILITIES",
     "NO_STREAM",
+    "NO_STREAM_ID",
     "STREAM_EXISTS",
+    "AppendCondition",
     "AppendResult",
     "Capabilities",
     "CategoryInfo",
     "ChainLink",
     "ChainReader",
+    "DCBStore",
     "DataPage",
     "DataRow",
     "DelegatingStore",
@@ -62,6 +69,8 @@ __all__ = [
     "JsonText",
     "MemoryStore",
     "NewEvent",
+    "Query",
+    "QueryItem",
     "RecordedEvent",
     "SQLReader",
     "SQLResult",
@@ -72,6 +81,7 @@ __all__ = [
     "StreamDataReader",
     "StreamInfo",
     "StreamState",
+    "Tags",
     "capability",
     "category_of",
     "connect",

@@ -15,6 +15,7 @@ from eventfold.testing.given import Scenario, given
 if typing.TYPE_CHECKING:
     from eventfold.testing.conformance import (
         ChainConformance,
+        DCBConformance,
         InspectorConformance,
         Opening,
         ReaderConformance,
@@ -27,6 +28,7 @@ if typing.TYPE_CHECKING:
 
 _CONFORMANCE = (
     "ChainConformance",
+    "DCBConformance",
     "InspectorConformance",
     "Opening",
     "ReaderConformance",
@@ -39,6 +41,7 @@ _CONFORMANCE = (
 
 __all__ = [
     "ChainConformance",
+    "DCBConformance",
     "InspectorConformance",
     "Opening",
     "ReaderConformance",
