@@ -14,8 +14,9 @@ import time
 from eventfold.errors import NotAnEventStore, SchemaVersionError, StoreError, StoreTimeout
 from eventfold.store.sqlite.options import SYNCHRONOUS_LEVELS, SQLiteOptions
 
-SCHEMA_VERSION = 1
-"""The schema this code writes; a file with a higher number is refused."""
+SCHEMA_VERSION = 2
+"""The schema this code writes; a file with a higher number is refused, one
+with a lower number is upgraded when it is opened (``_MIGRATIONS``)."""
 
 # ``position`` is the rowid, assigned by the single writer inside its write
 # transaction, so the log order is the commit order. Every index carries the
@@ -25,6 +26,9 @@ SCHEMA_VERSION = 1
 # large payload never has to be stepped over to reach the others.
 # ``recorded_at`` is UTC microseconds since the Unix epoch. ``hash`` is the
 # event's link in its stream's hash chain (eventfold.compliance.chain).
+# ``tags`` (schema 2) holds an event's tags joined by spaces (tags hold no
+# whitespace), NULL for none; ``event_tags`` indexes them, one row per tag
+# and event, so that a DCB query scans (tag, position) in position order.
 _DDL = (
     "CREATE TABLE eventfold_schema (version INTEGER NOT NULL)",
     """CREATE TABLE events (
@@ -38,11 +42,18 @@ _DDL = (
         recorded_at    INTEGER NOT NULL,
         hash           BLOB    NOT NULL,
         metadata       TEXT    NOT NULL,
-        data           TEXT    NOT NULL
+        data           TEXT    NOT NULL,
+        tags           TEXT
     )""",
     "CREATE UNIQUE INDEX events_stream_version ON events (stream_id, version)",
     "CREATE UNIQUE INDEX events_event_id ON events (event_id)",
     "CREATE INDEX events_category ON events (category)",
+    _TYPE_INDEX := "CREATE INDEX events_type ON events (type)",
+    _TAGS_TABLE := """CREATE TABLE event_tags (
+        tag            TEXT    NOT NULL,
+        position       INTEGER NOT NULL,
+        PRIMARY KEY (tag, position)
+    ) WITHOUT ROWID""",
     """CREATE TABLE snapshots (
         stream_id      TEXT    NOT NULL,
         name           TEXT    NOT NULL,
@@ -67,6 +78,13 @@ _REQUIRED_COLUMNS = {
         "data",
     },
     "snapshots": {"stream_id", "name", "version", "schema_version", "state"},
+}
+_REQUIRED_SINCE = {2: {"events": {"tags"}, "event_tags": {"tag", "position"}}}
+"""Columns a schema version added: required of a file at that version or later."""
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 2: tags (DCB): a column, their index table, and the type index DCB
+    # queries of types alone scan.
+    2: ("ALTER TABLE events ADD COLUMN tags TEXT", _TAGS_TABLE, _TYPE_INDEX),
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -158,7 +176,7 @@ def _create(con: sqlite3.Connection, path: str) -> None:
         raise
 
 
-def _verify(con: sqlite3.Connection, path: str, objects: dict[str, str]) -> None:
+def _verify(con: sqlite3.Connection, path: str, objects: dict[str, str]) -> int:
     tables = sorted(name for name, kind in objects.items() if kind == "table")
     if "eventfold_schema" not in tables:
         listed = ", ".join(tables[:8]) + (", ..." if len(tables) > 8 else "")
@@ -173,7 +191,12 @@ def _verify(con: sqlite3.Connection, path: str, objects: dict[str, str]) -> None
         raise SchemaVersionError(path, found, SCHEMA_VERSION)
     if found < 1:
         raise NotAnEventStore(path, f"unknown schema version {found}")
-    for table, required in _REQUIRED_COLUMNS.items():
+    wanted = {table: set(columns) for table, columns in _REQUIRED_COLUMNS.items()}
+    for version, added in _REQUIRED_SINCE.items():
+        if found >= version:
+            for table, columns in added.items():
+                wanted.setdefault(table, set()).update(columns)
+    for table, required in wanted.items():
         columns = {row[1] for row in con.execute("SELECT * FROM pragma_table_info(?)", (table,))}
         if not required <= columns:
             missing = ", ".join(sorted(required - columns))
@@ -182,6 +205,24 @@ def _verify(con: sqlite3.Connection, path: str, objects: dict[str, str]) -> None
             )
     # Touch the newest page of the log, so a file cut short is noticed here.
     con.execute("SELECT max(position) FROM events").fetchone()
+    return found
+
+
+def _migrate(con: sqlite3.Connection, path: str) -> None:
+    """Upgrade an older store to SCHEMA_VERSION in one transaction (unless
+    another process did first): each step once, all of them or none."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        found = _verify(con, path, _objects(con))
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[version]:
+                con.execute(statement)
+        con.execute("UPDATE eventfold_schema SET version = ?", (SCHEMA_VERSION,))
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
 
 
 def _connect(path: str, busy_timeout: int) -> sqlite3.Connection:
@@ -228,7 +269,8 @@ def _open_writer(options: SQLiteOptions) -> sqlite3.Connection:
         if _is_new(objects):
             _create(con, path)
             objects = _objects(con)
-        _verify(con, path, objects)
+        if _verify(con, path, objects) < SCHEMA_VERSION:
+            _migrate(con, path)
         mode = con.execute("PRAGMA journal_mode").fetchone()[0]
         if str(mode).lower() != "wal":
             con.execute("PRAGMA journal_mode = WAL")
