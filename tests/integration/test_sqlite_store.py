@@ -38,6 +38,8 @@ from eventfold.store.api import (
     Snapshot,
     StreamAppend,
 )
+from eventfold.compliance.chain import verify
+from eventfold.store.dcb import AppendCondition, Query, QueryItem
 from eventfold.store.sqlite import SCHEMA_VERSION, SQLiteStore, rows, schema
 from eventfold.store.sqlite import store as sqlite_store
 from eventfold.testing.conformance import collect, new_event, numbered, numbers
@@ -451,6 +453,34 @@ async def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path: P
     assert info.value.supported == SCHEMA_VERSION
     assert str(path) in str(info.value)
     assert snapshot_of_files(tmp_path) == before
+
+
+async def test_a_schema_1_store_is_upgraded_to_tags_and_dcb(tmp_path: Path) -> None:
+    """A file written before tags existed: opened, it gains the tags column,
+    their index table and the type index in one step; its events read with no
+    tags, keep their chain and are matched by queries of types."""
+    path = tmp_path / "old.db"
+    async with eventfold.connect(url_of(path)) as store:
+        await store.append("a-1", numbered(3))
+    with sqlite3.connect(path) as raw:  # back to what schema version 1 stored
+        raw.execute("DROP TABLE event_tags")
+        raw.execute("DROP INDEX events_type")
+        raw.execute("ALTER TABLE events DROP COLUMN tags")
+        raw.execute("UPDATE eventfold_schema SET version = 1")
+    raw.close()
+    async with eventfold.connect(url_of(path)) as store:
+        old = await collect(store.read_all())
+        assert [r.tags for r in old] == [(), (), ()]
+        query = Query.of(QueryItem(types=("Happened",)))
+        assert [r.position async for r in store.read(query)] == [r.position for r in old]
+        await store.append_events(
+            [NewEvent("Tagged", b"{}", tags=("x",))], AppendCondition(query, old[-1].position)
+        )
+        assert (await verify(store)).clean
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT version FROM eventfold_schema").fetchall() == [(SCHEMA_VERSION,)]
+        assert raw.execute("SELECT tag FROM event_tags").fetchall() == [("x",)]
+    raw.close()
 
 
 @pytest.mark.parametrize("damage", ["random_bytes", "truncated", "garbage_pages", "bad_header"])

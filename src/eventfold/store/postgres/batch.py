@@ -6,7 +6,8 @@ from __future__ import annotations
 import decimal
 import json
 import uuid
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias
 
 import msgspec
@@ -24,6 +25,7 @@ from eventfold.store.api import (
     StreamAppend,
 )
 from eventfold.store.checks import check_expected
+from eventfold.store.dcb import AppendCondition, arms, lock_keys
 from eventfold.store.paging import INT64_MAX
 from eventfold.store.postgres.schema import MAX_EVENTS_PER_TRANSACTION
 
@@ -118,6 +120,58 @@ def _payloads(events: Sequence[NewEvent], what: str) -> str:
     return _escape_joined(joined)
 
 
+def _tags(events: Sequence[NewEvent]) -> str:
+    """Each event's tags joined by spaces ('' for none), as a text[] literal:
+    tags hold no whitespace, so the append functions split them back."""
+    return _texts([" ".join(event.tags) for event in events])
+
+
+def _key(text: str) -> int:
+    """A lock key's second int4: a stable 32-bit hash of its text. Two keys
+    with one hash only make their writers wait for each other needlessly."""
+    value = zlib.crc32(text.encode())
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def lock_arguments(events: Iterable[NewEvent], condition: AppendCondition | None) -> list[str]:
+    """The DCB lock keys of an append (``eventfold.store.dcb.lock_keys``) as
+    the ``lk_keys`` and ``lk_modes`` arguments: hashed, sorted by hash (the
+    one order every append takes them in), each in the strongest mode any
+    of its keys needs."""
+    modes: dict[int, bool] = {}
+    keys, exclusive = lock_keys(events, condition)
+    for key, mode in zip(keys, exclusive, strict=True):
+        hashed = _key(key)
+        modes[hashed] = modes.get(hashed, False) or mode
+    order = sorted(modes)
+    return [_ints(order), "{" + ",".join("t" if modes[k] else "f" for k in order) + "}"]
+
+
+def encode_events(
+    events: Sequence[NewEvent], condition: AppendCondition | None, channel: str | None
+) -> list[Any]:
+    """The arguments of ``append_events``: a DCB append and its condition."""
+    scans = arms(condition.query) if condition is not None and not condition.query.match_all else []
+    after = -1 if condition is None or condition.after is None else condition.after
+    return [
+        "{" + ",".join([event.event_id.hex for event in events]) + "}",
+        _texts([event.type for event in events]),
+        _ints([event.schema_version for event in events]),
+        _payloads(events, "data"),
+        _payloads(events, "metadata"),
+        _tags(events),
+        *lock_arguments(events, condition),
+        condition is not None,
+        condition is not None and condition.query.match_all,
+        min(after, INT64_MAX),
+        _texts([arm.by for arm in scans]),
+        _texts([arm.key for arm in scans]),
+        _texts([" ".join(arm.types) for arm in scans]),
+        _texts([" ".join(arm.tags) for arm in scans]),
+        channel,
+    ]
+
+
 def encode(requests: Sequence[Request], channel: str | None) -> list[str | None]:
     """The append function's arguments as array literals: building them here is
     several times cheaper than letting the driver adapt eleven Python lists."""
@@ -152,6 +206,8 @@ def encode(requests: Sequence[Request], channel: str | None) -> list[str | None]
         _ints(ev_schema),
         _payloads(ev_all, "data"),
         _payloads(ev_all, "metadata"),
+        _tags(ev_all),
+        *lock_arguments(ev_all, None),
         channel,
     ]
 
@@ -168,6 +224,8 @@ def encode_one(request: Request, channel: str | None) -> list[str | int | None]:
         _ints([event.schema_version for event in events]),
         _payloads(events, "data"),
         _payloads(events, "metadata"),
+        _tags(events),
+        *lock_arguments(events, None),
         channel,
     ]
 

@@ -43,6 +43,27 @@ AS $message$
 $message$
 """
 
+# The tags' part of the chain message (eventfold.store.chain): nothing for an
+# event without tags, else a NUL byte and the tags joined by newlines. Takes
+# the tags as the append functions receive them: joined by spaces ('' for none).
+CHAIN_TAGS = """
+CREATE OR REPLACE FUNCTION {chain_tags}(tags text) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $tags$
+    SELECT CASE WHEN tags = '' THEN ''::bytea
+                ELSE '\\x00'::bytea || convert_to(replace(tags, ' ', E'\\n'), 'UTF8') END
+$tags$
+"""
+
+# The DCB locks of an append (eventfold.store.dcb.lock_keys): one statement
+# takes every key, in the order given (sorted by the client, so that appends
+# never deadlock), exclusive where the mode is true, else shared.
+LOCK_KEYS = """
+    PERFORM CASE WHEN u.m THEN pg_advisory_xact_lock({dcb_space}, u.k)
+                 ELSE pg_advisory_xact_lock_shared({dcb_space}, u.k) END
+       FROM unnest(lk_keys, lk_modes) AS u(k, m);
+"""
+
 CHAIN_HASH_SIGNATURE = """
 CREATE OR REPLACE FUNCTION {chain_hash}(
     prev bytea, stream_id text, version bigint, event_id uuid, type text,
@@ -119,7 +140,8 @@ APPEND_SIGNATURE = """
 CREATE OR REPLACE FUNCTION {append}(
     st_ids text[], it_req integer[], it_slot integer[], it_expected bigint[],
     it_count integer[], ev_id uuid[], ev_type text[], ev_schema integer[],
-    ev_data text[], ev_meta text[], channel text
+    ev_data text[], ev_meta text[], ev_tags text[], lk_keys integer[], lk_modes boolean[],
+    channel text
 ) RETURNS TABLE (r_item integer, r_status integer, r_version bigint, r_position bigint)
 LANGUAGE plpgsql
 SET enable_seqscan = off
@@ -188,6 +210,7 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock({lock_space}, k.h)
        FROM (SELECT DISTINCT hashtext(x) AS h FROM unnest(st_ids) AS x ORDER BY 1) AS k;
+    {lock_keys}
 
     SELECT array_agg(u.i), array_agg(s.version), array_agg(s.position), array_agg(s.hash)
       INTO l_slot, l_v, l_p, l_h
@@ -286,8 +309,9 @@ BEGIN
             prev := cur_h[i];
             FOR g IN 0..a_cnt[j] - 1 LOOP
                 k := a_at[j] + g;
-                prev := {chain_hash}(prev, st_ids[i], a_ver[j] + 1 + g, ev_id[k], ev_type[k],
-                                     ev_schema[k], j_data[k]::text, j_meta[k]::text);
+                prev := sha256(prev || {chain_message}(st_ids[i], a_ver[j] + 1 + g, ev_id[k],
+                                     ev_type[k], ev_schema[k], j_data[k]::text, j_meta[k]::text)
+                               || {chain_tags}(ev_tags[k]));
                 ev_hash[k] := prev;
             END LOOP;
             cur_h[i] := prev;
@@ -296,12 +320,22 @@ BEGIN
         SELECT (pg_current_xact_id()::text::bigint + s.value) << 20 INTO base
           FROM {settings} s WHERE s.key = 'xid_offset';
         INSERT INTO {events} (position, stream_id, version, event_id, type, schema_version,
-                              data, metadata, hash)
+                              data, metadata, hash, tags)
         SELECT base + a.p + g.o, st_ids[a.s], a.v + 1 + g.o, ev_id[a.e + g.o],
                ev_type[a.e + g.o], ev_schema[a.e + g.o], j_data[a.e + g.o],
-               j_meta[a.e + g.o], ev_hash[a.e + g.o]
+               j_meta[a.e + g.o], ev_hash[a.e + g.o],
+               CASE WHEN ev_tags[a.e + g.o] = '' THEN '{{}}'::text[]
+                    ELSE string_to_array(ev_tags[a.e + g.o], ' ') END
           FROM unnest(a_pos, a_slot, a_ver, a_at, a_cnt) AS a(p, s, v, e, c)
          CROSS JOIN LATERAL generate_series(0, a.c - 1) AS g(o);
+        IF array_to_string(ev_tags, '') <> '' THEN
+            INSERT INTO {event_tags} (tag, position)
+            SELECT w.tag, base + a.p + g.o
+              FROM unnest(a_pos, a_at, a_cnt) AS a(p, e, c)
+             CROSS JOIN LATERAL generate_series(0, a.c - 1) AS g(o)
+             CROSS JOIN LATERAL unnest(string_to_array(nullif(ev_tags[a.e + g.o], ''), ' '))
+                   AS w(tag);
+        END IF;
         FOR i IN 1..m LOOP
             IF cur_v[i] <> was_v[i] THEN
                 IF was_v[i] = 0 THEN
@@ -351,7 +385,8 @@ END
 APPEND_ONE_SIGNATURE = """
 CREATE OR REPLACE FUNCTION {append_one}(
     p_stream text, p_expected bigint, ev_id uuid[], ev_type text[], ev_schema integer[],
-    ev_data text[], ev_meta text[], channel text
+    ev_data text[], ev_meta text[], ev_tags text[], lk_keys integer[], lk_modes boolean[],
+    channel text
 ) RETURNS TABLE (r_item integer, r_status integer, r_version bigint, r_position bigint)
 LANGUAGE plpgsql
 SET enable_seqscan = off
@@ -377,6 +412,7 @@ BEGIN
           USING ERRCODE = 'EF001';
     END IF;
     PERFORM pg_advisory_xact_lock({lock_space}, hashtext(p_stream));
+    {lock_keys}
     SELECT s.version, s.position, s.hash INTO v, p, h
       FROM {streams} s WHERE s.stream_id = p_stream;
     IF NOT FOUND THEN
@@ -408,10 +444,11 @@ BEGIN
     j_meta := ev_meta::jsonb[];
     SELECT array_agg(
                {chain_message}(p_stream, v + x.o, x.id, x.ty, x.sc, x.d::text, x.m::text)
+               || {chain_tags}(x.tg)
                ORDER BY x.o)
       INTO rests
-      FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta)
-           WITH ORDINALITY AS x(id, ty, sc, d, m, o);
+      FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta, ev_tags)
+           WITH ORDINALITY AS x(id, ty, sc, d, m, tg, o);
     hashes := array_fill(NULL::bytea, ARRAY[n]);
     FOR g IN 1..n LOOP
         h := sha256(h || rests[g]);
@@ -421,10 +458,17 @@ BEGIN
     SELECT (pg_current_xact_id()::text::bigint + s.value) << 20 INTO base
       FROM {settings} s WHERE s.key = 'xid_offset';
     INSERT INTO {events} (position, stream_id, version, event_id, type, schema_version,
-                          data, metadata, hash)
-    SELECT base + x.o - 1, p_stream, v + x.o, x.id, x.ty, x.sc, x.d, x.m, x.h
-      FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta, hashes)
-           WITH ORDINALITY AS x(id, ty, sc, d, m, h, o);
+                          data, metadata, hash, tags)
+    SELECT base + x.o - 1, p_stream, v + x.o, x.id, x.ty, x.sc, x.d, x.m, x.h,
+           CASE WHEN x.tg = '' THEN '{{}}'::text[] ELSE string_to_array(x.tg, ' ') END
+      FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta, hashes, ev_tags)
+           WITH ORDINALITY AS x(id, ty, sc, d, m, h, tg, o);
+    IF array_to_string(ev_tags, '') <> '' THEN
+        INSERT INTO {event_tags} (tag, position)
+        SELECT w.tag, base + x.o - 1
+          FROM unnest(ev_tags) WITH ORDINALITY AS x(tg, o),
+               unnest(string_to_array(nullif(x.tg, ''), ' ')) AS w(tag);
+    END IF;
     IF v = 0 THEN
         INSERT INTO {streams} (stream_id, version, position, hash)
         VALUES (p_stream, n, base + n - 1, h);
@@ -440,18 +484,128 @@ END
 """
 
 
+# The DCB append: events without a stream (stream id '', version = position,
+# each its own hash chain from the genesis digest), written if no event
+# matching the condition is stored after c_after. Order of steps: the lock
+# keys (shared for every type and tag written and the global key; exclusive
+# for the keys the condition's events are written under), then, with a
+# fresh snapshot (READ COMMITTED: each statement sees what committed before
+# it, so every writer that held a conflicting lock before us), the id check
+# and the condition check, then the transaction id (after the locks, so a
+# writer that waits for ours gets a larger id and later positions) and the
+# insert.
+#
+# The condition arrives as its index scans (eventfold.store.dcb.arms): a_by
+# 'type' or 'tag', a_key the type or the first tag, a_types the item's types
+# and a_tags its other tags (both joined by spaces, '' for none). c_after is
+# -1 for "anywhere"; c_all for the match-all query.
+#
+# Result: r_status 0 = written (r_position: of the last event), 1 =
+# condition failed (r_position: the first conflicting event), 2 = some event
+# ids are already stored (nothing written; the client decides whether it is
+# a retry).
+APPEND_EVENTS_SIGNATURE = """
+CREATE OR REPLACE FUNCTION {append_events}(
+    ev_id uuid[], ev_type text[], ev_schema integer[], ev_data text[], ev_meta text[],
+    ev_tags text[], lk_keys integer[], lk_modes boolean[], c_check boolean, c_all boolean,
+    c_after bigint, a_by text[], a_key text[], a_types text[], a_tags text[], channel text
+) RETURNS TABLE (r_status integer, r_position bigint)
+LANGUAGE plpgsql
+SET enable_seqscan = off
+SET plan_cache_mode = force_generic_plan
+AS {body}
+"""
+
+APPEND_EVENTS_BODY = """
+DECLARE
+    n integer := coalesce(cardinality(ev_id), 0);
+    base bigint;
+    conflict bigint;
+    j_data jsonb[];
+    j_meta jsonb[];
+BEGIN
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'an eventfold append must be the first write of its transaction'
+          USING ERRCODE = 'EF001';
+    END IF;
+    {lock_keys}
+    IF EXISTS (SELECT 1 FROM {events} e WHERE e.event_id = ANY (ev_id)) THEN
+        RETURN QUERY SELECT 2, 0::bigint;
+        RETURN;
+    END IF;
+    IF c_check THEN
+        IF c_all THEN
+            SELECT min(e.position) INTO conflict FROM {events} e WHERE e.position > c_after;
+        ELSE
+            SELECT min(f.p) INTO conflict
+              FROM unnest(a_by, a_key, a_types, a_tags) AS a(b, k, ty, tg)
+             CROSS JOIN LATERAL (
+                   (SELECT e.position AS p FROM {events} e
+                     WHERE a.b = 'type' AND e.type = a.k AND e.position > c_after
+                     ORDER BY e.position LIMIT 1)
+                   UNION ALL
+                   (SELECT t.position FROM {event_tags} t
+                      JOIN {events} e ON e.position = t.position
+                     WHERE a.b = 'tag' AND t.tag = a.k AND t.position > c_after
+                       AND (a.ty = '' OR e.type = ANY (string_to_array(a.ty, ' ')))
+                       AND (a.tg = '' OR e.tags @> string_to_array(a.tg, ' '))
+                     ORDER BY t.position LIMIT 1)
+                   ) AS f;
+        END IF;
+        IF conflict IS NOT NULL THEN
+            RETURN QUERY SELECT 1, conflict;
+            RETURN;
+        END IF;
+    END IF;
+    IF n > 1048575 THEN
+        RAISE EXCEPTION 'more than 1048575 events in one transaction'
+          USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    j_data := ev_data::jsonb[];
+    j_meta := ev_meta::jsonb[];
+    -- the first write: the transaction id is taken here, after the locks
+    SELECT (pg_current_xact_id()::text::bigint + s.value) << 20 INTO base
+      FROM {settings} s WHERE s.key = 'xid_offset';
+    INSERT INTO {events} (position, stream_id, version, event_id, type, schema_version,
+                          data, metadata, hash, tags)
+    SELECT base + x.o - 1, '', base + x.o - 1, x.id, x.ty, x.sc, x.d, x.m,
+           sha256({genesis}::bytea
+                  || {chain_message}('', base + x.o - 1, x.id, x.ty, x.sc, x.d::text, x.m::text)
+                  || {chain_tags}(x.tg)),
+           CASE WHEN x.tg = '' THEN '{{}}'::text[] ELSE string_to_array(x.tg, ' ') END
+      FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta, ev_tags)
+           WITH ORDINALITY AS x(id, ty, sc, d, m, tg, o);
+    IF array_to_string(ev_tags, '') <> '' THEN
+        INSERT INTO {event_tags} (tag, position)
+        SELECT w.tag, base + x.o - 1
+          FROM unnest(ev_tags) WITH ORDINALITY AS x(tg, o),
+               unnest(string_to_array(nullif(x.tg, ''), ' ')) AS w(tag);
+    END IF;
+    IF channel IS NOT NULL THEN
+        PERFORM pg_notify(channel, (base + n - 1)::text);
+    END IF;
+    RETURN QUERY SELECT 0, base + n - 1;
+END
+"""
+
+
 def _parts(names: Names) -> dict[str, sql.Composable]:
-    return {
+    parts: dict[str, sql.Composable] = {
         "chain_hash": names.chain_hash,
         "chain_message": names.chain_message,
+        "chain_tags": names.chain_tags,
         "genesis": sql.SQL(GENESIS_SQL),
         "lock_space": sql.Literal(names.lock_space),
+        "dcb_space": sql.Literal(names.dcb_space),
     }
+    parts["lock_keys"] = sql.SQL(LOCK_KEYS).format(**parts)
+    return parts
 
 
 async def install(conn: psycopg.AsyncConnection[Any], names: Names) -> None:
     """Create or replace the chain and append functions in ``names``' schema."""
     await conn.execute(names.format(CHAIN_MESSAGE, chain_message=names.chain_message))
+    await conn.execute(names.format(CHAIN_TAGS, chain_tags=names.chain_tags))
     body = names.format(CHAIN_HASH_BODY, **_parts(names)).as_string(conn)
     await conn.execute(
         sql.SQL(CHAIN_HASH_SIGNATURE).format(chain_hash=names.chain_hash, body=sql.Literal(body))
@@ -463,6 +617,12 @@ async def install(conn: psycopg.AsyncConnection[Any], names: Names) -> None:
     body = names.format(APPEND_ONE_BODY, **_parts(names)).as_string(conn)
     await conn.execute(
         sql.SQL(APPEND_ONE_SIGNATURE).format(append_one=names.append_one, body=sql.Literal(body))
+    )
+    body = names.format(APPEND_EVENTS_BODY, **_parts(names)).as_string(conn)
+    await conn.execute(
+        sql.SQL(APPEND_EVENTS_SIGNATURE).format(
+            append_events=names.append_events, body=sql.Literal(body)
+        )
     )
 
 

@@ -18,7 +18,7 @@ from psycopg import sql
 from eventfold.errors import NotAnEventStore, SchemaVersionError
 from eventfold.store.postgres import functions
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The newest schema version this code knows. Bump it (with a migration, even
 an empty one) whenever functions.py changes: the functions are reinstalled
 whenever migrations run."""
@@ -38,10 +38,13 @@ class Names:
         self.events = sql.Identifier(schema, "events")
         self.streams = sql.Identifier(schema, "streams")
         self.snapshots = sql.Identifier(schema, "snapshots")
+        self.event_tags = sql.Identifier(schema, "event_tags")
         self.settings = sql.Identifier(schema, "settings")
         self.versions = sql.Identifier(schema, "schema_version")
         self.append = sql.Identifier(schema, "append_batch")
         self.append_one = sql.Identifier(schema, "append_one")
+        self.append_events = sql.Identifier(schema, "append_events")
+        self.chain_tags = sql.Identifier(schema, "chain_tags")
         self.chain_hash = sql.Identifier(schema, "chain_hash")
         self.chain_message = sql.Identifier(schema, "chain_message")
         digest = hashlib.sha256(f"eventfold:{schema}".encode()).digest()
@@ -52,6 +55,9 @@ class Names:
         # first half of the (int4, int4) advisory lock keys that order writers
         # of one stream; the second half is hashtext(stream_id)
         self.lock_space = int.from_bytes(digest[8:12], "big", signed=True)
+        # first half of the (int4, int4) advisory lock keys of DCB: types,
+        # tags and the global key (eventfold.store.dcb.lock_keys)
+        self.dcb_space = int.from_bytes(digest[12:16], "big", signed=True)
 
     def format(self, template: str, **parts: sql.Composable) -> sql.Composed:
         return sql.SQL(template).format(
@@ -60,10 +66,12 @@ class Names:
             events=self.events,
             streams=self.streams,
             snapshots=self.snapshots,
+            event_tags=self.event_tags,
             settings=self.settings,
             versions=self.versions,
             append=self.append,
             append_one=self.append_one,
+            append_events=self.append_events,
         )
 
 
@@ -133,12 +141,35 @@ _MIGRATION_4: list[Step] = [functions.install]
 # chain_hash and append_one (the bytes are unchanged).
 _MIGRATION_5: list[Step] = [functions.install]
 
+# 6: tags and DCB. A tags column (existing rows get the empty array without a
+# rewrite), event_tags (one row per tag and event, scanned in position order
+# by DCB queries), an index on (type, position) for queries of types alone,
+# the append functions taking tags and lock keys (their old signatures
+# dropped) and append_events, the conditional append without a stream.
+_MIGRATION_6: list[Step] = [
+    """ALTER TABLE {events} ADD COLUMN tags text[] COLLATE "C" NOT NULL DEFAULT '{{}}'""",
+    """
+    CREATE TABLE {event_tags} (
+        tag text COLLATE "C" NOT NULL,
+        position bigint NOT NULL,
+        PRIMARY KEY (tag, position)
+    )
+    """,
+    "CREATE INDEX events_type_position ON {events} (type, position)",
+    "DROP FUNCTION IF EXISTS {append_one}(text, bigint, uuid[], text[], integer[], text[],"
+    " text[], text)",
+    "DROP FUNCTION IF EXISTS {append}(text[], integer[], integer[], bigint[], integer[],"
+    " uuid[], text[], integer[], text[], text[], text)",
+    functions.install,
+]
+
 MIGRATIONS: dict[int, Sequence[Step]] = {
     1: _MIGRATION_1,
     2: _MIGRATION_2,
     3: _MIGRATION_3,
     4: _MIGRATION_4,
     5: _MIGRATION_5,
+    6: _MIGRATION_6,
 }
 
 

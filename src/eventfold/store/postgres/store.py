@@ -20,15 +20,16 @@ from typing import Any, ClassVar, TypeAlias
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from eventfold.errors import EventfoldError, InvalidArgument, StoreError
-from eventfold.store.api import AppendResult, RecordedEvent, Snapshot, StreamAppend
-from eventfold.store.base import LogReader, LogWriter, StreamDataPages
+from eventfold.errors import ConditionFailed, EventfoldError, InvalidArgument, StoreError
+from eventfold.store.api import AppendResult, NewEvent, RecordedEvent, Snapshot, StreamAppend
+from eventfold.store.base import DCBPages, LogReader, LogWriter, StreamDataPages
 from eventfold.store.capabilities import (
     Capabilities,
     CategoryInfo,
     ChainLink,
     ChainReader,
     DataRow,
+    DCBStore,
     Inspector,
     SnapshotStore,
     SQLReader,
@@ -43,6 +44,7 @@ from eventfold.store.checks import (
     validate_snapshot,
     validate_stream_id,
 )
+from eventfold.store.dcb import AppendCondition, Query, arms, replayed_position
 from eventfold.store.paging import INT64_MAX, Page
 from eventfold.store.postgres import inspect
 from eventfold.store.postgres import options as _options
@@ -54,6 +56,7 @@ from eventfold.store.postgres.batch import (
     check_limits,
     decode,
     encode,
+    encode_events,
     encode_one,
     shares_event_ids,
 )
@@ -76,12 +79,12 @@ def _connect_timeout(settings: _options.PostgresOptions) -> int:
 _CHUNK = 250  # rows turned into records at a time (see _fetch_records)
 
 
-class PostgresStore(LogReader, LogWriter, StreamDataPages):
+class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
     """An event store in a PostgreSQL schema; open with
     ``await connect("postgresql://user@host/db", schema="eventfold")``."""
 
     capabilities: ClassVar[Capabilities] = frozenset(
-        {SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader}
+        {SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader, DCBStore}
     )
     page_rows = PAGE
 
@@ -206,6 +209,67 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages):
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
+
+    async def _append_events(
+        self, events: list[NewEvent], condition: AppendCondition | None
+    ) -> int:
+        """One DCB append in a transaction of its own (``append_events``):
+        its locks, checks and insert in one statement, retried after a
+        conflict with a concurrent transaction storing the same event ids."""
+        check_limits([StreamAppend("dcb", events)])
+        params = encode_events(events, condition, self._channel)
+        error: psycopg.Error | None = None
+        for _attempt in range(_RETRIES):
+            try:
+                async with self._pool.connection() as conn:
+                    cur = await conn.execute(self._q.append_events, params)
+                    row = await cur.fetchone()
+                    if row is not None and row[0] == 2:  # some ids are stored
+                        stored = await self._fetch_by_ids([e.event_id for e in events], conn)
+                        replay = replayed_position(events, stored)
+                        if replay is not None:
+                            return replay
+                        continue  # they were removed meanwhile: append anew
+            except psycopg.Error as exc:
+                if is_connection_failure(exc):
+                    raise _unknown_outcome(exc) from None
+                error = exc
+                if not isinstance(exc, RETRYABLE):
+                    break
+                continue
+            if row is None:
+                raise StoreError("append_events returned no row")
+            status, position = int(row[0]), int(row[1])
+            if status == 1:
+                assert condition is not None
+                raise ConditionFailed(condition.query, condition.after, position)
+            self._written = max(self._written, position)
+            return position
+        if error is None:
+            raise StoreError("append_events: the event ids kept changing under it")
+        raise translate(error, "append_events") from None
+
+    async def _before_query_read(self) -> None:
+        await self._see_own_writes()
+
+    async def _query_page(self, query: Query, position: int, backwards: bool, want: int) -> Page:
+        if query.match_all:
+            params: list[Any] = [position, self._offset, want]
+            page = await self._fetch_records(self._q.dcb_all[backwards], params, "read")
+            return page, len(page) < want
+        scans = arms(query)
+        by_type = [arm for arm in scans if arm.by == "type"]
+        by_tag = [arm for arm in scans if arm.by == "tag"]
+        params = []
+        for arm in by_type:
+            params += [arm.key, position, self._offset, want]
+        for arm in by_tag:
+            types = list(arm.types)
+            params += [arm.key, position, self._offset, types, types, list(arm.tags), want]
+        params.append(want)
+        sql = self._q.dcb(len(by_type), len(by_tag), backwards)
+        page = await self._fetch_records(sql, params, "read")
+        return page, len(page) < want
 
     async def _run_batch(self, requests: list[Request]) -> list[Outcome]:
         """Run a group of requests in one statement (one transaction)."""
