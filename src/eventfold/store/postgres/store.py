@@ -41,10 +41,17 @@ from eventfold.store.capabilities import (
 from eventfold.store.checks import (
     replayed_result,
     validate_appends,
+    validate_events,
     validate_snapshot,
     validate_stream_id,
 )
-from eventfold.store.dcb import AppendCondition, Query, arms, replayed_position
+from eventfold.store.dcb import (
+    AppendCondition,
+    Query,
+    arms,
+    replayed_position,
+    validate_condition,
+)
 from eventfold.store.paging import INT64_MAX, Page
 from eventfold.store.postgres import inspect
 from eventfold.store.postgres import options as _options
@@ -217,19 +224,11 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
         its locks, checks and insert in one statement, retried after a
         conflict with a concurrent transaction storing the same event ids."""
         check_limits([StreamAppend("dcb", events)])
-        params = encode_events(events, condition, self._channel)
         error: psycopg.Error | None = None
         for _attempt in range(_RETRIES):
             try:
                 async with self._pool.connection() as conn:
-                    cur = await conn.execute(self._q.append_events, params)
-                    row = await cur.fetchone()
-                    if row is not None and row[0] == 2:  # some ids are stored
-                        stored = await self._fetch_by_ids([e.event_id for e in events], conn)
-                        replay = replayed_position(events, stored)
-                        if replay is not None:
-                            return replay
-                        continue  # they were removed meanwhile: append anew
+                    position = await self._events_on(conn, events, condition)
             except psycopg.Error as exc:
                 if is_connection_failure(exc):
                     raise _unknown_outcome(exc) from None
@@ -237,17 +236,60 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
                 if not isinstance(exc, RETRYABLE):
                     break
                 continue
-            if row is None:
-                raise StoreError("append_events returned no row")
-            status, position = int(row[0]), int(row[1])
-            if status == 1:
-                assert condition is not None
-                raise ConditionFailed(condition.query, condition.after, position)
+            if position is None:  # the stored ids vanished meanwhile: append anew
+                continue
             self._written = max(self._written, position)
             return position
         if error is None:
             raise StoreError("append_events: the event ids kept changing under it")
         raise translate(error, "append_events") from None
+
+    async def append_events_within(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        events: Sequence[NewEvent],
+        condition: AppendCondition | None = None,
+    ) -> int:
+        """A DCB append inside the caller's open transaction on ``conn`` (it
+        must be the transaction's first write): its locks are held, and its
+        events become visible, when the caller commits."""
+        checked = validate_events(events)
+        if not checked:
+            raise InvalidArgument("append_events needs at least one event", argument="events")
+        rule = validate_condition(condition)
+        self.check_open()
+        check_limits([StreamAppend("dcb", checked)])
+        try:
+            position = await self._events_on(conn, checked, rule)
+        except psycopg.Error as exc:
+            raise translate(exc, "append_events") from None
+        if position is None:
+            raise StoreError("append_events: stored event ids vanished during the append")
+        return position
+
+    async def _events_on(
+        self, conn: Conn, events: list[NewEvent], condition: AppendCondition | None
+    ) -> int | None:
+        """Run ``append_events`` on ``conn``: the position of the last event,
+        the original one for a retry, or None if ids it found stored are gone."""
+        params = encode_events(events, condition, self._channel)
+        cur = await conn.execute(self._q.append_events, params)
+        row = await cur.fetchone()
+        if row is None:
+            raise StoreError("append_events returned no row")
+        status, position = int(row[0]), int(row[1])
+        if status == 1:
+            assert condition is not None
+            raise ConditionFailed(condition.query, condition.after, position)
+        if status == 2:  # some ids are stored: a retry, or a conflict
+            stored = await self._fetch_by_ids([e.event_id for e in events], conn)
+            if not stored:
+                return None
+            replay = replayed_position(events, stored)
+            if replay is None:
+                return None
+            return replay
+        return position
 
     async def _before_query_read(self) -> None:
         await self._see_own_writes()

@@ -377,22 +377,40 @@ class DCBConformance(Conformance):
 
 
 def violations(records: list[RecordedEvent]) -> list[tuple[int, int]]:
-    """The verifier of racing conditional writers: every ``Claimed`` event
-    records the tags it read (``keys``) and the position it read up to
-    (``after``); a violation is an event matching that query between
-    ``after`` and the claim's own position. Returns (claim, conflict) pairs."""
+    """The verifier of racing conditional writers. Every ``Claimed`` event
+    records in its data the keys it read (``keys``: the query is one item
+    per key, tag ``k:<key>``, of types ``Claimed`` and ``Noise`` if
+    ``typed``) and the position it read up to (``after``); events of one
+    append share ``writer`` and ``n``. A violation is an event of another
+    append matching the query between ``after`` and the claim's own
+    position. Returns (claim, conflict) position pairs: none means every
+    condition held."""
     found: list[tuple[int, int]] = []
+    appends = {r.position: _append_of(r) for r in records}
     for claim in records:
         if claim.type != "Claimed":
             continue
         data = msgspec.json.decode(claim.data)
         if "keys" not in data:
             continue
-        query = Query.of(*(QueryItem(tags=(f"k:{k}",)) for k in data["keys"]))
+        types = ("Claimed", "Noise") if data.get("typed") else ()
+        query = Query.of(*(QueryItem(types=types, tags=(f"k:{k}",)) for k in data["keys"]))
         after = data["after"] or 0
+        mine = appends[claim.position]
         found += [
             (claim.position, other.position)
             for other in records
-            if after < other.position < claim.position and query.matches_event(other)
+            if after < other.position < claim.position
+            and (mine is None or appends[other.position] != mine)
+            and query.matches_event(other)
         ]
     return found
+
+
+def _append_of(record: RecordedEvent) -> tuple[int, int] | None:
+    if record.type != "Claimed":
+        return None
+    data = msgspec.json.decode(record.data)
+    if "writer" not in data:
+        return None
+    return data["writer"], data["n"]

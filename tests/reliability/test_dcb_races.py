@@ -1,0 +1,239 @@
+"""DCB under concurrency, by trying to break it.
+
+- Racing writer processes (``dcb_writer.py``) append with random
+  overlapping conditions, recording the position each read; the verifier
+  (``eventfold.testing.conformance.violations``) finds no event matching a
+  committed append's query between its ``after`` and its own position, on
+  SQLite and PostgreSQL. (Racing asyncio tasks on every backend:
+  ``DCBConformance::test_racing_writers_keep_every_condition``.)
+- Writer processes with disjoint tags never fail.
+- PostgreSQL: a writer holding a transaction open (its locks held) does not
+  delay a writer whose condition cannot overlap, and does delay one whose
+  condition overlaps, which then fails; readers never see a position late,
+  with stream appends, unconditional and conditional DCB appends mixed and
+  committing out of order on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+
+from eventfold.compliance.chain import verify
+from eventfold.errors import ConditionFailed
+from eventfold.store.api import NewEvent, RecordedEvent
+from eventfold.store.dcb import AppendCondition, Query, QueryItem
+from eventfold.store.postgres import PostgresStore
+from eventfold.store.url import connect
+from eventfold.testing.conformance import collect, tagged, violations
+
+WRITER = Path(__file__).with_name("dcb_writer.py")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'dcb.db'}"
+    pg: str = request.getfixturevalue("pg_url")
+    return pg
+
+
+def run_writers(url: str, mode: str, writers: int, count: int) -> list[tuple[int, int]]:
+    """Run writer processes to the end; (ok, failed) of each."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WRITER), url, str(w), mode, str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(writers)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        done = [line.split() for line in out.splitlines() if line.startswith("done ")]
+        assert len(done) == 1, out
+        results.append((int(done[0][2]), int(done[0][3])))
+    return results
+
+
+def pairs_whole(records: list[RecordedEvent]) -> None:
+    """Every append of two ``Claimed`` events is stored whole and adjacent."""
+    parts: dict[tuple[int, int], list[int]] = {}
+    for r in records:
+        if r.type == "Claimed":
+            data = msgspec.json.decode(r.data)
+            parts.setdefault((data["writer"], data["n"]), []).append(data["part"])
+    assert all(sorted(p) == [0, 1] for p in parts.values()), "half of an append is stored"
+
+
+async def test_racing_writer_processes_keep_every_condition(url: str) -> None:
+    async with connect(url):
+        pass  # the schema exists before the writers race
+    results = run_writers(url, "race", writers=4, count=48)
+    async with connect(url) as store:
+        records = await collect(store.read_all())
+        assert violations(records) == []
+        pairs_whole(records)
+        assert (await verify(store)).clean
+    ok = sum(r[0] for r in results)
+    assert ok == sum(1 for r in records if r.type == "Claimed") // 2
+    assert ok > 0 and sum(r[1] for r in results) > 0, "no race happened"
+
+
+async def test_writer_processes_with_disjoint_tags_never_fail(url: str) -> None:
+    async with connect(url):
+        pass
+    results = run_writers(url, "disjoint", writers=4, count=30)
+    assert results == [(30, 0)] * 4
+
+
+# --- PostgreSQL: who waits for whom --------------------------------------------------
+
+
+async def _raw(pg_url: str) -> psycopg.AsyncConnection[Any]:
+    return await psycopg.AsyncConnection.connect(pg_url.split("?")[0], autocommit=False)
+
+
+async def test_postgres_non_overlapping_conditions_never_wait(pg_url: str) -> None:
+    """A conditional append holding its locks in an open transaction: a
+    writer whose condition cannot overlap completes meanwhile; one whose
+    condition overlaps waits for it and then fails, seeing its event."""
+    async with connect(pg_url) as opened:
+        store = opened
+        assert isinstance(store, PostgresStore)
+        course = Query.of(QueryItem(types=("Joined",), tags=("course:c1",)))
+        other = Query.of(QueryItem(types=("Joined",), tags=("course:c2",)))
+        by_type = Query.of(QueryItem(types=("Joined",)))
+        conn = await _raw(pg_url)
+        try:
+            held = await store.append_events_within(
+                conn, [tagged("Joined", "course:c1", "student:s1")], AppendCondition(course)
+            )
+            # Disjoint: its own tag, the same type written, a stream append.
+            free = await asyncio.wait_for(
+                store.append_events(
+                    [tagged("Joined", "course:c2", "student:s1")], AppendCondition(other)
+                ),
+                timeout=30,
+            )
+            await asyncio.wait_for(store.append("order-1", [tagged("Placed")]), timeout=30)
+            # Overlapping: the same course, and every event of the type.
+            same = asyncio.create_task(
+                store.append_events([tagged("Joined", "course:c1")], AppendCondition(course))
+            )
+            typed = asyncio.create_task(
+                store.append_events([tagged("Joined")], AppendCondition(by_type))
+            )
+            done, _ = await asyncio.wait({same, typed}, timeout=0.5)
+            assert not done, "an overlapping condition did not wait for the open transaction"
+            await conn.commit()
+        finally:
+            await conn.close()
+        with pytest.raises(ConditionFailed) as failed:
+            await same
+        assert failed.value.position == held
+        with pytest.raises(ConditionFailed) as failed:
+            await typed
+        assert failed.value.position == held
+        assert free > held  # a later transaction id: a later position
+
+
+async def test_postgres_no_position_appears_late(pg_url: str) -> None:
+    """Transactions commit out of order on purpose (held open while later
+    ones commit), with stream appends and unconditional and conditional DCB
+    appends mixed: readers following the log and a query see every event
+    once, in order, never a position before one they already saw; a naive
+    reader (ordered by position, no snapshot bound) sees one late."""
+    async with connect(pg_url) as opened:
+        store = opened
+        assert isinstance(store, PostgresStore)
+        everything: list[int] = []
+        queried: list[int] = []
+        query = Query.of(QueryItem(tags=("k",)), QueryItem(types=("Placed",)))
+        naive_saw_late = False
+        stop = asyncio.Event()
+
+        async def follow() -> None:
+            after_all, after_query = 0, 0
+            while True:
+                finished = stop.is_set()
+                async for r in store.read_all(from_position=after_all + 1):
+                    everything.append(r.position)
+                    after_all = r.position
+                async for r in store.read(query, from_position=after_query + 1):
+                    queried.append(r.position)
+                    after_query = r.position
+                if finished:
+                    return
+                await asyncio.sleep(0.001)
+
+        async def naive(conn: psycopg.AsyncConnection[Any]) -> list[int]:
+            cur = await conn.execute(
+                psycopg.sql.SQL("SELECT position FROM {} ORDER BY position").format(
+                    psycopg.sql.Identifier(store.options.schema, "events")
+                )
+            )
+            return [row[0] for row in await cur.fetchall()]
+
+        follower = asyncio.create_task(follow())
+        watcher = await psycopg.AsyncConnection.connect(pg_url.split("?")[0], autocommit=True)
+        try:
+            for round_ in range(6):
+                conn = await _raw(pg_url)
+                try:
+                    if round_ % 2:
+                        held = await store.append_events_within(
+                            conn, [tagged("Noted", "k", n=round_)]
+                        )
+                    else:
+                        held = await store.append_events_within(
+                            conn,
+                            [tagged("Noted", "k", n=round_)],
+                            AppendCondition(Query.of(QueryItem(tags=(f"own:{round_}",)))),
+                        )
+                    await asyncio.gather(
+                        store.append("order-1", [tagged("Placed", n=round_)]),
+                        store.append_events([tagged("Noted", "k", "x")]),
+                        store.append_events(
+                            [tagged("Noted", "k", f"own2:{round_}")],
+                            AppendCondition(Query.of(QueryItem(tags=(f"own2:{round_}",)))),
+                        ),
+                    )
+                    await asyncio.sleep(0.05)  # the followers read meanwhile
+                    seen = await naive(watcher)
+                    naive_saw_late |= held not in seen and max(seen) > held
+                    await conn.commit()
+                finally:
+                    await conn.close()
+        finally:
+            stop.set()
+            await follower
+            await watcher.close()
+        final = [r.position for r in await collect(store.read_all())]
+        assert everything == final, "a follower of the log skipped or repeated an event"
+        expected = [r.position for r in await collect(store.read(query))]
+        assert queried == expected, "a follower of the query skipped or repeated an event"
+        assert naive_saw_late, "the held transaction did not commit out of order"
+
+
+async def test_postgres_identical_retries_racing_store_once(pg_url: str) -> None:
+    """The same DCB append sent twice at once (a client retrying while the
+    first is in flight): one is stored, both get its position."""
+    async with connect(pg_url) as store:
+        events = [tagged("Registered", "username:ana"), NewEvent("Welcomed", b"{}")]
+        condition = AppendCondition(Query.of(QueryItem(tags=("username:ana",))))
+        first, second = await asyncio.gather(
+            store.append_events(events, condition), store.append_events(events, condition)
+        )
+        assert first == second
+        assert len(await collect(store.read_all())) == 2
