@@ -52,6 +52,7 @@ class Envelope(msgspec.Struct, Generic[E], frozen=True):
     schema_version: int
     metadata: Metadata
     recorded_at: datetime
+    tags: tuple[str, ...] = ()
 
     @property
     def occurred_at(self) -> datetime:

@@ -142,6 +142,7 @@ class Codec:
             record.schema_version,
             decode_metadata(record),
             record.recorded_at,
+            tuple(record.tags),
         )
 
 
