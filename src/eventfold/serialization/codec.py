@@ -73,6 +73,7 @@ class Codec:
             metadata=meta,
             event_id=event_id or new_event_id(),
             schema_version=entry.version,
+            tags=() if entry.tags is None else tuple(entry.tags(event)),
         )
 
     def decode_event(self, record: RecordedEvent) -> Any:
