@@ -134,9 +134,7 @@ async def decide(
         if not events:
             return Decided([], None, decision.states, attempt)
         new = [
-            codec.encode(
-                event, metadata, event_id=None if event_ids is None else event_ids(index)
-            )
+            codec.encode(event, metadata, event_id=None if event_ids is None else event_ids(index))
             for index, event in enumerate(events)
         ]
         try:
@@ -172,4 +170,3 @@ __all__ = [
     "projection",
     "union",
 ]
-

@@ -256,9 +256,7 @@ async def _undo_tags(conn: Any, pg_schema: str) -> None:
         await conn.execute(sql.SQL(statement).format(sql.Identifier(pg_schema)))
 
 
-async def test_upgrade_from_schema_version_5_adds_tags_and_dcb(
-    pg_url: str, pg_schema: str
-) -> None:
+async def test_upgrade_from_schema_version_5_adds_tags_and_dcb(pg_url: str, pg_schema: str) -> None:
     """Events stored before tags existed read with no tags, keep their chain,
     and are matched by queries of types; new appends carry tags."""
     async with await open_store(pg_url) as store:

@@ -18,6 +18,7 @@ import msgspec
 import pytest
 
 import eventfold
+from eventfold.compliance.chain import verify
 from eventfold.errors import (
     ConfigurationError,
     DuplicateEventId,
@@ -38,7 +39,6 @@ from eventfold.store.api import (
     Snapshot,
     StreamAppend,
 )
-from eventfold.compliance.chain import verify
 from eventfold.store.dcb import AppendCondition, Query, QueryItem
 from eventfold.store.sqlite import SCHEMA_VERSION, SQLiteStore, rows, schema
 from eventfold.store.sqlite import store as sqlite_store

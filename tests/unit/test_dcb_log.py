@@ -43,7 +43,8 @@ async def fill(store: Any) -> list[RecordedEvent]:
         if i % 3:
             course = Query.of(QueryItem(tags=(f"course:c{i % 2}",)))
             await store.append_events(
-                [enrolled(f"c{i % 2}", f"s{i}")], AppendCondition(course, await store.head_position())
+                [enrolled(f"c{i % 2}", f"s{i}")],
+                AppendCondition(course, await store.head_position()),
             )
         else:
             await store.append(f"enrolment-{i}", [enrolled("c9", f"s{i}")])
@@ -66,7 +67,9 @@ async def test_subscriptions_hand_both_kinds_over_with_their_tags() -> None:
             (r.position, r.stream_id, r.version, r.tags) for r in log
         ]
         assert {e.stream_id for e in seen} >= {NO_STREAM_ID, "enrolment-0"}
-        assert all(e.tags == (f"course:{e.event.course}", f"student:{e.event.student}") for e in seen)
+        assert all(
+            e.tags == (f"course:{e.event.course}", f"student:{e.event.student}") for e in seen
+        )
 
 
 async def test_the_relay_and_the_bus_carry_both_kinds_into_the_mirror(tmp_path: Path) -> None:

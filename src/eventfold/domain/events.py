@@ -141,9 +141,7 @@ class EventRegistry:
         _check_personal(cls, name, personal, subject)
         if tags is not None and not callable(tags):
             raise RegistrationError(f"{name}: tags must be a function of the event")
-        entry = EventType(
-            cls, name, version, msgspec.json.Decoder(cls), personal, subject, tags
-        )
+        entry = EventType(cls, name, version, msgspec.json.Decoder(cls), personal, subject, tags)
         for key in (name, *aliases):
             validate_type_name(key)
             if key in self._by_name:

@@ -3,9 +3,10 @@
 The body is one JSON object with every field of the ``RecordedEvent``; its
 ``data`` and ``metadata`` are embedded as they are stored (JSON objects, not
 strings), ``tags`` only when the event has some. An event appended without
-a stream (DCB) travels with ``stream_id`` ``""`` and its position as version. Headers: ``Nats-Msg-Id`` is the event id (so the bus drops a
-re-publish), ``Eventfold-Position`` the event's global position (so a relay
-can tell from the stream's last message how far it got)."""
+a stream (DCB) travels with ``stream_id`` ``""`` and its position as version.
+Headers: ``Nats-Msg-Id`` is the event id (so the bus drops a re-publish),
+``Eventfold-Position`` the event's global position (so a relay can tell
+from the stream's last message how far it got)."""
 
 from __future__ import annotations
 

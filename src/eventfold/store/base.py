@@ -28,13 +28,19 @@ from eventfold.store.api import (
     StreamAppend,
 )
 from eventfold.store.capabilities import DataPage, DataRow
-from eventfold.store.dcb import AppendCondition, Query, validate_condition, validate_query, validate_read
 from eventfold.store.checks import (
     validate_appends,
     validate_events,
     validate_read_all,
     validate_read_stream,
     validate_stream_id,
+)
+from eventfold.store.dcb import (
+    AppendCondition,
+    Query,
+    validate_condition,
+    validate_query,
+    validate_read,
 )
 from eventfold.store.paging import Page, data_pages, log_pages, query_pages, stream_pages
 

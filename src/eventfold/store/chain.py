@@ -3,10 +3,12 @@
 Every stored event carries ``hash = sha256(link_message(...))``: the previous
 event's hash (``GENESIS`` for a stream's first event) and the event's stored
 fields. An event appended without a stream (a DCB append, stream id ``""``,
-version = position) is a chain of its own: its previous hash is ``GENESIS``. Backends that hash in Python (memory, SQLite) call the functions
-here; PostgreSQL builds the same bytes in SQL (``chain_message`` in
-``eventfold.store.postgres.functions``), and the conformance suite checks
-every backend's stored digests against ``link_hash``.
+version = position) is a chain of its own: its previous hash is ``GENESIS``.
+Backends that hash in Python (memory, SQLite) call the functions here;
+PostgreSQL builds the same bytes in SQL (``chain_message`` and
+``chain_tags`` in ``eventfold.store.postgres.functions``), and the
+conformance suite checks every backend's stored digests against
+``link_hash``.
 """
 
 from __future__ import annotations

@@ -79,7 +79,9 @@ def validate_type_name(name: object) -> str:
 def validate_tag(tag: object, argument: str = "tags") -> str:
     """``tag`` if it is a valid tag, else ``InvalidArgument`` naming why."""
     if not isinstance(tag, str):
-        raise InvalidArgument(f"a tag must be a string, not {type(tag).__name__}", argument=argument)
+        raise InvalidArgument(
+            f"a tag must be a string, not {type(tag).__name__}", argument=argument
+        )
     if not tag:
         raise InvalidArgument("a tag must not be empty", argument=argument)
     if len(tag) > MAX_TAG_LENGTH:

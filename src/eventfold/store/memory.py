@@ -34,13 +34,13 @@ from eventfold.store.capabilities import (
     StreamInfo,
 )
 from eventfold.store.chain import GENESIS, chain
-from eventfold.store.dcb import AppendCondition, Arm, Query, arms, replayed_position
 from eventfold.store.checks import (
     category_of,
     check_expected,
     replayed_result,
     validate_snapshot,
 )
+from eventfold.store.dcb import AppendCondition, Arm, Query, arms, replayed_position
 from eventfold.store.paging import Page
 
 

@@ -16,7 +16,6 @@ from eventfold.store.api import (
     StreamAppend,
 )
 from eventfold.store.base import LogWriter
-from eventfold.store.dcb import AppendCondition, Query
 from eventfold.store.capabilities import (
     CAPABILITIES,
     Capabilities,
@@ -35,6 +34,7 @@ from eventfold.store.capabilities import (
     StreamInfo,
     require,
 )
+from eventfold.store.dcb import AppendCondition, Query
 
 C = TypeVar("C")
 

@@ -77,6 +77,31 @@ def configurer(
     return configure
 
 
+# A DCB query's page (Queries.dcb): ordered scans, each a page long, merged.
+_DCB_BY_TYPE = {
+    False: "(SELECT position AS p FROM {events} WHERE type = %s AND position >= %s"
+    " AND position < {bound} ORDER BY position LIMIT %s)",
+    True: "(SELECT position AS p FROM {events} WHERE type = %s AND position <= %s"
+    " AND position < {bound} ORDER BY position DESC LIMIT %s)",
+}
+_DCB_BY_TAG = {
+    False: "(SELECT t.position AS p FROM {event_tags} t JOIN {events} x ON x.position = t.position"
+    " WHERE t.tag = %s AND t.position >= %s AND t.position < {bound}"
+    " AND (cardinality(%s::text[]) = 0 OR x.type = ANY(%s::text[])) AND x.tags @> %s::text[]"
+    " ORDER BY t.position LIMIT %s)",
+    True: "(SELECT t.position AS p FROM {event_tags} t JOIN {events} x ON x.position = t.position"
+    " WHERE t.tag = %s AND t.position <= %s AND t.position < {bound}"
+    " AND (cardinality(%s::text[]) = 0 OR x.type = ANY(%s::text[])) AND x.tags @> %s::text[]"
+    " ORDER BY t.position DESC LIMIT %s)",
+}
+_DCB_PAGE = {
+    False: "SELECT {columns} FROM {events} e JOIN (SELECT DISTINCT p FROM ({scans}) AS u"
+    " ORDER BY p LIMIT %s) AS k ON e.position = k.p ORDER BY e.position",
+    True: "SELECT {columns} FROM {events} e JOIN (SELECT DISTINCT p FROM ({scans}) AS u"
+    " ORDER BY p DESC LIMIT %s) AS k ON e.position = k.p ORDER BY e.position DESC",
+}
+
+
 class Queries:
     """Every statement, composed once per store: identifiers quoted by
     psycopg.sql, fixed fragments as sql.SQL, values always as parameters."""
@@ -85,8 +110,13 @@ class Queries:
         columns = sql.SQL(COLUMNS)
         bound = sql.SQL(BOUND)
 
+        def compose(template: str, **parts: sql.Composable) -> sql.Composed:
+            return names.format(template, columns=columns, bound=bound, **parts)
+
         def q(template: str, **parts: sql.Composable) -> str:
-            return names.format(template, columns=columns, bound=bound, **parts).as_string(None)
+            return compose(template, **parts).as_string(None)
+
+        self._compose = compose
 
         self.append = q(
             "SELECT r_item, r_status, r_version, r_position FROM {append}("
@@ -182,23 +212,6 @@ class Queries:
         return found
 
     def _dcb_page(self, type_scans: int, tag_scans: int, backwards: bool) -> str:
-        op, order = ("<=", "DESC") if backwards else (">=", "")
-        by_type = (
-            "(SELECT position AS p FROM {events}"
-            f" WHERE type = %s AND position {op} %s AND position < {{bound}}"
-            f" ORDER BY position {order} LIMIT %s)"
-        )
-        by_tag = (
-            "(SELECT t.position AS p FROM {event_tags} t"
-            " JOIN {events} x ON x.position = t.position"
-            f" WHERE t.tag = %s AND t.position {op} %s AND t.position < {{bound}}"
-            " AND (cardinality(%s::text[]) = 0 OR x.type = ANY(%s::text[]))"
-            " AND x.tags @> %s::text[]"
-            f" ORDER BY t.position {order} LIMIT %s)"
-        )
-        scans = " UNION ALL ".join([by_type] * type_scans + [by_tag] * tag_scans)
-        return self._q(
-            "SELECT {columns} FROM {events} e JOIN"
-            f" (SELECT DISTINCT p FROM ({scans}) AS u ORDER BY p {order} LIMIT %s) AS k"
-            f" ON e.position = k.p ORDER BY e.position {order}"
-        )
+        scans = [self._compose(_DCB_BY_TYPE[backwards])] * type_scans
+        scans += [self._compose(_DCB_BY_TAG[backwards])] * tag_scans
+        return self._q(_DCB_PAGE[backwards], scans=sql.SQL(" UNION ALL ").join(scans))

@@ -20,38 +20,75 @@ from eventfold.store.api import RecordedEvent
 from eventfold.store.dcb import Arm, Query, arms
 from eventfold.store.sqlite.rows import fetch_records
 
-_COLUMNS = (
-    "stream_id, version, position, event_id, type, schema_version, "
-    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags"
-)
 _ALL = {
-    False: f"SELECT {_COLUMNS} FROM events WHERE position >= ? ORDER BY position LIMIT ?",
-    True: f"SELECT {_COLUMNS} FROM events WHERE position <= ? ORDER BY position DESC LIMIT ?",
+    False: (
+        "SELECT stream_id, version, position, event_id, type, schema_version, "
+        "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags FROM events "
+        "WHERE position >= ? ORDER BY position LIMIT ?"
+    ),
+    True: (
+        "SELECT stream_id, version, position, event_id, type, schema_version, "
+        "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags FROM events "
+        "WHERE position <= ? ORDER BY position DESC LIMIT ?"
+    ),
+}
+_BY_TYPE = {
+    False: (
+        "SELECT p FROM (SELECT position AS p FROM events WHERE type = ? AND position >= ? "
+        "ORDER BY position LIMIT ?)"
+    ),
+    True: (
+        "SELECT p FROM (SELECT position AS p FROM events WHERE type = ? AND position <= ? "
+        "ORDER BY position DESC LIMIT ?)"
+    ),
+}
+_BY_TAG = {
+    False: (
+        "SELECT p FROM (SELECT t.position AS p FROM event_tags t "
+        "WHERE t.tag = ? AND t.position >= ?"
+    ),
+    True: (
+        "SELECT p FROM (SELECT t.position AS p FROM event_tags t "
+        "WHERE t.tag = ? AND t.position <= ?"
+    ),
 }
 _OTHER_TAG = " AND EXISTS (SELECT 1 FROM event_tags u WHERE u.tag = ? AND u.position = t.position)"
 _TYPE_OF = (
     " AND (SELECT e.type FROM events e WHERE e.position = t.position)"
     " IN (SELECT value FROM json_each(?))"
 )
+_BY_TAG_END = {False: " ORDER BY t.position LIMIT ?)", True: " ORDER BY t.position DESC LIMIT ?)"}
+_UNION = " UNION "
+_MERGED = {False: " ORDER BY 1 LIMIT ?", True: " ORDER BY 1 DESC LIMIT ?"}
+_PAGE_START = "WITH hits(p) AS ("
+_PAGE_END = {
+    False: (
+        ") SELECT stream_id, version, position, event_id, type, schema_version, "
+        "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags FROM hits "
+        "JOIN events ON events.position = hits.p ORDER BY hits.p"
+    ),
+    True: (
+        ") SELECT stream_id, version, position, event_id, type, schema_version, "
+        "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags FROM hits "
+        "JOIN events ON events.position = hits.p ORDER BY hits.p DESC"
+    ),
+}
+_FIRST_OF_ALL = "SELECT min(position) FROM events WHERE position >= ?"
 
 
 def _arm(arm: Arm, start: int, backwards: bool, want: int) -> tuple[str, list[Any]]:
-    op, order = ("<=", "DESC") if backwards else (">=", "ASC")
     if arm.by == "type":
-        sql = (
-            f"SELECT position AS p FROM events WHERE type = ? AND position {op} ?"
-            f" ORDER BY position {order} LIMIT ?"
-        )
-        return sql, [arm.key, start, want]
-    sql = f"SELECT t.position AS p FROM event_tags t WHERE t.tag = ? AND t.position {op} ?"
+        return _BY_TYPE[backwards], [arm.key, start, want]
+    parts = [_BY_TAG[backwards]]
     params: list[Any] = [arm.key, start]
     for tag in arm.tags:
-        sql += _OTHER_TAG
+        parts.append(_OTHER_TAG)
         params.append(tag)
     if arm.types:
-        sql += _TYPE_OF
+        parts.append(_TYPE_OF)
         params.append(msgspec.json.encode(arm.types).decode())
-    return sql + f" ORDER BY t.position {order} LIMIT ?", params + [want]
+    parts.append(_BY_TAG_END[backwards])
+    return "".join(parts), [*params, want]
 
 
 def _matches(query: Query, start: int, backwards: bool, want: int) -> tuple[str, list[Any]]:
@@ -61,10 +98,9 @@ def _matches(query: Query, start: int, backwards: bool, want: int) -> tuple[str,
     params: list[Any] = []
     for arm in arms(query):
         sql, values = _arm(arm, start, backwards, want)
-        parts.append(f"SELECT p FROM ({sql})")
+        parts.append(sql)
         params += values
-    order = "DESC" if backwards else "ASC"
-    return " UNION ".join(parts) + f" ORDER BY 1 {order} LIMIT ?", params + [want]
+    return _UNION.join(parts) + _MERGED[backwards], [*params, want]
 
 
 def query_page(
@@ -75,12 +111,7 @@ def query_page(
     if query.match_all:
         return fetch_records(con, _ALL[backwards], (start, want), want)
     hits, params = _matches(query, start, backwards, want)
-    order = "DESC" if backwards else "ASC"
-    sql = (
-        f"WITH hits(p) AS ({hits}) SELECT {_COLUMNS} FROM hits "
-        f"JOIN events ON events.position = hits.p ORDER BY hits.p {order}"
-    )
-    return fetch_records(con, sql, params, want)
+    return fetch_records(con, _PAGE_START + hits + _PAGE_END[backwards], params, want)
 
 
 def first_match(con: sqlite3.Connection, query: Query, after: int | None) -> int | None:
@@ -88,7 +119,7 @@ def first_match(con: sqlite3.Connection, query: Query, after: int | None) -> int
     (None: anywhere), or None: the check of an append condition."""
     start = 1 if after is None else after + 1
     if query.match_all:
-        row = con.execute("SELECT min(position) FROM events WHERE position >= ?", (start,))
+        row = con.execute(_FIRST_OF_ALL, (start,))
         found = row.fetchone()[0]
         return None if found is None else int(found)
     sql, params = _matches(query, start, False, 1)

@@ -48,7 +48,9 @@ def stats(con: sqlite3.Connection, path: str) -> StoreStats:
         "SELECT count(*), coalesce(max(position), 0), min(recorded_at), max(recorded_at) "
         "FROM events"
     ).fetchone()
-    streams = con.execute("SELECT count(DISTINCT stream_id) FROM events WHERE stream_id <> ''").fetchone()[0]
+    streams = con.execute(
+        "SELECT count(DISTINCT stream_id) FROM events WHERE stream_id <> ''"
+    ).fetchone()[0]
     types = dict(con.execute("SELECT type, count(*) FROM events GROUP BY type ORDER BY 2 DESC"))
     size = sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
     return StoreStats(events, streams, head, _time(first), _time(last), types, size)

@@ -136,9 +136,7 @@ class SQLiteStore(LogReader, LogWriter, StreamDataPages, DCBPages):
     async def _append_events(
         self, events: list[NewEvent], condition: AppendCondition | None
     ) -> int:
-        position: int = await self._submit(
-            lambda future: EventsRequest(future, events, condition)
-        )
+        position: int = await self._submit(lambda future: EventsRequest(future, events, condition))
         return position
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:

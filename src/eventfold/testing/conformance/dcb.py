@@ -6,6 +6,7 @@ hostile input."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from typing import Any, ClassVar
 
@@ -134,7 +135,9 @@ class DCBConformance(Conformance):
                         for i in range(start, start + 650)
                     ]
                 )
-            query = Query.of(QueryItem(types=("Even",), tags=("all",)), QueryItem(tags=("group:1",)))
+            query = Query.of(
+                QueryItem(types=("Even",), tags=("all",)), QueryItem(tags=("group:1",))
+            )
             records = await collect(store.read_all())
             expected = matching(records, query)
             assert len(expected) > 1500
@@ -224,7 +227,7 @@ class DCBConformance(Conformance):
         async with open_store() as store:
 
             async def writer(w: int) -> None:
-                for i in range(12):
+                for _ in range(12):
                     if w % 4 == 3:
                         await store.append_events([tagged("Noise", f"k:{rng.randrange(4)}")])
                         continue
@@ -233,10 +236,8 @@ class DCBConformance(Conformance):
                     seen = await collect(store.read(query))
                     after = seen[-1].position if seen else None
                     event = tagged("Claimed", *(f"k:{k}" for k in keys), keys=keys, after=after)
-                    try:
+                    with contextlib.suppress(ConditionFailed):
                         await store.append_events([event], AppendCondition(query, after))
-                    except ConditionFailed:
-                        pass
 
             await asyncio.gather(*(writer(w) for w in range(8)))
             assert violations(await collect(store.read_all())) == []
