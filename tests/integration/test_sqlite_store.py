@@ -20,6 +20,7 @@ import pytest
 import eventfold
 from eventfold.compliance.chain import verify
 from eventfold.errors import (
+    ConditionFailed,
     ConfigurationError,
     DuplicateEventId,
     NotAnEventStore,
@@ -105,6 +106,44 @@ async def _one_group(
     outcomes = await asyncio.gather(*futures, return_exceptions=True)
     assert store.commit_count - before == 2  # the blocker's group, then all of these
     return outcomes
+
+
+async def test_group_commit_checks_each_condition_against_earlier_appends_of_its_group(
+    tmp_path: Path,
+) -> None:
+    """Conditional appends in ONE group commit: each condition is checked
+    against the appends before it in the same group, as if each committed
+    alone; a failed one is rolled back alone."""
+    path = tmp_path / "g.db"
+    async with eventfold.connect(url_of(path)) as store:
+        assert isinstance(store, SQLiteStore)
+        seat = Query.of(QueryItem(tags=("seat:1",)))
+        calls = [
+            store.append_events(
+                [NewEvent("Taken", b"{}", tags=("seat:1",))], AppendCondition(seat)
+            ),
+            store.append_events(
+                [NewEvent("Taken", b"{}", tags=("seat:1",))], AppendCondition(seat)
+            ),
+            store.append("log-1", [NewEvent("Noted", b"{}", tags=("seat:1",))]),
+            store.append_events(
+                [NewEvent("Taken", b"{}", tags=("seat:2",))],
+                AppendCondition(Query.of(QueryItem(tags=("seat:2",)))),
+            ),
+        ]
+        first, second, noted, other = await _one_group(store, path, "blocker-1", calls)
+        assert isinstance(first, int) and isinstance(other, int)
+        assert isinstance(second, ConditionFailed) and second.position == first
+        assert noted.position > first
+        with pytest.raises(ConditionFailed) as failed:
+            await store.append_events([NewEvent("Taken", b"{}")], AppendCondition(seat, first))
+        assert failed.value.position == noted.position
+        assert [r.type for r in await collect(store.read_all())] == [
+            "Happened",
+            "Taken",
+            "Noted",
+            "Taken",
+        ]
 
 
 async def test_a_failing_request_fails_alone_and_later_requests_see_earlier_ones(

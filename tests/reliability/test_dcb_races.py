@@ -31,6 +31,7 @@ from eventfold.errors import ConditionFailed
 from eventfold.store.api import NewEvent, RecordedEvent
 from eventfold.store.dcb import AppendCondition, Query, QueryItem
 from eventfold.store.postgres import PostgresStore
+from eventfold.store.postgres.batch import EventsRequest
 from eventfold.store.url import connect
 from eventfold.testing.conformance import collect, tagged, violations
 
@@ -237,3 +238,31 @@ async def test_postgres_identical_retries_racing_store_once(pg_url: str) -> None
         )
         assert first == second
         assert len(await collect(store.read_all())) == 2
+
+
+async def test_postgres_group_commit_checks_each_condition_against_earlier_requests(
+    pg_url: str,
+) -> None:
+    """DCB appends grouped in one transaction (as group commit does): each
+    request's condition sees the requests before it; a failed one writes
+    nothing; the others commit."""
+    async with connect(pg_url) as opened:
+        store = opened
+        assert isinstance(store, PostgresStore)
+        seat = Query.of(QueryItem(tags=("seat:1",)))
+        other = Query.of(QueryItem(types=("Taken",), tags=("seat:2",)))
+        group = [
+            EventsRequest([tagged("Taken", "seat:1")], AppendCondition(seat)),
+            EventsRequest([tagged("Taken", "seat:1")], AppendCondition(seat)),
+            EventsRequest([tagged("Taken", "seat:2"), tagged("Noted")], AppendCondition(other)),
+            EventsRequest([tagged("Noted", "seat:1")], None),
+            EventsRequest([tagged("Taken")], AppendCondition(Query.all(), 0)),
+        ]
+        first, second, third, fourth, fifth = await store._run_events(group)
+        assert isinstance(first, int) and isinstance(third, int) and isinstance(fourth, int)
+        assert isinstance(second, ConditionFailed) and second.position == first
+        assert isinstance(fifth, ConditionFailed) and fifth.position == first
+        assert first < third - 1 < third < fourth
+        records = await collect(store.read_all())
+        assert [r.position for r in records] == [first, third - 1, third, fourth]
+        assert (await verify(store)).clean

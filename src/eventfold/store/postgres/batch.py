@@ -135,39 +135,78 @@ def _key(text: str) -> int:
 
 def lock_arguments(events: Iterable[NewEvent], condition: AppendCondition | None) -> list[str]:
     """The DCB lock keys of an append (``eventfold.store.dcb.lock_keys``) as
-    the ``lk_keys`` and ``lk_modes`` arguments: hashed, sorted by hash (the
-    one order every append takes them in), each in the strongest mode any
-    of its keys needs."""
+    the ``lk_keys`` and ``lk_modes`` arguments."""
+    return lock_arguments_of([(events, condition)])
+
+
+def lock_arguments_of(
+    appends: Iterable[tuple[Iterable[NewEvent], AppendCondition | None]],
+) -> list[str]:
+    """The lock keys of several appends made in one transaction: hashed,
+    sorted by hash (the one order every append takes them in), each in the
+    strongest mode any append needs it in."""
     modes: dict[int, bool] = {}
-    keys, exclusive = lock_keys(events, condition)
-    for key, mode in zip(keys, exclusive, strict=True):
-        hashed = _key(key)
-        modes[hashed] = modes.get(hashed, False) or mode
+    for events, condition in appends:
+        keys, exclusive = lock_keys(events, condition)
+        for key, mode in zip(keys, exclusive, strict=True):
+            hashed = _key(key)
+            modes[hashed] = modes.get(hashed, False) or mode
     order = sorted(modes)
     return [_ints(order), "{" + ",".join("t" if modes[k] else "f" for k in order) + "}"]
 
 
-def encode_events(
-    events: Sequence[NewEvent], condition: AppendCondition | None, channel: str | None
-) -> list[Any]:
-    """The arguments of ``append_events``: a DCB append and its condition."""
-    scans = arms(condition.query) if condition is not None and not condition.query.match_all else []
-    after = -1 if condition is None or condition.after is None else condition.after
+class EventsRequest:
+    """One DCB append (``append_events``) on its way through group commit."""
+
+    __slots__ = ("condition", "events", "size")
+
+    def __init__(self, events: list[NewEvent], condition: AppendCondition | None) -> None:
+        self.events = events
+        self.condition = condition
+        self.size = len(events)
+
+
+def encode_events(requests: Sequence[EventsRequest], channel: str | None) -> list[Any]:
+    """The arguments of ``append_events``: a group of DCB appends, their
+    conditions as index scans, and the lock keys of them all."""
+    rq_count: list[int] = []
+    rq_arms: list[int] = []
+    rq_check: list[str] = []
+    rq_all: list[str] = []
+    rq_after: list[int] = []
+    events: list[NewEvent] = []
+    scans = []
+    for request in requests:
+        condition = request.condition
+        mine = [] if condition is None or condition.query.match_all else arms(condition.query)
+        rq_count.append(len(request.events))
+        rq_arms.append(len(mine))
+        rq_check.append("f" if condition is None else "t")
+        rq_all.append("t" if condition is not None and condition.query.match_all else "f")
+        after = -1 if condition is None or condition.after is None else condition.after
+        rq_after.append(min(after, INT64_MAX))
+        events += request.events
+        scans += mine
+    keys = lock_arguments_of(
+        [(request.events, request.condition) for request in requests]
+    )
     return [
+        _ints(rq_count),
+        _ints(rq_arms),
+        "{" + ",".join(rq_check) + "}",
+        "{" + ",".join(rq_all) + "}",
+        _ints(rq_after),
         "{" + ",".join([event.event_id.hex for event in events]) + "}",
         _texts([event.type for event in events]),
         _ints([event.schema_version for event in events]),
         _payloads(events, "data"),
         _payloads(events, "metadata"),
         _tags(events),
-        *lock_arguments(events, condition),
-        condition is not None,
-        condition is not None and condition.query.match_all,
-        min(after, INT64_MAX),
         _texts([arm.by for arm in scans]),
         _texts([arm.key for arm in scans]),
         _texts([" ".join(arm.types) for arm in scans]),
         _texts([" ".join(arm.tags) for arm in scans]),
+        *keys,
         channel,
     ]
 

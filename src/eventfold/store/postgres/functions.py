@@ -484,32 +484,38 @@ END
 """
 
 
-# The DCB append: events without a stream (stream id '', version = position,
-# each its own hash chain from the genesis digest), written if no event
-# matching the condition is stored after c_after. Order of steps: the lock
-# keys (shared for every type and tag written and the global key; exclusive
-# for the keys the condition's events are written under), then, with a
-# fresh snapshot (READ COMMITTED: each statement sees what committed before
-# it, so every writer that held a conflicting lock before us), the id check
-# and the condition check, then the transaction id (after the locks, so a
-# writer that waits for ours gets a larger id and later positions) and the
-# insert.
+# The DCB append, for a group of requests (group commit) or one: events
+# without a stream (stream id '', version = position, each its own hash chain
+# from the genesis digest), each request written if no event matching its
+# condition is stored after its c_after, earlier requests of the group
+# included. Order of steps: the lock keys of the whole group (shared for
+# every type and tag written and the global key; exclusive for the keys the
+# conditions' events are written under), then, per request and with a fresh
+# snapshot (READ COMMITTED: each statement sees what committed before it, so
+# every writer that held a conflicting lock before us, and the rows this
+# transaction wrote for earlier requests), the id check and the condition
+# check, then the insert. The transaction id is taken by the first insert,
+# after the locks, so a writer that waits for ours gets a larger id and later
+# positions. A failed request writes nothing, so no savepoint is needed.
 #
-# The condition arrives as its index scans (eventfold.store.dcb.arms): a_by
-# 'type' or 'tag', a_key the type or the first tag, a_types the item's types
-# and a_tags its other tags (both joined by spaces, '' for none). c_after is
-# -1 for "anywhere"; c_all for the match-all query.
+#   requests: rq_count (events), rq_arms (scans of its condition), rq_check
+#             (has a condition), rq_all (match-all), rq_after (-1: anywhere)
+#   events:   ev_* in request order
+#   scans:    (eventfold.store.dcb.arms) a_by 'type' or 'tag', a_key the type
+#             or the first tag, a_types the item's types and a_tags its other
+#             tags (both joined by spaces, '' for none), in request order
 #
-# Result: r_status 0 = written (r_position: of the last event), 1 =
-# condition failed (r_position: the first conflicting event), 2 = some event
-# ids are already stored (nothing written; the client decides whether it is
-# a retry).
+# One row per request: r_status 0 = written (r_position: of its last event),
+# 1 = condition failed (r_position: the first conflicting event), 2 = some of
+# its event ids are already stored (nothing written; the client decides
+# whether it is a retry).
 APPEND_EVENTS_SIGNATURE = """
 CREATE OR REPLACE FUNCTION {append_events}(
-    ev_id uuid[], ev_type text[], ev_schema integer[], ev_data text[], ev_meta text[],
-    ev_tags text[], lk_keys integer[], lk_modes boolean[], c_check boolean, c_all boolean,
-    c_after bigint, a_by text[], a_key text[], a_types text[], a_tags text[], channel text
-) RETURNS TABLE (r_status integer, r_position bigint)
+    rq_count integer[], rq_arms integer[], rq_check boolean[], rq_all boolean[],
+    rq_after bigint[], ev_id uuid[], ev_type text[], ev_schema integer[], ev_data text[],
+    ev_meta text[], ev_tags text[], a_by text[], a_key text[], a_types text[], a_tags text[],
+    lk_keys integer[], lk_modes boolean[], channel text
+) RETURNS TABLE (r_item integer, r_status integer, r_position bigint)
 LANGUAGE plpgsql
 SET enable_seqscan = off
 SET plan_cache_mode = force_generic_plan
@@ -518,73 +524,97 @@ AS {body}
 
 APPEND_EVENTS_BODY = """
 DECLARE
-    n integer := coalesce(cardinality(ev_id), 0);
+    n integer := coalesce(cardinality(rq_count), 0);
+    r integer;
+    ev_lo integer := 1;
+    ev_hi integer;
+    a_lo integer := 1;
+    a_hi integer;
     base bigint;
+    rel bigint := 0;
     conflict bigint;
-    j_data jsonb[];
-    j_meta jsonb[];
+    o_status integer[] := '{{}}';
+    o_position bigint[] := '{{}}';
 BEGIN
     IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
         RAISE EXCEPTION 'an eventfold append must be the first write of its transaction'
           USING ERRCODE = 'EF001';
     END IF;
-    {lock_keys}
-    IF EXISTS (SELECT 1 FROM {events} e WHERE e.event_id = ANY (ev_id)) THEN
-        RETURN QUERY SELECT 2, 0::bigint;
-        RETURN;
-    END IF;
-    IF c_check THEN
-        IF c_all THEN
-            SELECT min(e.position) INTO conflict FROM {events} e WHERE e.position > c_after;
-        ELSE
-            SELECT min(f.p) INTO conflict
-              FROM unnest(a_by, a_key, a_types, a_tags) AS a(b, k, ty, tg)
-             CROSS JOIN LATERAL (
-                   (SELECT e.position AS p FROM {events} e
-                     WHERE a.b = 'type' AND e.type = a.k AND e.position > c_after
-                     ORDER BY e.position LIMIT 1)
-                   UNION ALL
-                   (SELECT t.position FROM {event_tags} t
-                      JOIN {events} e ON e.position = t.position
-                     WHERE a.b = 'tag' AND t.tag = a.k AND t.position > c_after
-                       AND (a.ty = '' OR e.type = ANY (string_to_array(a.ty, ' ')))
-                       AND (a.tg = '' OR e.tags @> string_to_array(a.tg, ' '))
-                     ORDER BY t.position LIMIT 1)
-                   ) AS f;
-        END IF;
-        IF conflict IS NOT NULL THEN
-            RETURN QUERY SELECT 1, conflict;
-            RETURN;
-        END IF;
-    END IF;
-    IF n > 1048575 THEN
+    IF coalesce(cardinality(ev_id), 0) > 1048575 THEN
         RAISE EXCEPTION 'more than 1048575 events in one transaction'
           USING ERRCODE = 'program_limit_exceeded';
     END IF;
-    j_data := ev_data::jsonb[];
-    j_meta := ev_meta::jsonb[];
-    -- the first write: the transaction id is taken here, after the locks
-    SELECT (pg_current_xact_id()::text::bigint + s.value) << 20 INTO base
-      FROM {settings} s WHERE s.key = 'xid_offset';
-    INSERT INTO {events} (position, stream_id, version, event_id, type, schema_version,
-                          data, metadata, hash, tags)
-    SELECT base + x.o - 1, '', base + x.o - 1, x.id, x.ty, x.sc, x.d, x.m,
-           sha256({genesis}::bytea
-                  || {chain_message}('', base + x.o - 1, x.id, x.ty, x.sc, x.d::text, x.m::text)
-                  || {chain_tags}(x.tg)),
-           CASE WHEN x.tg = '' THEN '{{}}'::text[] ELSE string_to_array(x.tg, ' ') END
-      FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta, ev_tags)
-           WITH ORDINALITY AS x(id, ty, sc, d, m, tg, o);
-    IF array_to_string(ev_tags, '') <> '' THEN
-        INSERT INTO {event_tags} (tag, position)
-        SELECT w.tag, base + x.o - 1
-          FROM unnest(ev_tags) WITH ORDINALITY AS x(tg, o),
-               unnest(string_to_array(nullif(x.tg, ''), ' ')) AS w(tag);
+    {lock_keys}
+    FOR r IN 1..n LOOP
+        ev_hi := ev_lo + rq_count[r] - 1;
+        a_hi := a_lo + rq_arms[r] - 1;
+        conflict := NULL;
+        IF EXISTS (SELECT 1 FROM {events} e WHERE e.event_id = ANY (ev_id[ev_lo:ev_hi])) THEN
+            o_status[r] := 2;
+            o_position[r] := 0;
+        ELSE
+            IF rq_check[r] AND rq_all[r] THEN
+                SELECT min(e.position) INTO conflict
+                  FROM {events} e WHERE e.position > rq_after[r];
+            ELSIF rq_check[r] THEN
+                SELECT min(f.p) INTO conflict
+                  FROM unnest(a_by[a_lo:a_hi], a_key[a_lo:a_hi], a_types[a_lo:a_hi],
+                              a_tags[a_lo:a_hi]) AS a(b, k, ty, tg)
+                 CROSS JOIN LATERAL (
+                       (SELECT e.position AS p FROM {events} e
+                         WHERE a.b = 'type' AND e.type = a.k AND e.position > rq_after[r]
+                         ORDER BY e.position LIMIT 1)
+                       UNION ALL
+                       (SELECT t.position FROM {event_tags} t
+                          JOIN {events} e ON e.position = t.position
+                         WHERE a.b = 'tag' AND t.tag = a.k AND t.position > rq_after[r]
+                           AND (a.ty = '' OR e.type = ANY (string_to_array(a.ty, ' ')))
+                           AND (a.tg = '' OR e.tags @> string_to_array(a.tg, ' '))
+                         ORDER BY t.position LIMIT 1)
+                       ) AS f;
+            END IF;
+            IF conflict IS NOT NULL THEN
+                o_status[r] := 1;
+                o_position[r] := conflict;
+            ELSE
+                IF base IS NULL THEN
+                    -- the first write: the transaction id is taken here, after the locks
+                    SELECT (pg_current_xact_id()::text::bigint + s.value) << 20 INTO base
+                      FROM {settings} s WHERE s.key = 'xid_offset';
+                END IF;
+                INSERT INTO {events} (position, stream_id, version, event_id, type,
+                                      schema_version, data, metadata, hash, tags)
+                SELECT base + rel + x.o - 1, '', base + rel + x.o - 1, x.id, x.ty, x.sc, x.d,
+                       x.m,
+                       sha256({genesis}::bytea
+                              || {chain_message}('', base + rel + x.o - 1, x.id, x.ty, x.sc,
+                                                 x.d::text, x.m::text)
+                              || {chain_tags}(x.tg)),
+                       CASE WHEN x.tg = '' THEN '{{}}'::text[] ELSE string_to_array(x.tg, ' ') END
+                  FROM unnest(ev_id[ev_lo:ev_hi], ev_type[ev_lo:ev_hi], ev_schema[ev_lo:ev_hi],
+                              ev_data[ev_lo:ev_hi]::jsonb[], ev_meta[ev_lo:ev_hi]::jsonb[],
+                              ev_tags[ev_lo:ev_hi])
+                       WITH ORDINALITY AS x(id, ty, sc, d, m, tg, o);
+                IF array_to_string(ev_tags[ev_lo:ev_hi], '') <> '' THEN
+                    INSERT INTO {event_tags} (tag, position)
+                    SELECT w.tag, base + rel + x.o - 1
+                      FROM unnest(ev_tags[ev_lo:ev_hi]) WITH ORDINALITY AS x(tg, o),
+                           unnest(string_to_array(nullif(x.tg, ''), ' ')) AS w(tag);
+                END IF;
+                rel := rel + rq_count[r];
+                o_status[r] := 0;
+                o_position[r] := base + rel - 1;
+            END IF;
+        END IF;
+        ev_lo := ev_hi + 1;
+        a_lo := a_hi + 1;
+    END LOOP;
+    IF rel > 0 AND channel IS NOT NULL THEN
+        PERFORM pg_notify(channel, (base + rel - 1)::text);
     END IF;
-    IF channel IS NOT NULL THEN
-        PERFORM pg_notify(channel, (base + n - 1)::text);
-    END IF;
-    RETURN QUERY SELECT 0, base + n - 1;
+    RETURN QUERY
+        SELECT o.k::integer, o.st, o.pos
+          FROM unnest(o_status, o_position) WITH ORDINALITY AS o(st, pos, k);
 END
 """
 

@@ -130,10 +130,11 @@ class Queries:
             " %s::text[], %s::text[], %s::integer[], %s::boolean[], %s::text)"
         )
         self.append_events = q(
-            "SELECT r_status, r_position FROM {append_events}("
-            "%s::uuid[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::text[],"
-            " %s::integer[], %s::boolean[], %s::boolean, %s::boolean, %s::bigint,"
-            " %s::text[], %s::text[], %s::text[], %s::text[], %s::text)"
+            "SELECT r_item, r_status, r_position FROM {append_events}("
+            "%s::integer[], %s::integer[], %s::boolean[], %s::boolean[], %s::bigint[],"
+            " %s::uuid[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::text[],"
+            " %s::text[], %s::text[], %s::text[], %s::text[], %s::integer[], %s::boolean[],"
+            " %s::text)"
         )
         self._q = q
         self._dcb: dict[tuple[int, int, bool], str] = {}

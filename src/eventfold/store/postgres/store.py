@@ -20,7 +20,13 @@ from typing import Any, ClassVar, TypeAlias
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from eventfold.errors import ConditionFailed, EventfoldError, InvalidArgument, StoreError
+from eventfold.errors import (
+    ConditionFailed,
+    DuplicateEventId,
+    EventfoldError,
+    InvalidArgument,
+    StoreError,
+)
 from eventfold.store.api import AppendResult, NewEvent, RecordedEvent, Snapshot, StreamAppend
 from eventfold.store.base import DCBPages, LogReader, LogWriter, StreamDataPages
 from eventfold.store.capabilities import (
@@ -57,6 +63,7 @@ from eventfold.store.postgres import inspect
 from eventfold.store.postgres import options as _options
 from eventfold.store.postgres.batch import (
     INT32_MAX,
+    EventsRequest,
     Outcome,
     Request,
     as_stored,
@@ -118,6 +125,12 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
             max_batch=settings.max_batch_events,
             flushers=2,
         )
+        self._events_committer: GroupCommitter[EventsRequest, int] = GroupCommitter(
+            self._run_events,
+            size_of=lambda request: request.size,
+            max_batch=settings.max_batch_events,
+            flushers=2,
+        )
         # Read-your-writes for the whole-log readers of this store: the highest
         # position this store wrote, and the highest bound a reader has seen.
         self._written = 0
@@ -172,6 +185,7 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
             return
         self.closed = True
         await self._committer.drain()
+        await self._events_committer.drain()
         if self._listener is not None:
             await self._listener.close()
         await self._pool.close()
@@ -220,29 +234,17 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
     async def _append_events(
         self, events: list[NewEvent], condition: AppendCondition | None
     ) -> int:
-        """One DCB append in a transaction of its own (``append_events``):
-        its locks, checks and insert in one statement, retried after a
-        conflict with a concurrent transaction storing the same event ids."""
         check_limits([StreamAppend("dcb", events)])
-        error: psycopg.Error | None = None
-        for _attempt in range(_RETRIES):
-            try:
-                async with self._pool.connection() as conn:
-                    position = await self._events_on(conn, events, condition)
-            except psycopg.Error as exc:
-                if is_connection_failure(exc):
-                    raise _unknown_outcome(exc) from None
-                error = exc
-                if not isinstance(exc, RETRYABLE):
-                    break
-                continue
-            if position is None:  # the stored ids vanished meanwhile: append anew
-                continue
-            self._written = max(self._written, position)
-            return position
-        if error is None:
-            raise StoreError("append_events: the event ids kept changing under it")
-        raise translate(error, "append_events") from None
+        request = EventsRequest(events, condition)
+        if self.options.group_commit:
+            position = await self._events_committer.submit(request)
+        else:
+            outcome = await self._events_alone(request)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            position = outcome
+        self._written = max(self._written, position)
+        return position
 
     async def append_events_within(
         self,
@@ -260,36 +262,86 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
         self.check_open()
         check_limits([StreamAppend("dcb", checked)])
         try:
-            position = await self._events_on(conn, checked, rule)
+            (outcome,) = await self._events_on(conn, [EventsRequest(checked, rule)])
         except psycopg.Error as exc:
             raise translate(exc, "append_events") from None
-        if position is None:
+        if outcome is None:
             raise StoreError("append_events: stored event ids vanished during the append")
-        return position
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def _run_events(self, requests: list[EventsRequest]) -> list[int | BaseException]:
+        """A group of DCB appends in one statement (one transaction): each
+        request checked against the store and the requests before it."""
+        if len(requests) == 1 or _shares_ids(requests):
+            return [await self._events_alone(request) for request in requests]
+        try:
+            async with self._pool.connection() as conn:
+                outcomes = await self._events_on(conn, requests)
+        except Exception as exc:
+            if is_connection_failure(exc):
+                error = _unknown_outcome(exc)
+                return [error for _ in requests]
+            if not isinstance(exc, psycopg.Error | EventfoldError):
+                raise
+            # Something one request did broke the shared statement: each alone.
+            return [await self._events_alone(request) for request in requests]
+        return [
+            await self._events_alone(request) if outcome is None else outcome
+            for request, outcome in zip(requests, outcomes, strict=True)
+        ]
+
+    async def _events_alone(self, request: EventsRequest) -> int | BaseException:
+        """One DCB append in a statement of its own, retried after a conflict
+        with a concurrent transaction storing the same event ids."""
+        error: psycopg.Error | None = None
+        for _attempt in range(_RETRIES):
+            try:
+                async with self._pool.connection() as conn:
+                    (outcome,) = await self._events_on(conn, [request])
+            except Exception as exc:
+                if is_connection_failure(exc):
+                    return _unknown_outcome(exc)
+                if isinstance(exc, EventfoldError):
+                    return exc
+                if not isinstance(exc, psycopg.Error):
+                    raise
+                error = exc
+                if not isinstance(exc, RETRYABLE):
+                    break
+                continue
+            if outcome is not None:  # None: the stored ids vanished; append anew
+                return outcome
+        if error is None:
+            return StoreError("append_events: the event ids kept changing under it")
+        return translate(error, "append_events")
 
     async def _events_on(
-        self, conn: Conn, events: list[NewEvent], condition: AppendCondition | None
-    ) -> int | None:
-        """Run ``append_events`` on ``conn``: the position of the last event,
-        the original one for a retry, or None if ids it found stored are gone."""
-        params = encode_events(events, condition, self._channel)
-        cur = await conn.execute(self._q.append_events, params)
-        row = await cur.fetchone()
-        if row is None:
-            raise StoreError("append_events returned no row")
-        status, position = int(row[0]), int(row[1])
-        if status == 1:
-            assert condition is not None
-            raise ConditionFailed(condition.query, condition.after, position)
-        if status == 2:  # some ids are stored: a retry, or a conflict
-            stored = await self._fetch_by_ids([e.event_id for e in events], conn)
-            if not stored:
-                return None
-            replay = replayed_position(events, stored)
-            if replay is None:
-                return None
-            return replay
-        return position
+        self, conn: Conn, requests: list[EventsRequest]
+    ) -> list[int | BaseException | None]:
+        """Run ``append_events`` for ``requests`` on ``conn``: per request the
+        position of its last event (the original one for a retry), its
+        error, or None if ids it found stored are gone."""
+        cur = await conn.execute(self._q.append_events, encode_events(requests, self._channel))
+        rows = await cur.fetchall()
+        if len(rows) != len(requests):
+            raise StoreError(f"append_events returned {len(rows)} rows for {len(requests)}")
+        outcomes: list[int | BaseException | None] = []
+        for request, (_, status, position) in zip(requests, rows, strict=True):
+            condition = request.condition
+            if status == 0:
+                outcomes.append(int(position))
+            elif status == 1 and condition is not None:
+                outcomes.append(ConditionFailed(condition.query, condition.after, int(position)))
+            else:  # some ids are stored: a retry, or a conflict
+                ids = [event.event_id for event in request.events]
+                stored = await self._fetch_by_ids(ids, conn)
+                try:
+                    outcomes.append(replayed_position(request.events, stored))
+                except DuplicateEventId as exc:
+                    outcomes.append(exc)
+        return outcomes
 
     async def _before_query_read(self) -> None:
         await self._see_own_writes()
@@ -638,3 +690,10 @@ def _unknown_outcome(exc: BaseException) -> StoreError:
         f"append: the connection failed, the outcome is unknown ({exc}); "
         "retrying with the same event ids is safe"
     )
+
+
+def _shares_ids(requests: list[EventsRequest]) -> bool:
+    """Two DCB appends of a group carry the same event id (the group then runs
+    one at a time, so that the second one sees the first as stored)."""
+    ids = [event.event_id for request in requests for event in request.events]
+    return len(set(ids)) != len(ids)
