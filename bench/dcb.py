@@ -86,7 +86,9 @@ class EventfoldSide:
 
     def fill(self, n: int) -> None:
         schema = self.backend.pg_schema("ef_dcb")
-        self.url = f"{self.backend.pg_url}{'&' if '?' in self.backend.pg_url else '?'}schema={schema}"
+        self.url = (
+            f"{self.backend.pg_url}{'&' if '?' in self.backend.pg_url else '?'}schema={schema}"
+        )
         asyncio.run(self._fill(n))
 
     async def _fill(self, n: int) -> None:
@@ -178,9 +180,7 @@ def _peer_env(backend: Backend, schema: str) -> dict[str, str]:
     }
 
 
-def _peer_writer(
-    env: dict[str, str], w: int, count: int, barrier: Any, results: Any
-) -> None:
+def _peer_writer(env: dict[str, str], w: int, count: int, barrier: Any, results: Any) -> None:
     try:
         os.environ["PGOPTIONS"] = f"-c search_path={env['POSTGRES_SCHEMA']}"
         app = DCBApplication(env)
