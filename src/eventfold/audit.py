@@ -19,8 +19,7 @@ from eventfold.store.capabilities import (
     SQLReader,
     StreamDataReader,
 )
-from eventfold.store.checks import validate_events
-from eventfold.store.dcb import AppendCondition
+from eventfold.store.dcb import AppendCondition, validate_append
 from eventfold.store.wrapper import DelegatingStore
 
 _KNOWN = ("correlation_id", "causation_id", "actor")
@@ -67,5 +66,6 @@ class AuditingStore(DelegatingStore):
     ) -> int:
         """Checked like a stream append, before the inner store's own checks."""
         self.check_open()
-        self._check(NO_STREAM_ID, validate_events(events))
-        return await super().append_events(events, condition)
+        checked, rule = validate_append(events, condition)
+        self._check(NO_STREAM_ID, checked)
+        return await super().append_events(checked, rule)

@@ -18,7 +18,7 @@ import abc
 from collections.abc import AsyncIterator, Sequence
 from typing import Self
 
-from eventfold.errors import InvalidArgument, StoreClosed
+from eventfold.errors import StoreClosed
 from eventfold.store.api import (
     ANY,
     AppendResult,
@@ -30,7 +30,6 @@ from eventfold.store.api import (
 from eventfold.store.capabilities import DataPage, DataRow
 from eventfold.store.checks import (
     validate_appends,
-    validate_events,
     validate_read_all,
     validate_read_stream,
     validate_stream_id,
@@ -38,7 +37,7 @@ from eventfold.store.checks import (
 from eventfold.store.dcb import (
     AppendCondition,
     Query,
-    validate_condition,
+    validate_append,
     validate_query,
     validate_read,
 )
@@ -268,10 +267,7 @@ class DCBPages(Lifecycle):
     async def append_events(
         self, events: Sequence[NewEvent], condition: AppendCondition | None = None
     ) -> int:
-        checked = validate_events(events)
-        if not checked:
-            raise InvalidArgument("append_events needs at least one event", argument="events")
-        rule = validate_condition(condition)
+        checked, rule = validate_append(events, condition)
         self.check_open()
         return await self._append_events(checked, rule)
 
@@ -289,6 +285,5 @@ class DCBPages(Lifecycle):
     async def _append_events(
         self, events: list[NewEvent], condition: AppendCondition | None
     ) -> int:
-        """Append checked events without a stream, atomically, if
-        ``condition`` holds; the position of the last (for no events: the
-        head, after checking the condition)."""
+        """Append checked events (at least one) without a stream,
+        atomically, if ``condition`` holds; the position of the last."""

@@ -23,7 +23,12 @@ import msgspec
 
 from eventfold.errors import DuplicateEventId, InvalidArgument
 from eventfold.store.api import NO_STREAM_ID, NewEvent, RecordedEvent
-from eventfold.store.checks import same_json, validate_tags, validate_type_name
+from eventfold.store.checks import (
+    same_json,
+    validate_events,
+    validate_tags,
+    validate_type_name,
+)
 
 MAX_QUERY_ITEMS = 100
 """A query has at most this many items."""
@@ -168,6 +173,17 @@ def validate_condition(condition: object) -> AppendCondition | None:
             f"a condition's after must be None or an int >= 0, not {after!r}", argument="after"
         )
     return AppendCondition(validate_query(condition.query, "condition"), after)
+
+
+def validate_append(
+    events: object, condition: object
+) -> tuple[list[NewEvent], AppendCondition | None]:
+    """A DCB append's events (at least one, each valid, no id twice) and its
+    checked condition, or ``InvalidArgument``."""
+    checked = validate_events(events)
+    if not checked:
+        raise InvalidArgument("append_events needs at least one event", argument="events")
+    return checked, validate_condition(condition)
 
 
 def validate_read(from_position: object, backwards: object, limit: object) -> None:

@@ -187,9 +187,7 @@ def encode_events(requests: Sequence[EventsRequest], channel: str | None) -> lis
         rq_after.append(min(after, INT64_MAX))
         events += request.events
         scans += mine
-    keys = lock_arguments_of(
-        [(request.events, request.condition) for request in requests]
-    )
+    keys = lock_arguments_of([(request.events, request.condition) for request in requests])
     return [
         _ints(rq_count),
         _ints(rq_arms),

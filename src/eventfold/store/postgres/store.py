@@ -47,7 +47,6 @@ from eventfold.store.capabilities import (
 from eventfold.store.checks import (
     replayed_result,
     validate_appends,
-    validate_events,
     validate_snapshot,
     validate_stream_id,
 )
@@ -56,7 +55,7 @@ from eventfold.store.dcb import (
     Query,
     arms,
     replayed_position,
-    validate_condition,
+    validate_append,
 )
 from eventfold.store.paging import INT64_MAX, Page
 from eventfold.store.postgres import inspect
@@ -255,10 +254,7 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
         """A DCB append inside the caller's open transaction on ``conn`` (it
         must be the transaction's first write): its locks are held, and its
         events become visible, when the caller commits."""
-        checked = validate_events(events)
-        if not checked:
-            raise InvalidArgument("append_events needs at least one event", argument="events")
-        rule = validate_condition(condition)
+        checked, rule = validate_append(events, condition)
         self.check_open()
         check_limits([StreamAppend("dcb", checked)])
         try:
