@@ -34,6 +34,9 @@ MAX_QUERY_ITEMS = 100
 """A query has at most this many items."""
 MAX_ITEM_TYPES = 100
 """A query item names at most this many types."""
+MAX_QUERY_SCANS = 100
+"""A query makes at most this many index scans (``arms``): one per item with
+tags, one per type of an item of types alone."""
 
 
 class QueryItem(msgspec.Struct, frozen=True):
@@ -156,7 +159,15 @@ def validate_query(query: object, argument: str = "query") -> Query:
                 argument=argument,
             )
         checked.append(QueryItem(tuple(dict.fromkeys(types)), tags))
-    return Query(tuple(checked))
+    result = Query(tuple(checked))
+    scans = len(arms(result))
+    if scans > MAX_QUERY_SCANS:
+        raise InvalidArgument(
+            f"a query makes at most {MAX_QUERY_SCANS} index scans (one per item with tags, "
+            f"one per type of an item of types alone), this one {scans}",
+            argument=argument,
+        )
+    return result
 
 
 def validate_condition(condition: object) -> AppendCondition | None:

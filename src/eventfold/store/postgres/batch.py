@@ -53,14 +53,17 @@ def expected_code(expected: ExpectedVersion) -> int:
 
 
 def check_limits(appends: list[StreamAppend]) -> None:
-    total = 0
-    for item in appends:
-        total += len(item.events)
-        for event in item.events:
-            if event.schema_version > INT32_MAX:
-                raise InvalidArgument(
-                    f"{event.type}: schema_version must be < 2**31", argument="schema_version"
-                )
+    check_event_limits([event for item in appends for event in item.events])
+
+
+def check_event_limits(events: Sequence[NewEvent]) -> None:
+    """What the columns and positions hold beyond the shared checks."""
+    total = len(events)
+    for event in events:
+        if event.schema_version > INT32_MAX:
+            raise InvalidArgument(
+                f"{event.type}: schema_version must be < 2**31", argument="schema_version"
+            )
     if total > MAX_EVENTS_PER_TRANSACTION:
         raise InvalidArgument(
             f"at most {MAX_EVENTS_PER_TRANSACTION} events per append, got {total}",

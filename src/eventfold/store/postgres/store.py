@@ -66,6 +66,7 @@ from eventfold.store.postgres.batch import (
     Outcome,
     Request,
     as_stored,
+    check_event_limits,
     check_limits,
     decode,
     encode,
@@ -233,7 +234,7 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
     async def _append_events(
         self, events: list[NewEvent], condition: AppendCondition | None
     ) -> int:
-        check_limits([StreamAppend("dcb", events)])
+        check_event_limits(events)
         request = EventsRequest(events, condition)
         if self.options.group_commit:
             position = await self._events_committer.submit(request)
@@ -256,7 +257,7 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
         events become visible, when the caller commits."""
         checked, rule = validate_append(events, condition)
         self.check_open()
-        check_limits([StreamAppend("dcb", checked)])
+        check_event_limits(checked)
         try:
             (outcome,) = await self._events_on(conn, [EventsRequest(checked, rule)])
         except psycopg.Error as exc:

@@ -323,6 +323,7 @@ class DCBConformance(Conformance):
             Query.of(*(QueryItem(tags=(f"t{i}",)) for i in range(MAX_QUERY_ITEMS + 1))),
             Query.of(*(QueryItem(types=(f"T{i}",), tags=("x",)) for i in range(5000))),
             Query.of(QueryItem(types=tuple(f"T{i}" for i in range(5000)))),
+            Query.of(*(QueryItem(types=tuple(f"T{i}-{j}" for j in range(10))) for i in range(20))),
             Query.of(QueryItem(types=("bad type",))),
             Query.of(QueryItem(types=("",))),
             Query.of(QueryItem(types=("'; DROP TABLE events; --",))),
