@@ -44,7 +44,7 @@ class Sizes:
     repeat: int  # runs per cell; the median is reported
     dcb_fill: int = 1_000_000  # scenarios 7 and 8: events stored first (PostgreSQL)
     dcb_appends: int = 1_600  # scenario 7: conditional appends per run, over all writers
-    dcb_reads: int = 200  # scenario 8: query reads timed
+    dcb_reads: int = 100  # scenario 8: query reads timed
 
 
 FULL = Sizes(
