@@ -107,9 +107,10 @@ async def _raw(pg_url: str) -> psycopg.AsyncConnection[Any]:
 
 async def test_postgres_non_overlapping_conditions_never_wait(pg_url: str) -> None:
     """A conditional append holding its locks in an open transaction: a
-    writer whose condition cannot overlap completes meanwhile; one whose
-    condition overlaps waits for it and then fails, seeing its event."""
-    async with connect(pg_url) as opened:
+    writer whose condition cannot overlap completes meanwhile; writers whose
+    conditions overlap (two other processes' store objects) are seen waiting
+    on its lock, and then fail, seeing its event."""
+    async with connect(pg_url) as opened, connect(pg_url) as one, connect(pg_url) as two:
         store = opened
         assert isinstance(store, PostgresStore)
         course = Query.of(QueryItem(types=("Joined",), tags=("course:c1",)))
@@ -120,23 +121,20 @@ async def test_postgres_non_overlapping_conditions_never_wait(pg_url: str) -> No
             held = await store.append_events_within(
                 conn, [tagged("Joined", "course:c1", "student:s1")], AppendCondition(course)
             )
-            # Disjoint: its own tag, the same type written, a stream append.
-            free = await asyncio.wait_for(
-                store.append_events(
-                    [tagged("Joined", "course:c2", "student:s1")], AppendCondition(other)
-                ),
-                timeout=30,
+            # Disjoint: its own tag, the same type written; and a stream append.
+            free = await store.append_events(
+                [tagged("Joined", "course:c2", "student:s1")], AppendCondition(other)
             )
-            await asyncio.wait_for(store.append("order-1", [tagged("Placed")]), timeout=30)
+            await store.append("order-1", [tagged("Placed")])
             # Overlapping: the same course, and every event of the type.
             same = asyncio.create_task(
-                store.append_events([tagged("Joined", "course:c1")], AppendCondition(course))
+                one.append_events([tagged("Joined", "course:c1")], AppendCondition(course))
             )
             typed = asyncio.create_task(
-                store.append_events([tagged("Joined")], AppendCondition(by_type))
+                two.append_events([tagged("Joined")], AppendCondition(by_type))
             )
-            done, _ = await asyncio.wait({same, typed}, timeout=0.5)
-            assert not done, "an overlapping condition did not wait for the open transaction"
+            await _until_waiting_on_advisory_locks(pg_url, 2, [same, typed])
+            assert not same.done() and not typed.done()
             await conn.commit()
         finally:
             await conn.close()
@@ -149,59 +147,71 @@ async def test_postgres_non_overlapping_conditions_never_wait(pg_url: str) -> No
         assert free > held  # a later transaction id: a later position
 
 
+async def _until_waiting_on_advisory_locks(
+    pg_url: str, count: int, tasks: list[asyncio.Task[Any]]
+) -> None:
+    """Wait (30 s at most) until ``count`` sessions wait for an advisory
+    lock; fail if a task ends first (it did not wait)."""
+    async with await psycopg.AsyncConnection.connect(pg_url.split("?")[0], autocommit=True) as conn:
+        for _ in range(3000):
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0] >= count:
+                return
+            for task in tasks:
+                if task.done():
+                    raise AssertionError(f"an overlapping writer did not wait: {task!r}")
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} writers never waited for the open transaction's lock")
+
+
 async def test_postgres_no_position_appears_late(pg_url: str) -> None:
     """Transactions commit out of order on purpose (held open while later
     ones commit), with stream appends and unconditional and conditional DCB
-    appends mixed: readers following the log and a query see every event
-    once, in order, never a position before one they already saw; a naive
-    reader (ordered by position, no snapshot bound) sees one late."""
-    async with connect(pg_url) as opened:
+    appends mixed: readers following the log and a query, reading while the
+    held one is open and after it commits, see every event once, in order,
+    never a position before one they already saw; a naive reader (ordered by
+    position, no snapshot bound) sees a later position first."""
+    async with connect(pg_url) as opened, connect(pg_url) as reader:
         store = opened
         assert isinstance(store, PostgresStore)
         everything: list[int] = []
         queried: list[int] = []
         query = Query.of(QueryItem(tags=("k",)), QueryItem(types=("Placed",)))
-        naive_saw_late = False
-        stop = asyncio.Event()
+        naive_saw_late = 0
+        ends = {"all": 0, "query": 0}
 
         async def follow() -> None:
-            after_all, after_query = 0, 0
-            while True:
-                finished = stop.is_set()
-                async for r in store.read_all(from_position=after_all + 1):
-                    everything.append(r.position)
-                    after_all = r.position
-                async for r in store.read(query, from_position=after_query + 1):
-                    queried.append(r.position)
-                    after_query = r.position
-                if finished:
-                    return
-                await asyncio.sleep(0.001)
+            """One step of a follower of the log and one of the query (on a
+            store object of their own, as another process's would be)."""
+            async for r in reader.read_all(from_position=ends["all"] + 1):
+                everything.append(r.position)
+                ends["all"] = r.position
+            async for r in reader.read(query, from_position=ends["query"] + 1):
+                queried.append(r.position)
+                ends["query"] = r.position
 
-        async def naive(conn: psycopg.AsyncConnection[Any]) -> list[int]:
-            cur = await conn.execute(
-                psycopg.sql.SQL("SELECT position FROM {} ORDER BY position").format(
-                    psycopg.sql.Identifier(store.options.schema, "events")
-                )
+        async with await psycopg.AsyncConnection.connect(
+            pg_url.split("?")[0], autocommit=True
+        ) as watcher:
+            naive = psycopg.sql.SQL("SELECT position FROM {} ORDER BY position").format(
+                psycopg.sql.Identifier(store.options.schema, "events")
             )
-            return [row[0] for row in await cur.fetchall()]
-
-        follower = asyncio.create_task(follow())
-        watcher = await psycopg.AsyncConnection.connect(pg_url.split("?")[0], autocommit=True)
-        try:
             for round_ in range(6):
                 conn = await _raw(pg_url)
                 try:
-                    if round_ % 2:
-                        held = await store.append_events_within(
-                            conn, [tagged("Noted", "k", n=round_)]
-                        )
-                    else:
-                        held = await store.append_events_within(
-                            conn,
-                            [tagged("Noted", "k", n=round_)],
-                            AppendCondition(Query.of(QueryItem(tags=(f"own:{round_}",)))),
-                        )
+                    condition = (
+                        None
+                        if round_ % 2
+                        else AppendCondition(Query.of(QueryItem(tags=(f"own:{round_}",))))
+                    )
+                    held = await store.append_events_within(
+                        conn, [tagged("Noted", "k", n=round_)], condition
+                    )
+                    await follow()
                     await asyncio.gather(
                         store.append("order-1", [tagged("Placed", n=round_)]),
                         store.append_events([tagged("Noted", "k", "x")]),
@@ -210,21 +220,18 @@ async def test_postgres_no_position_appears_late(pg_url: str) -> None:
                             AppendCondition(Query.of(QueryItem(tags=(f"own2:{round_}",)))),
                         ),
                     )
-                    await asyncio.sleep(0.05)  # the followers read meanwhile
-                    seen = await naive(watcher)
-                    naive_saw_late |= held not in seen and max(seen) > held
+                    await follow()  # the later ones are committed, the held one is not
+                    seen = [row[0] for row in await (await watcher.execute(naive)).fetchall()]
+                    naive_saw_late += held not in seen and max(seen) > held
                     await conn.commit()
                 finally:
                     await conn.close()
-        finally:
-            stop.set()
-            await follower
-            await watcher.close()
+                await follow()
         final = [r.position for r in await collect(store.read_all())]
         assert everything == final, "a follower of the log skipped or repeated an event"
         expected = [r.position for r in await collect(store.read(query))]
         assert queried == expected, "a follower of the query skipped or repeated an event"
-        assert naive_saw_late, "the held transaction did not commit out of order"
+        assert naive_saw_late == 6, "the held transactions did not commit out of order"
 
 
 async def test_postgres_identical_retries_racing_store_once(pg_url: str) -> None:
