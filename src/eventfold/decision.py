@@ -36,7 +36,7 @@ from eventfold.domain.events import Metadata
 from eventfold.errors import ConditionFailed, InvalidArgument
 from eventfold.serialization.codec import Codec
 from eventfold.store.capabilities import DCBStore
-from eventfold.store.dcb import AppendCondition, Query, QueryItem
+from eventfold.store.dcb import AppendCondition, Query, QueryItem, validate_query
 
 S = TypeVar("S")
 
@@ -57,7 +57,7 @@ class DecisionModel:
         if not projections:
             raise InvalidArgument("a decision model needs a projection", argument="projections")
         self.projections = projections
-        self.query = union(p.query for p in projections.values())
+        self.query = union(validate_query(p.query) for p in projections.values())
 
     def initial_states(self) -> dict[str, Any]:
         return {name: p.initial_state() for name, p in self.projections.items()}

@@ -13,7 +13,7 @@ import pytest
 import eventfold
 from eventfold import Codec, EventRegistry
 from eventfold.decision import DecisionModel, decide, load, projection, union
-from eventfold.errors import ConditionFailed, RegistrationError
+from eventfold.errors import ConditionFailed, InvalidArgument, RegistrationError
 from eventfold.examples.courses.app import commands, run
 from eventfold.examples.courses.decisions import DefineCourse, SubscribeStudentToCourse
 from eventfold.services.commands import CommandBus
@@ -50,6 +50,10 @@ async def test_one_read_folds_each_event_into_every_matching_projection() -> Non
         assert decision.condition == AppendCondition(model.query, 3)
         everything = DecisionModel(a=count("a"), all=projection(Query.all(), lambda: 0))
         assert everything.query == Query.all()
+        listed = projection(Query.of(QueryItem(types=["Counted"], tags=["counter:a"])), int)  # type: ignore[arg-type]
+        assert DecisionModel(a=listed).query == count("a").query
+        with pytest.raises(InvalidArgument):
+            DecisionModel(bad=projection(Query(), int))
 
 
 async def test_retries_are_bounded_and_each_starts_from_a_fresh_read() -> None:
