@@ -245,20 +245,21 @@ GLOBAL_KEY = "*"
 
 
 def type_key(name: str) -> str:
-    return "t:" + name
+    return "t:" + name  # write_keys builds these inline
 
 
 def tag_key(tag: str) -> str:
-    return "g:" + tag
+    return "g:" + tag  # write_keys builds these inline
 
 
 def write_keys(events: Iterable[NewEvent]) -> set[str]:
     """The keys an append takes shared: one per type and per tag it writes,
     and the global key."""
-    keys = {GLOBAL_KEY}
-    for event in events:
-        keys.add(type_key(event.type))
-        keys.update(tag_key(tag) for tag in event.tags)
+    events = list(events)
+    keys = {"t:" + name for name in {event.type for event in events}}
+    keys.add(GLOBAL_KEY)
+    if any(event.tags for event in events):
+        keys.update("g:" + tag for event in events for tag in event.tags)
     return keys
 
 

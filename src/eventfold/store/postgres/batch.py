@@ -123,9 +123,12 @@ def _payloads(events: Sequence[NewEvent], what: str) -> str:
     return _escape_joined(joined)
 
 
-def _tags(events: Sequence[NewEvent]) -> str:
-    """Each event's tags joined by spaces ('' for none), as a text[] literal:
-    tags hold no whitespace, so the append functions split them back."""
+def _tags(events: Sequence[NewEvent]) -> str | None:
+    """Each event's tags joined by spaces ('' for none), as a text[] literal
+    (tags hold no whitespace, so the append functions split them back); None
+    (SQL NULL) if no event has tags: the functions then take '' for each."""
+    if not any(event.tags for event in events):
+        return None
     return _texts([" ".join(event.tags) for event in events])
 
 
@@ -212,7 +215,7 @@ def encode_events(requests: Sequence[EventsRequest], channel: str | None) -> lis
     ]
 
 
-def encode(requests: Sequence[Request], channel: str | None) -> list[str | None]:
+def encode(requests: Sequence[Request], channel: str | None) -> list[Any]:
     """The append function's arguments as array literals: building them here is
     several times cheaper than letting the driver adapt eleven Python lists."""
     slots: dict[str, int] = {}

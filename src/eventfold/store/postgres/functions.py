@@ -208,6 +208,9 @@ BEGIN
         RAISE EXCEPTION 'an eventfold append must be the first write of its transaction'
           USING ERRCODE = 'EF001';
     END IF;
+    IF ev_tags IS NULL THEN  -- no event has tags
+        ev_tags := array_fill(''::text, ARRAY[coalesce(cardinality(ev_id), 0)]);
+    END IF;
     PERFORM pg_advisory_xact_lock({lock_space}, k.h)
        FROM (SELECT DISTINCT hashtext(x) AS h FROM unnest(st_ids) AS x ORDER BY 1) AS k;
     {lock_keys}
@@ -411,6 +414,9 @@ BEGIN
         RAISE EXCEPTION 'an eventfold append must be the first write of its transaction'
           USING ERRCODE = 'EF001';
     END IF;
+    IF ev_tags IS NULL THEN  -- no event has tags
+        ev_tags := array_fill(''::text, ARRAY[n]);
+    END IF;
     PERFORM pg_advisory_xact_lock({lock_space}, hashtext(p_stream));
     {lock_keys}
     SELECT s.version, s.position, s.hash INTO v, p, h
@@ -500,7 +506,7 @@ END
 #
 #   requests: rq_count (events), rq_arms (scans of its condition), rq_check
 #             (has a condition), rq_all (match-all), rq_after (-1: anywhere)
-#   events:   ev_* in request order
+#   events:   ev_* in request order (ev_tags NULL: no event has tags)
 #   scans:    (eventfold.store.dcb.arms) a_by 'type' or 'tag', a_key the type
 #             or the first tag, a_types the item's types and a_tags its other
 #             tags (both joined by spaces, '' for none), in request order
@@ -543,6 +549,9 @@ BEGIN
     IF coalesce(cardinality(ev_id), 0) > 1048575 THEN
         RAISE EXCEPTION 'more than 1048575 events in one transaction'
           USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    IF ev_tags IS NULL THEN  -- no event has tags
+        ev_tags := array_fill(''::text, ARRAY[coalesce(cardinality(ev_id), 0)]);
     END IF;
     {lock_keys}
     FOR r IN 1..n LOOP

@@ -27,8 +27,10 @@ with a lower number is upgraded when it is opened (``_MIGRATIONS``)."""
 # ``recorded_at`` is UTC microseconds since the Unix epoch. ``hash`` is the
 # event's link in its stream's hash chain (eventfold.compliance.chain).
 # ``tags`` (schema 2) holds an event's tags joined by spaces (tags hold no
-# whitespace), NULL for none; ``event_tags`` indexes them, one row per tag
-# and event, so that a DCB query scans (tag, position) in position order.
+# whitespace), NULL for none (before the payload in a new file; after it in a
+# file upgraded from schema 1, where ALTER TABLE puts it); ``event_tags``
+# indexes them, one row per tag and event, so that a DCB query scans (tag,
+# position) in position order.
 _DDL = (
     "CREATE TABLE eventfold_schema (version INTEGER NOT NULL)",
     """CREATE TABLE events (
@@ -41,9 +43,9 @@ _DDL = (
         schema_version INTEGER NOT NULL,
         recorded_at    INTEGER NOT NULL,
         hash           BLOB    NOT NULL,
+        tags           TEXT,
         metadata       TEXT    NOT NULL,
-        data           TEXT    NOT NULL,
-        tags           TEXT
+        data           TEXT    NOT NULL
     )""",
     "CREATE UNIQUE INDEX events_stream_version ON events (stream_id, version)",
     "CREATE UNIQUE INDEX events_event_id ON events (event_id)",

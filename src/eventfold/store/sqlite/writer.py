@@ -282,11 +282,11 @@ def _insert(tx: _Transaction, plans: list[_Plan]) -> list[AppendResult]:
                     digest,
                     event.metadata,
                     event.data,
-                    join_tags(event.tags),
+                    " ".join(carried) if (carried := event.tags) else None,
                 )
             )
-            if event.tags:
-                tags += [(tag, first + i) for tag in event.tags]
+            if carried:
+                tags += [(tag, first + i) for tag in carried]
         head += len(events)
         results.append(AppendResult(stream_id, actual + len(events), head))
     if rows:
