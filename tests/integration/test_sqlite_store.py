@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from eventfold.store.api import (
     StreamAppend,
 )
 from eventfold.store.dcb import AppendCondition, Query, QueryItem
-from eventfold.store.sqlite import SCHEMA_VERSION, SQLiteStore, rows, schema
+from eventfold.store.sqlite import SCHEMA_VERSION, SQLiteStore, rows, schema, writer
 from eventfold.store.sqlite import store as sqlite_store
 from eventfold.testing.conformance import collect, new_event, numbered, numbers
 
@@ -89,20 +90,48 @@ async def _hold_write_lock(path: Path) -> sqlite3.Connection:
     return raw
 
 
+async def _until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Let the event loop run until ``condition()`` holds (or fail)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.001)
+
+
+class _Gate(writer.Request):
+    """A request that holds the writer inside its transaction until released."""
+
+    __slots__ = ("entered", "release")
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        super().__init__(future, 1)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def apply(self, tx: Any) -> None:
+        self.entered.set()
+        self.release.wait(60)
+
+
 async def _one_group(
     store: SQLiteStore, path: Path, blocker: str, calls: list[Coroutine[Any, Any, Any]]
 ) -> list[Any]:
-    """Outcomes of ``calls`` run as ONE group: the writer is parked on a held
-    write lock (appending ``blocker``) while they queue up behind it."""
-    raw = await _hold_write_lock(path)
+    """Outcomes of ``calls`` run as ONE group: the writer is held inside a
+    transaction (committing ``blocker`` and a gate request) while they queue
+    up behind it."""
+    del path
+    pending = store._writer._queue
+    gate = _Gate(asyncio.get_running_loop().create_future())
     parked = asyncio.ensure_future(store.append(blocker, numbered(1)))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # the blocker is queued
+    store._writer.submit(gate)
+    await _until(gate.entered.is_set)  # the writer is inside the blocker's group
     before = store.commit_count
     futures = [asyncio.ensure_future(call) for call in calls]
-    await asyncio.sleep(0.05)
-    raw.execute("ROLLBACK")
-    raw.close()
+    await _until(lambda: pending.qsize() == len(calls))  # each queued behind it
+    gate.release.set()
     await parked
+    await gate.future
     outcomes = await asyncio.gather(*futures, return_exceptions=True)
     assert store.commit_count - before == 2  # the blocker's group, then all of these
     return outcomes
