@@ -332,8 +332,8 @@ BEGIN
           FROM unnest(a_pos, a_slot, a_ver, a_at, a_cnt) AS a(p, s, v, e, c)
          CROSS JOIN LATERAL generate_series(0, a.c - 1) AS g(o);
         IF array_to_string(ev_tags, '') <> '' THEN
-            INSERT INTO {event_tags} (tag, position)
-            SELECT w.tag, base + a.p + g.o
+            INSERT INTO {event_tags} (tag, position, type)
+            SELECT w.tag, base + a.p + g.o, ev_type[a.e + g.o]
               FROM unnest(a_pos, a_at, a_cnt) AS a(p, e, c)
              CROSS JOIN LATERAL generate_series(0, a.c - 1) AS g(o)
              CROSS JOIN LATERAL unnest(string_to_array(nullif(ev_tags[a.e + g.o], ''), ' '))
@@ -470,9 +470,9 @@ BEGIN
       FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta, hashes, ev_tags)
            WITH ORDINALITY AS x(id, ty, sc, d, m, h, tg, o);
     IF array_to_string(ev_tags, '') <> '' THEN
-        INSERT INTO {event_tags} (tag, position)
-        SELECT w.tag, base + x.o - 1
-          FROM unnest(ev_tags) WITH ORDINALITY AS x(tg, o),
+        INSERT INTO {event_tags} (tag, position, type)
+        SELECT w.tag, base + x.o - 1, x.ty
+          FROM unnest(ev_tags, ev_type) WITH ORDINALITY AS x(tg, ty, o),
                unnest(string_to_array(nullif(x.tg, ''), ' ')) AS w(tag);
     END IF;
     IF v = 0 THEN
@@ -575,10 +575,13 @@ BEGIN
                          ORDER BY e.position LIMIT 1)
                        UNION ALL
                        (SELECT t.position FROM {event_tags} t
-                          JOIN {events} e ON e.position = t.position
                          WHERE a.b = 'tag' AND t.tag = a.k AND t.position > rq_after[r]
-                           AND (a.ty = '' OR e.type = ANY (string_to_array(a.ty, ' ')))
-                           AND (a.tg = '' OR e.tags @> string_to_array(a.tg, ' '))
+                           AND (a.ty = '' OR t.type = ANY (string_to_array(a.ty, ' ')))
+                           AND (a.tg = '' OR NOT EXISTS (
+                                SELECT 1 FROM unnest(string_to_array(a.tg, ' ')) AS w(tag)
+                                 WHERE NOT EXISTS (SELECT 1 FROM {event_tags} u
+                                                    WHERE u.tag = w.tag
+                                                      AND u.position = t.position)))
                          ORDER BY t.position LIMIT 1)
                        ) AS f;
             END IF;
@@ -605,9 +608,10 @@ BEGIN
                               ev_tags[ev_lo:ev_hi])
                        WITH ORDINALITY AS x(id, ty, sc, d, m, tg, o);
                 IF array_to_string(ev_tags[ev_lo:ev_hi], '') <> '' THEN
-                    INSERT INTO {event_tags} (tag, position)
-                    SELECT w.tag, base + rel + x.o - 1
-                      FROM unnest(ev_tags[ev_lo:ev_hi]) WITH ORDINALITY AS x(tg, o),
+                    INSERT INTO {event_tags} (tag, position, type)
+                    SELECT w.tag, base + rel + x.o - 1, x.ty
+                      FROM unnest(ev_tags[ev_lo:ev_hi], ev_type[ev_lo:ev_hi])
+                           WITH ORDINALITY AS x(tg, ty, o),
                            unnest(string_to_array(nullif(x.tg, ''), ' ')) AS w(tag);
                 END IF;
                 rel := rel + rq_count[r];

@@ -84,14 +84,20 @@ _DCB_BY_TYPE = {
     True: "(SELECT position AS p FROM {events} WHERE type = %s AND position <= %s"
     " AND position < {bound} ORDER BY position DESC LIMIT %s)",
 }
+# An item with tags checks its types and its other tags in event_tags alone
+# (the type is in its index): the events table is only read for the page.
 _DCB_BY_TAG = {
-    False: "(SELECT t.position AS p FROM {event_tags} t JOIN {events} x ON x.position = t.position"
+    False: "(SELECT t.position AS p FROM {event_tags} t"
     " WHERE t.tag = %s AND t.position >= %s AND t.position < {bound}"
-    " AND (cardinality(%s::text[]) = 0 OR x.type = ANY(%s::text[])) AND x.tags @> %s::text[]"
+    " AND (cardinality(%s::text[]) = 0 OR t.type = ANY(%s::text[]))"
+    " AND NOT EXISTS (SELECT 1 FROM unnest(%s::text[]) AS w(tag) WHERE NOT EXISTS"
+    " (SELECT 1 FROM {event_tags} u WHERE u.tag = w.tag AND u.position = t.position))"
     " ORDER BY t.position LIMIT %s)",
-    True: "(SELECT t.position AS p FROM {event_tags} t JOIN {events} x ON x.position = t.position"
+    True: "(SELECT t.position AS p FROM {event_tags} t"
     " WHERE t.tag = %s AND t.position <= %s AND t.position < {bound}"
-    " AND (cardinality(%s::text[]) = 0 OR x.type = ANY(%s::text[])) AND x.tags @> %s::text[]"
+    " AND (cardinality(%s::text[]) = 0 OR t.type = ANY(%s::text[]))"
+    " AND NOT EXISTS (SELECT 1 FROM unnest(%s::text[]) AS w(tag) WHERE NOT EXISTS"
+    " (SELECT 1 FROM {event_tags} u WHERE u.tag = w.tag AND u.position = t.position))"
     " ORDER BY t.position DESC LIMIT %s)",
 }
 _DCB_PAGE = {

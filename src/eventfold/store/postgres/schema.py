@@ -142,8 +142,9 @@ _MIGRATION_4: list[Step] = [functions.install]
 _MIGRATION_5: list[Step] = [functions.install]
 
 # 6: tags and DCB. A tags column (existing rows get the empty array without a
-# rewrite), event_tags (one row per tag and event, scanned in position order
-# by DCB queries), an index on (type, position) for queries of types alone,
+# rewrite), event_tags (one row per tag and event, with the event's type in
+# its index, scanned in position order by DCB queries without visiting the
+# events), an index on (type, position) for queries of types alone,
 # the append functions taking tags and lock keys (their old signatures
 # dropped) and append_events, the conditional append without a stream.
 _MIGRATION_6: list[Step] = [
@@ -152,7 +153,8 @@ _MIGRATION_6: list[Step] = [
     CREATE TABLE {event_tags} (
         tag text COLLATE "C" NOT NULL,
         position bigint NOT NULL,
-        PRIMARY KEY (tag, position)
+        type text COLLATE "C" NOT NULL,
+        PRIMARY KEY (tag, position) INCLUDE (type)
     )
     """,
     "CREATE INDEX events_type_position ON {events} (type, position)",

@@ -53,10 +53,7 @@ _BY_TAG = {
     ),
 }
 _OTHER_TAG = " AND EXISTS (SELECT 1 FROM event_tags u WHERE u.tag = ? AND u.position = t.position)"
-_TYPE_OF = (
-    " AND (SELECT e.type FROM events e WHERE e.position = t.position)"
-    " IN (SELECT value FROM json_each(?))"
-)
+_TYPE_OF = " AND t.type IN (SELECT value FROM json_each(?))"
 _BY_TAG_END = {False: " ORDER BY t.position LIMIT ?)", True: " ORDER BY t.position DESC LIMIT ?)"}
 _UNION = " UNION "
 _MERGED = {False: " ORDER BY 1 LIMIT ?", True: " ORDER BY 1 DESC LIMIT ?"}

@@ -29,8 +29,9 @@ with a lower number is upgraded when it is opened (``_MIGRATIONS``)."""
 # ``tags`` (schema 2) holds an event's tags joined by spaces (tags hold no
 # whitespace), NULL for none (before the payload in a new file; after it in a
 # file upgraded from schema 1, where ALTER TABLE puts it); ``event_tags``
-# indexes them, one row per tag and event, so that a DCB query scans (tag,
-# position) in position order.
+# indexes them, one row per tag and event with the event's type, so that a
+# DCB query scans (tag, position) in position order and checks the type
+# without visiting the events.
 _DDL = (
     "CREATE TABLE eventfold_schema (version INTEGER NOT NULL)",
     """CREATE TABLE events (
@@ -54,6 +55,7 @@ _DDL = (
     _TAGS_TABLE := """CREATE TABLE event_tags (
         tag            TEXT    NOT NULL,
         position       INTEGER NOT NULL,
+        type           TEXT    NOT NULL,
         PRIMARY KEY (tag, position)
     ) WITHOUT ROWID""",
     """CREATE TABLE snapshots (
@@ -81,7 +83,7 @@ _REQUIRED_COLUMNS = {
     },
     "snapshots": {"stream_id", "name", "version", "schema_version", "state"},
 }
-_REQUIRED_SINCE = {2: {"events": {"tags"}, "event_tags": {"tag", "position"}}}
+_REQUIRED_SINCE = {2: {"events": {"tags"}, "event_tags": {"tag", "position", "type"}}}
 """Columns a schema version added: required of a file at that version or later."""
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 2: tags (DCB): a column, their index table, and the type index DCB

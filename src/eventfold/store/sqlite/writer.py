@@ -48,7 +48,7 @@ _INSERT = (
     "schema_version, recorded_at, hash, metadata, data, tags) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?)"
 )
-_INSERT_TAG = "INSERT INTO event_tags (tag, position) VALUES (?, ?)"
+_INSERT_TAG = "INSERT INTO event_tags (tag, position, type) VALUES (?, ?, ?)"
 _UPSERT_SNAPSHOT = (
     "INSERT INTO snapshots (stream_id, name, version, schema_version, state) "
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (stream_id, name) DO UPDATE SET "
@@ -166,7 +166,7 @@ class EventsRequest(Request):
             if conflict is not None:
                 raise ConditionFailed(condition.query, condition.after, conflict)
         rows: list[tuple[Any, ...]] = []
-        tags: list[tuple[str, int]] = []
+        tags: list[tuple[str, int, str]] = []
         head, now = tx.head, tx.now
         for event in self.events:
             head += 1
@@ -187,7 +187,7 @@ class EventsRequest(Request):
                     join_tags(event.tags),
                 )
             )
-            tags += [(tag, head) for tag in event.tags]
+            tags += [(tag, head, event.type) for tag in event.tags]
         con.executemany(_INSERT, rows)
         if tags:
             con.executemany(_INSERT_TAG, tags)
@@ -253,7 +253,7 @@ def _plan(tx: _Transaction, appends: Sequence[StreamAppend], *, lookup: bool) ->
 
 def _insert(tx: _Transaction, plans: list[_Plan]) -> list[AppendResult]:
     rows: list[tuple[Any, ...]] = []
-    tags: list[tuple[str, int]] = []
+    tags: list[tuple[str, int, str]] = []
     results: list[AppendResult] = []
     head, now = tx.head, tx.now
     for item, replay, actual, last, chained in plans:
@@ -286,7 +286,7 @@ def _insert(tx: _Transaction, plans: list[_Plan]) -> list[AppendResult]:
                 )
             )
             if carried:
-                tags += [(tag, first + i) for tag in carried]
+                tags += [(tag, first + i, event.type) for tag in carried]
         head += len(events)
         results.append(AppendResult(stream_id, actual + len(events), head))
     if rows:
