@@ -246,7 +246,7 @@ async def test_upgrade_from_schema_version_1_fills_the_hash_chain(
 
 
 async def _undo_tags(conn: Any, pg_schema: str) -> None:
-    """Take a store back to what schema version 5 stored: no tags, no DCB."""
+    """Take a store back to what schema version 6 stored: no tags, no DCB."""
     for statement in (
         "DROP TABLE {}.event_tags",
         "DROP INDEX {}.events_type_position",
@@ -256,7 +256,7 @@ async def _undo_tags(conn: Any, pg_schema: str) -> None:
         await conn.execute(sql.SQL(statement).format(sql.Identifier(pg_schema)))
 
 
-async def test_upgrade_from_schema_version_5_adds_tags_and_dcb(pg_url: str, pg_schema: str) -> None:
+async def test_upgrade_from_schema_version_6_adds_tags_and_dcb(pg_url: str, pg_schema: str) -> None:
     """Events stored before tags existed read with no tags, keep their chain,
     and are matched by queries of types; new appends carry tags."""
     async with await open_store(pg_url) as store:
@@ -264,7 +264,7 @@ async def test_upgrade_from_schema_version_5_adds_tags_and_dcb(pg_url: str, pg_s
     async with await raw(pg_url.split("?")[0]) as conn:
         await _undo_tags(conn, pg_schema)
         await conn.execute(
-            sql.SQL("DELETE FROM {}.schema_version WHERE version > 5").format(
+            sql.SQL("DELETE FROM {}.schema_version WHERE version > 6").format(
                 sql.Identifier(pg_schema)
             )
         )
