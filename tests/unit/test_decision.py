@@ -16,6 +16,7 @@ from eventfold.decision import DecisionModel, decide, load, projection, union
 from eventfold.errors import ConditionFailed, InvalidArgument, RegistrationError
 from eventfold.examples.courses.app import commands, run
 from eventfold.examples.courses.decisions import DefineCourse, SubscribeStudentToCourse
+from eventfold.examples.courses.events import CourseCapacityChanged
 from eventfold.services.commands import CommandBus
 from eventfold.services.outcomes import MemoryOutcomeStore
 from eventfold.store.dcb import AppendCondition, Query, QueryItem
@@ -149,3 +150,35 @@ async def test_decided_commands_in_the_command_service() -> None:
         assert full.status == "rejected" and "full" in full.error.message  # type: ignore[union-attr]
         with pytest.raises(eventfold.errors.InvalidCommand):
             bus.prepare("DefineCourse", DefineCourse("c2", 1), expected_version=3)
+
+
+async def test_a_decided_command_whose_condition_keeps_failing_is_a_typed_conflict() -> None:
+    """A competing writer lands between every read and append: after its
+    retries the command's outcome is a conflict naming the query, the
+    position it read at and the first conflicting event."""
+    async with eventfold.connect("memory://") as store:
+        bus = CommandBus(commands(), store, MemoryOutcomeStore(), max_retries=1)
+        assert (await bus.execute(bus.prepare("DefineCourse", DefineCourse("c1", 9)))).status == (
+            "succeeded"
+        )
+        original = store.append_events
+        competing: list[int] = []
+
+        async def append_events(events: Any, condition: Any = None) -> int:
+            rival = bus.commands.codec.encode(CourseCapacityChanged("c1", 8 - len(competing)))
+            competing.append(await original([rival]))
+            return await original(events, condition)
+
+        store.append_events = append_events  # type: ignore[method-assign]
+        try:
+            outcome = await bus.execute(
+                bus.prepare("SubscribeStudentToCourse", SubscribeStudentToCourse("c1", "s1"))
+            )
+        finally:
+            del store.append_events
+        assert outcome.status == "conflict" and outcome.error is not None
+        assert outcome.error.type == "ConditionFailed"
+        detail = outcome.error.detail
+        assert len(competing) == 2 and detail.position == competing[-1]
+        assert detail.after == competing[0] and "course:c1" in (detail.query or "")
+        assert "StudentSubscribedToCourse" not in [r.type async for r in store.read_all()]
