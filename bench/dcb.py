@@ -14,8 +14,8 @@ writer's tag) and vacuumed, then:
   append (p50, p99). eventfold's writers are asyncio tasks on one store (its
   default pool of 10 connections); the peer has no async API, so its
   writers are processes, one connection each.
-- scenario 8, tag-query reads: reads of a query of two items (a course's
-  events of two types, or a student's), about ``dcb_fill / 1000`` matches
+- scenario 8, tag-query reads: reads of a query of two items (two types
+  and a course's tag each, two courses), about ``dcb_fill / 500`` matches
   each, every event decoded; events/s, and p50/p99 per read.
 """
 
@@ -62,7 +62,7 @@ def _fill_rows(n: int, seed: int) -> list[tuple[str, bytes, tuple[str, ...]]]:
     rows = []
     for i in range(n):
         course, student = rng.randrange(COURSES), rng.randrange(STUDENTS)
-        tags = (f"course:{course}", f"student:{student}")
+        tags: tuple[str, ...] = (f"course:{course}", f"student:{student}")
         if i % 10 == 0:
             tags += (f"writer:{rng.randrange(64)}",)
         rows.append((TYPES[i % 2], encode(Subscribed(course, student)), tags))

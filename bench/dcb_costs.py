@@ -22,6 +22,7 @@ import os
 import statistics
 import time
 import uuid
+from typing import Any
 
 import psycopg
 
@@ -56,6 +57,7 @@ async def measure(url: str, appends: int) -> dict[str, list[float]]:
             for n in range(appends + 200):
                 for kind in KINDS:
                     event = NewEvent("Deposited", encode_json(Deposited(n, NOTE)))
+                    args: list[Any]
                     if kind.startswith("round"):
                         sql, args = "SELECT 1", []
                     elif kind.startswith("one-row"):

@@ -345,23 +345,29 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
         await self._see_own_writes()
 
     async def _query_page(self, query: Query, position: int, backwards: bool, want: int) -> Page:
+        sql, params = self.query_statement(query, position, backwards, want)
+        page = await self._fetch_records(sql, params, "read")
+        return page, len(page) < want
+
+    def query_statement(
+        self, query: Query, position: int, backwards: bool, want: int
+    ) -> tuple[str, list[Any]]:
+        """The statement (and its parameters) that reads a page of ``want``
+        events of ``query`` from ``position`` (inclusive): the one
+        ``read(query)`` runs, for EXPLAIN (docs/dcb.md shows its plans)."""
         if query.match_all:
-            params: list[Any] = [position, self._offset, want]
-            page = await self._fetch_records(self._q.dcb_all[backwards], params, "read")
-            return page, len(page) < want
+            return self._q.dcb_all[backwards], [position, self._offset, want]
         scans = arms(query)
         by_type = [arm for arm in scans if arm.by == "type"]
         by_tag = [arm for arm in scans if arm.by == "tag"]
-        params = []
+        params: list[Any] = []
         for arm in by_type:
             params += [arm.key, position, self._offset, want]
         for arm in by_tag:
             types = list(arm.types)
             params += [arm.key, position, self._offset, types, types, list(arm.tags), want]
         params.append(want)
-        sql = self._q.dcb(len(by_type), len(by_tag), backwards)
-        page = await self._fetch_records(sql, params, "read")
-        return page, len(page) < want
+        return self._q.dcb(len(by_type), len(by_tag), backwards), params
 
     async def _run_batch(self, requests: list[Request]) -> list[Outcome]:
         """Run a group of requests in one statement (one transaction)."""

@@ -283,11 +283,11 @@ def _insert(tx: _Transaction, plans: list[_Plan]) -> list[AppendResult]:
                     digest,
                     event.metadata,
                     event.data,
-                    " ".join(carried) if (carried := event.tags) else None,
+                    join_tags(event.tags),
                 )
             )
-            if carried:
-                tags += [(tag, first + i, event.type) for tag in carried]
+            if event.tags:
+                tags += [(tag, first + i, event.type) for tag in event.tags]
         head += len(events)
         results.append(AppendResult(stream_id, actual + len(events), head))
     if rows:
