@@ -40,7 +40,7 @@ dist: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The documentation pages are checked in a real browser: Debian's chromium.
+# The documentation pages and the console are checked in a real browser: Debian's chromium.
 browser:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)

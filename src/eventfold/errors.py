@@ -19,6 +19,7 @@ also re-export the ones they raised before they lived here.
     |   +-- UnknownProjection (also a ReadModelError)
     |   +-- NoStateView
     |   +-- UnknownTenant
+    |   +-- NotParked
     +-- ConcurrencyError
     |   +-- WrongExpectedVersion
     |   +-- ConditionFailed
@@ -97,6 +98,7 @@ __all__ = [
     "NoStateView",
     "NotAnEventStore",
     "NotFound",
+    "NotParked",
     "PermissionDenied",
     "PoisonMessage",
     "PostgresServerError",
@@ -237,6 +239,15 @@ class UnknownOutcome(NotFound):
     def __init__(self, command_id: str) -> None:
         super().__init__(f"no command {command_id!r} is known here")
         self.command_id = command_id
+
+
+class NotParked(NotFound):
+    """No bus message with that sequence is parked (it never was, or it was
+    retried or skipped already)."""
+
+    def __init__(self, seq: int) -> None:
+        super().__init__(f"no parked message #{seq}")
+        self.seq = seq
 
 
 class NoStateView(NotFound):

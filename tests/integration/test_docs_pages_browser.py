@@ -5,13 +5,10 @@ script and style comes from the app itself, so the pages work offline."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import in_ci
+from tests.browser_helpers import FLAGS, chromium_executable
 from tests.integration.test_http_serve import serving
 
 # Text that only the pages' scripts put there: each API's operation summaries.
@@ -23,25 +20,13 @@ PAGES = [
 ]
 
 
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if in_ci():
-            pytest.fail("chromium is required under CI=true (make test installs it)")
-        pytest.skip("chromium is not installed (make test installs it)")
-    return found
-
-
 def rendered(browser: str, url: str, profile: Path) -> str:
     """The page's DOM once its scripts have run (virtual time: no waiting on
     the wall clock)."""
     run = subprocess.run(
         [
             browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
+            *FLAGS,
             f"--user-data-dir={profile}",
             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
             "--virtual-time-budget=20000",
@@ -58,7 +43,7 @@ def rendered(browser: str, url: str, profile: Path) -> str:
 
 
 def test_the_documentation_pages_render_offline(tmp_path: Path) -> None:
-    browser = chromium()
+    browser = chromium_executable()
     with serving(cwd=tmp_path) as served:
         for role, page, text in PAGES:
             dom = rendered(browser, served.urls[role] + page, tmp_path / "profile")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from eventfold.subscriptions import (
     SQLCheckpointStore,
     Tx,
     build_as_of,
+    builds,
     open_read_model,
     query_read_model,
 )
@@ -197,3 +199,34 @@ async def test_a_database_error_names_its_event(urls: dict[str, str]) -> None:
             return conn.execute("SELECT stream, n FROM per_stream_v1 ORDER BY 1").fetchall()
 
         assert [tuple(r) for r in await reads.read(counts)] == [("acct-1", 3), ("acct-2", 1)]
+
+
+async def test_a_batch_read_before_a_pause_is_not_applied_after_it(
+    urls: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race a pause meets: the worker found the projection running and
+    read a batch, then the pause committed. The batch's own transaction sees
+    the pause, so nothing is applied once ``pause`` has returned."""
+    async with eventfold.connect(urls["store"]) as store, open_read_model(urls["reads"]) as reads:
+        head = await add(store, "acct-1", 1, 2)
+        r = runner(store, reads, tallies())
+        await r.pause("tallies", by="ops")
+        real, checks, held = r._hold, 0, asyncio.Event()
+
+        async def running_at_first(name: str, stop: asyncio.Event) -> bool:
+            nonlocal checks
+            checks += 1
+            if checks == 1:
+                return False  # as if the pause came just after this check
+            held.set()
+            return await real(name, stop)
+
+        monkeypatch.setattr(r, "_hold", running_at_first)
+        async with r:
+            # held: the first batch was read and its transaction is over
+            await asyncio.wait_for(held.wait(), 60)
+            built = await reads.read(functools.partial(builds.list_builds, name="tallies"))
+            assert [b.position for b in built] == [0]
+            assert await r.resume("tallies") is True
+            await r.wait_for(head, timeout=60)
+            assert (await r.query("tallies", TALLY_SQL)).rows == [("acct-1", 2, 3)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -197,6 +198,13 @@ async def test_tenant_a_walks_every_route_and_sees_nothing_of_b(
             (w.commands, "POST", "/admin/forget/customer-bea", None),
             (w.commands, "DELETE", f"/admin/tenants/{w.b}", None),
             (w.commands, "GET", "/schema/openapi.json", None),
+            (w.commands, "GET", "/metrics", None),
+            (w.queries, "GET", "/metrics", None),
+            (w.queries, "POST", "/admin/projections/customers/pause", None),
+            (w.queries, "POST", "/admin/projections/customers/resume", None),
+            (w.queries, "GET", "/admin/parked", None),
+            (w.queries, "POST", "/admin/parked/1/retry", None),
+            (w.queries, "POST", "/admin/parked/1/skip", None),
         ]
         walked = {(method, path.split("?")[0]) for _, method, path, _ in walk}
         walked |= {("POST", "/commands/RegisterCustomer"), ("GET", "/health")}  # below; open
@@ -216,7 +224,17 @@ async def test_tenant_a_walks_every_route_and_sees_nothing_of_b(
                         ),
                         "/commands/{name:str}": "/commands/RegisterCustomer",
                         "/queries/{name:str}": "/queries/no_such_query",
+                        "/admin/projections/{name:str}/pause": (
+                            "/admin/projections/customers/pause"
+                        ),
+                        "/admin/projections/{name:str}/resume": (
+                            "/admin/projections/customers/resume"
+                        ),
+                        "/admin/parked/{seq:int}/retry": "/admin/parked/1/retry",
+                        "/admin/parked/{seq:int}/skip": "/admin/parked/1/skip",
                     }.get(route.path, route.path)
+                    if route.path == "/console" or route.path.startswith("/console/"):
+                        continue  # the console's own sessions: walked below
                     assert (method, concrete) in walked or (method, route.path) in {
                         ("POST", "/admin/tenants"),  # the platform's, tried above
                         ("GET", "/admin/tenants"),
@@ -226,6 +244,37 @@ async def test_tenant_a_walks_every_route_and_sees_nothing_of_b(
             assert answer.status_code in (200, 403, 404), (path, answer.status_code, answer.text)
             for secret in b_secrets:
                 assert secret not in answer.text, (path, secret)
+        # A's metrics would show every tenant's: refused to a tenant's credentials.
+        assert (await w.queries.get("/metrics", headers=a_admin)).status_code == 403
+        # The console, logged in with A's token, shows A's data only.
+        console = httpx.AsyncClient(
+            transport=httpx.ASGITransport(w.built["query"]), base_url="http://queries"
+        )
+        login = await console.get("/console/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', login.text)
+        assert token is not None
+        credential = a_admin["Authorization"].split(" ", 1)[1]
+        entered = await console.post(
+            "/console/login", data={"csrf": token.group(1), "credential": credential}
+        )
+        assert entered.status_code == 303, entered.text
+        b_positions = [r.position async for r in b_runtime.store.read_all()]
+        pages = [
+            "/console/",
+            "/console/streams",
+            "/console/streams?q=customer",
+            "/console/streams/customer-bea",
+            "/console/projections",
+            "/console/parked",
+            "/console/commands",
+            *(f"/console/events/{p}" for p in b_positions),
+        ]
+        for path in pages:
+            answer = await console.get(path)
+            assert answer.status_code in (200, 404), (path, answer.status_code)
+            for secret in b_secrets:
+                assert secret not in answer.text, (path, secret)
+        await console.aclose()
         # Outcomes by guessed id: 404, not B's; the same key in A is A's own.
         assert (
             await w.commands.get(f"/outcomes/{b_bea['command_id']}", headers=a_admin)

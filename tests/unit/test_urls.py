@@ -186,6 +186,9 @@ _CHECKS_NOT_DISPATCH = {
     "store/url.py": "names the scheme in an error message",
     "security/authn.py": "an HTTP authentication scheme (Bearer, ApiKey), not a URL's",
     "security/jwt.py": "fetches a JWKS over http(s):// or reads it from a file",
+    "console/pages.py": "an HTTP request's scheme: the session cookie is Secure over HTTPS",
+    "console/session.py": "compares an HTTP request's Origin with its Host (CSRF)",
+    "observability/http.py": "records an HTTP request's scheme on its span",
 }
 
 

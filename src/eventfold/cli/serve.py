@@ -14,7 +14,6 @@ unless ``--insecure``."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -112,6 +111,21 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = (
         "warning"
     ),
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="text, or json: one object per line with trace, correlation and causation ids",
+        ),
+    ] = "text",
+    otlp: Annotated[
+        bool,
+        typer.Option(
+            "--otlp",
+            envvar="EVENTFOLD_OTLP",
+            help="export spans over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT (the otlp extra)",
+        ),
+    ] = False,
     policy: Annotated[
         Path | None,
         typer.Option("--policy", help="TOML file mapping roles and scopes to permissions"),
@@ -199,7 +213,11 @@ def serve(
     from eventfold.services.runtime import ServeConfig, ServiceDefinition
     from eventfold.services.server import serve as run_servers
 
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("text or json", param_hint="--log-format")
+    from eventfold.observability.logs import configure
+
+    configure(log_level, json=log_format == "json")
     definition = load_definition(app)
     assert isinstance(definition, ServiceDefinition)
     try:
@@ -231,6 +249,11 @@ def serve(
             if ssl_keyfile is not None:
                 ssl["ssl_keyfile"] = str(ssl_keyfile)
         key_store_url = api_keys or (tenancy.control if tenancy is not None else None)
+        exporter = None
+        if otlp:
+            from eventfold.observability.tracing import export_otlp
+
+            exporter = export_otlp(f"eventfold-{role}")
 
         async def main() -> None:
             key_store = open_api_keys(key_store_url) if key_store_url else None
@@ -263,7 +286,11 @@ def serve(
                 if key_store is not None:
                     await key_store.close()
 
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        finally:
+            if exporter is not None:
+                exporter.shutdown()
     except EventfoldError as exc:
         errors().print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
         raise typer.Exit(1) from None

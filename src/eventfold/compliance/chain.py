@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -27,6 +28,9 @@ from eventfold.store.capabilities import ChainReader as ChainReader
 from eventfold.store.chain import GENESIS as GENESIS
 from eventfold.store.chain import link_hash as link_hash
 from eventfold.store.chain import link_message as link_message
+
+PROGRESS_EVERY = 1000
+"""``verify`` reports its progress every this many events."""
 
 Problem = Literal["altered", "missing", "duplicate", "reordered", "truncated", "rewritten"]
 """altered: the stored hash does not match the content (edited, or forged);
@@ -145,10 +149,16 @@ def _check_stream(stream_id: str, links: list[ChainLink], report: Report, keep: 
 
 
 async def verify(
-    reader: ChainReader, *, checkpoint: Heads | None = None, key: bytes | None = None
+    reader: ChainReader,
+    *,
+    checkpoint: Heads | None = None,
+    key: bytes | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Report:
     """Check every chain; with ``checkpoint``, also that no stream it lists was
-    truncated or deleted since (and, with ``key``, that it is authentic)."""
+    truncated or deleted since (and, with ``key``, that it is authentic).
+    ``progress(events)`` is told how many events were checked, every
+    ``PROGRESS_EVERY`` events and at the end."""
     if checkpoint is not None and key is not None and not checkpoint.check_signature(key):
         raise InvalidArgument("the checkpoint's signature does not match", argument="checkpoint")
     report = Report()
@@ -157,6 +167,8 @@ async def verify(
     links: list[ChainLink] = []
     async for link in reader.read_chain():
         report.events += 1
+        if progress is not None and report.events % PROGRESS_EVERY == 0:
+            progress(report.events)
         if link.stream_id != current:
             if current is not None:
                 _check_stream(current, links, report, keep.get(current))
@@ -168,6 +180,8 @@ async def verify(
         report.streams += 1
     if checkpoint is not None:
         _compare_heads(checkpoint, report)
+    if progress is not None:
+        progress(report.events)
     return report
 
 

@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
+from typing import Any
 
 from eventfold.errors import BusError, EventfoldError, MirrorGap, StoreError
 from eventfold.messaging.api import Bus, ConsumerSpec, Delivery, Puller
 from eventfold.messaging.mirror import Incoming, MirrorStore, TakenIn, mirror_headers
 from eventfold.messaging.topology import Topology
+from eventfold.observability import tracing
 
 log = logging.getLogger("eventfold.messaging")
 
@@ -115,24 +118,76 @@ class BusConsumer:
             await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def _step(self, puller: Puller) -> bool:
+        started = time.time_ns()
         deliveries = await fetch_or_stop(puller, self.batch_size, self.fetch_timeout, self._stop)
         if not deliveries:
             return await self._idle()
         self.idle.clear()
+        received = tracing.start_span(
+            f"receive {self.stream}",
+            kind="consumer",
+            attributes={
+                **self._attributes("receive"),
+                "messaging.batch.message_count": len(deliveries),
+            },
+            links=[dict(d.headers) for d in deliveries] if tracing.recording() else (),
+            start_time=started,
+        )
+        if received is not None:
+            received.end()
         items = [
             Incoming(d.seq, d.subject, mirror_headers(d.headers), bytes(d.data)) for d in deliveries
         ]
+        spans = self._spans(items)
         try:
             taken = await self.mirror.take_in(self.stream, self._identity, items)
-        except EventfoldError:
-            await _settle(deliveries, None)
+        except EventfoldError as exc:
+            _end(spans, None, exc)
+            await self._settle(deliveries, None)
             raise
+        _end(spans, taken, None)
         self.last = taken
         self.applied += taken.applied
         self.parked += taken.parked
         self.bus_pending = deliveries[-1].pending
-        await _settle(deliveries, taken)
+        await self._settle(deliveries, taken)
         return False
+
+    def _attributes(self, operation: str) -> dict[str, str]:
+        return {
+            "messaging.system": "nats",
+            "messaging.operation.type": operation,
+            "messaging.destination.name": self.stream,
+            "messaging.consumer.group.name": self.durable,
+        }
+
+    def _spans(self, items: Sequence[Incoming]) -> list[tuple[int, Any]]:
+        """A ``process`` span per message, child of the trace its headers
+        carry (none when nothing records)."""
+        if not tracing.recording():
+            return []
+        out = []
+        for item in items:
+            attributes = {**self._attributes("process"), "messaging.message.id": str(item.seq)}
+            span = tracing.start_span(
+                f"process {self.stream}",
+                kind="consumer",
+                parent=item.headers,
+                attributes=attributes,
+            )
+            out.append((item.seq, span))
+        return out
+
+    async def _settle(self, deliveries: Sequence[Delivery], taken: TakenIn | None) -> None:
+        attributes = {
+            **self._attributes("settle"),
+            "messaging.batch.message_count": len(deliveries),
+        }
+        links = [dict(d.headers) for d in deliveries]
+        with tracing.span(
+            f"settle {self.stream}", kind="client", attributes=attributes, links=links
+        ):
+            await _settle(deliveries, taken)
 
     async def _idle(self) -> bool:
         """Nothing came: done, unless messages wait for an earlier one, which
@@ -173,6 +228,15 @@ async def fetch_or_stop(
     if fetch.cancelled():
         return []
     return fetch.result()
+
+
+def _end(spans: list[tuple[int, Any]], taken: TakenIn | None, failed: BaseException | None) -> None:
+    for seq, span in spans:
+        if failed is not None:
+            span.record_exception(failed)
+        elif taken is not None:
+            span.set_attribute("eventfold.verdict", taken.verdicts.get(seq, "duplicate"))
+        span.end()
 
 
 async def _settle(deliveries: Sequence[Delivery], taken: TakenIn | None) -> None:

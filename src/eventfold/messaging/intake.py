@@ -7,6 +7,10 @@ what can never be applied.
     eventfold_mirror_source(name, identity, seq, updated_at)
     eventfold_mirror_pending(name, seq, subject, headers, data, received_at)
     eventfold_parked(name, identity, seq, subject, reason, headers, data, parked_at)
+    eventfold_parked_log(name, identity, seq, action, outcome, detail, actor, at)
+
+What an operator does with a parked message (retry, skip) is in
+``eventfold.messaging.parking``, logged in ``eventfold_parked_log``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import msgspec
 
 from eventfold.errors import PoisonMessage
 from eventfold.messaging.wire import decode_event
+from eventfold.store.api import RecordedEvent
 from eventfold.store.checks import category_of
 from eventfold.subscriptions.readmodel import Connection
 
@@ -70,6 +75,16 @@ _SCHEMA = (
         data TEXT NOT NULL,
         parked_at TEXT NOT NULL,
         PRIMARY KEY (name, identity, seq)
+    )""",
+    """CREATE TABLE IF NOT EXISTS eventfold_parked_log (
+        name TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        actor TEXT,
+        at TEXT NOT NULL
     )""",
 )
 
@@ -217,23 +232,7 @@ class _Batch:
                 f"out of order: event {record.event_id} at position {record.position} "
                 f"arrived after position {self.head}",
             )
-        self.conn.execute(
-            _INSERT,
-            (
-                record.position,
-                record.stream_id,
-                category_of(record.stream_id),
-                record.version,
-                str(record.event_id),
-                record.type,
-                record.schema_version,
-                _text(record.data),
-                _text(record.metadata),
-                record.recorded_at.isoformat(),
-                item.seq,
-                " ".join(record.tags) if record.tags else None,
-            ),
-        )
+        insert_event(self.conn, record, item.seq)
         self.head = record.position
         self.applied += 1
         return "applied"
@@ -264,6 +263,27 @@ class _Batch:
             (self.identity, self.seq, _now(), self.source),
         )
         return TakenIn(self.verdicts, self.seq, self.head, self.applied, self.parked, self.held)
+
+
+def insert_event(conn: Connection, record: RecordedEvent, source_seq: int) -> None:
+    """Put ``record`` in the mirror, taken in from message ``source_seq``."""
+    conn.execute(
+        _INSERT,
+        (
+            record.position,
+            record.stream_id,
+            category_of(record.stream_id),
+            record.version,
+            str(record.event_id),
+            record.type,
+            record.schema_version,
+            _text(record.data),
+            _text(record.metadata),
+            record.recorded_at.isoformat(),
+            source_seq,
+            " ".join(record.tags) if record.tags else None,
+        ),
+    )
 
 
 def take_in(source: str, identity: str, items: list[Incoming], conn: Connection) -> TakenIn:

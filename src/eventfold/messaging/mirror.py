@@ -34,6 +34,7 @@ from typing import Any, ClassVar, Self
 import msgspec
 
 from eventfold.errors import StoreError
+from eventfold.messaging import mirror_inspect, parking
 from eventfold.messaging.intake import (
     Incoming,
     TakenIn,
@@ -42,6 +43,7 @@ from eventfold.messaging.intake import (
     mirror_headers,
     take_in,
 )
+from eventfold.messaging.parking import Retried
 from eventfold.store.api import (
     ANY,
     AppendResult,
@@ -51,7 +53,12 @@ from eventfold.store.api import (
     StreamAppend,
 )
 from eventfold.store.base import LogReader
-from eventfold.store.capabilities import Capabilities
+from eventfold.store.capabilities import (
+    Capabilities,
+    CategoryInfo,
+    StoreStats,
+    StreamInfo,
+)
 from eventfold.store.paging import Page
 from eventfold.subscriptions.readmodel import Connection, ReadModel
 
@@ -60,6 +67,8 @@ __all__ = [
     "MirrorCheckpoints",
     "MirrorStore",
     "Parked",
+    "ParkedAction",
+    "Retried",
     "SourceState",
     "TakenIn",
     "Verdict",
@@ -130,6 +139,20 @@ class Parked(msgspec.Struct, frozen=True):
     parked_at: str
 
 
+class ParkedAction(msgspec.Struct, frozen=True):
+    """What an operator did with a parked message (``retry``, ``skip``),
+    how it ended, and who did it."""
+
+    name: str
+    identity: str
+    seq: int
+    action: str
+    outcome: str
+    detail: str
+    actor: str | None
+    at: str
+
+
 class SourceState(msgspec.Struct, frozen=True):
     """How far the mirror got with a bus stream: every message up to ``seq``
     is taken in; ``pending`` messages after it wait for an earlier one, the
@@ -179,6 +202,7 @@ class MirrorStore(LogReader):
     async def setup(self) -> None:
         if not self._ready:
             await self.read_model.write(ensure_schema)
+            await self.read_model.write(mirror_inspect.ensure_indexes)
             self._ready = True
 
     async def _read(self, fn: Any) -> Any:
@@ -248,6 +272,92 @@ class MirrorStore(LogReader):
             ]
 
         found: list[Parked] = await self._read(read)
+        return found
+
+    # --- what an operator does with a parked message ------------------------------------
+
+    async def _identity(self, name: str, identity: str | None) -> str | None:
+        if identity is not None:
+            return identity
+        found = await self.source(name)
+        return None if found is None else found.identity
+
+    async def retry(
+        self, name: str, seq: int, *, identity: str | None = None, actor: str | None = None
+    ) -> Retried | None:
+        """Take parked message ``seq`` of bus stream ``name`` in again
+        (``identity``: the stream's incarnation, by default the current one);
+        None if it is not parked. See ``eventfold.messaging.parking``."""
+        found = await self._identity(name, identity)
+        if found is None:
+            return None
+        await self.setup()
+        result: Retried | None = await self.read_model.write(
+            functools.partial(parking.retry, name=name, identity=found, seq=seq, actor=actor)
+        )
+        if result is not None and result.outcome == "applied":
+            self._changed.set()
+            self._changed = asyncio.Event()
+        return result
+
+    async def skip(
+        self, name: str, seq: int, *, identity: str | None = None, actor: str | None = None
+    ) -> bool:
+        """Drop parked message ``seq`` of bus stream ``name`` from the parked
+        list, applying nothing; whether it was parked."""
+        found = await self._identity(name, identity)
+        if found is None:
+            return False
+        await self.setup()
+        done: bool = await self.read_model.write(
+            functools.partial(parking.skip, name=name, identity=found, seq=seq, actor=actor)
+        )
+        return done
+
+    async def parked_log(self, *, limit: int = 50) -> list[ParkedAction]:
+        """What operators did with parked messages, newest first."""
+
+        def read(conn: Connection) -> list[ParkedAction]:
+            rows = conn.execute(
+                "SELECT name, identity, seq, action, outcome, detail, actor, at "
+                "FROM eventfold_parked_log ORDER BY at DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [ParkedAction(r[0], r[1], int(r[2]), r[3], r[4], r[5], r[6], r[7]) for r in rows]
+
+        found: list[ParkedAction] = await self._read(read)
+        return found
+
+    # --- Inspector, and more for an operations console ----------------------------------
+
+    async def list_streams(
+        self, *, category: str | None = None, limit: int = 100
+    ) -> list[StreamInfo]:
+        found: list[StreamInfo] = await self._read(
+            functools.partial(mirror_inspect.list_streams, category=category, limit=limit)
+        )
+        return found
+
+    async def list_categories(self) -> list[CategoryInfo]:
+        found: list[CategoryInfo] = await self._read(mirror_inspect.list_categories)
+        return found
+
+    async def stats(self) -> StoreStats:
+        found: StoreStats = await self._read(mirror_inspect.stats)
+        return found
+
+    async def per_minute(self, minutes: int = 15) -> list[int]:
+        """Events recorded in each of the last ``minutes`` minutes, oldest first."""
+        found: list[int] = await self._read(
+            functools.partial(mirror_inspect.per_minute, minutes=minutes)
+        )
+        return found
+
+    async def correlated(self, correlation_id: str, *, limit: int = 200) -> list[int]:
+        """Positions of the events carrying ``correlation_id`` in their metadata."""
+        found: list[int] = await self._read(
+            functools.partial(mirror_inspect.correlated, correlation_id=correlation_id, limit=limit)
+        )
         return found
 
     # --- reading, as an EventReader (eventfold.store.base.LogReader) --------------------

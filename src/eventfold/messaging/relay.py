@@ -23,6 +23,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Any
+
+import msgspec
 
 from eventfold.errors import (
     BusError,
@@ -31,10 +34,12 @@ from eventfold.errors import (
     InvalidArgument,
     StoreError,
 )
-from eventfold.messaging.api import Bus
+from eventfold.messaging.api import Bus, Message
 from eventfold.messaging.topology import Topology
 from eventfold.messaging.wire import event_message, position_of
-from eventfold.store.api import EventReader
+from eventfold.observability import tracing
+from eventfold.observability.tracing import trace_of
+from eventfold.store.api import EventReader, RecordedEvent
 from eventfold.subscriptions.checkpoints import CheckpointStore
 from eventfold.subscriptions.subscription import read_batch, wait_or_stop
 
@@ -146,8 +151,17 @@ class Relay:
             self.store, self.position, limit=self.batch_size, categories=self.categories
         )
         if records:
-            messages = [event_message(self.topology, r) for r in records]
-            acks = await self.bus.publish(self.stream, messages, expected_last_seq=self._last_seq)
+            spans, messages = self._traced(
+                [event_message(self.topology, r) for r in records], records
+            )
+            try:
+                acks = await self.bus.publish(
+                    self.stream, messages, expected_last_seq=self._last_seq
+                )
+            finally:
+                for span in spans:
+                    if span is not None:
+                        span.end()
             self._last_seq = acks[-1].seq
             self.published += sum(1 for a in acks if not a.duplicate)
         if scanned > self.position:
@@ -159,3 +173,35 @@ class Relay:
                 # means a slower start next time.
                 log.warning("relay %s: checkpoint not saved: %s", self.name, exc)
         return short
+
+    def _traced(
+        self, messages: list[Message], records: list[RecordedEvent]
+    ) -> tuple[list[Any], list[Message]]:
+        """Each message with a trace context in its headers: a ``send`` span's,
+        child of the event's trace, when spans are recorded; else the
+        event's own, as its metadata carries it."""
+        spans: list[Any] = []
+        out = []
+        for message, record in zip(messages, records, strict=True):
+            trace = trace_of(record.metadata)
+            span = tracing.start_span(
+                f"send {self.stream}",
+                kind="producer",
+                parent=trace,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": self.stream,
+                    "messaging.message.id": str(record.event_id),
+                    "eventfold.stream_id": record.stream_id,
+                    "eventfold.event.type": record.type,
+                    "eventfold.position": record.position,
+                },
+            )
+            if span is not None:
+                spans.append(span)
+                trace = tracing.carrier_of(span)
+            if trace:
+                message = msgspec.structs.replace(message, headers={**message.headers, **trace})
+            out.append(message)
+        return spans, out

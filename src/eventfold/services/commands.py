@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -41,6 +43,8 @@ from eventfold.errors import (
 from eventfold.errors import IdempotencyKeyReused as IdempotencyKeyReused
 from eventfold.errors import InvalidCommand as InvalidCommand
 from eventfold.errors import UnknownCommand as UnknownCommand
+from eventfold.observability import tracing
+from eventfold.observability.logs import logged
 from eventfold.repository import Repository, SnapshotPolicy, derived_event_id
 from eventfold.serialization.codec import Codec
 from eventfold.services.outcomes import OutcomeStore
@@ -59,6 +63,8 @@ from eventfold.store.payloads import MAX_JSON_DEPTH, error_path, too_deep
 C = TypeVar("C")
 
 MAX_KEY_LENGTH = 200
+RECENT = 200
+"""How many of the latest outcomes a ``CommandBus`` keeps in memory (``recent``)."""
 RECOVERY_SCAN = 10_000
 """How many of a stream's latest events are searched for a keyed command's
 events when it is retried after its outcome was lost."""
@@ -266,9 +272,15 @@ def _error(exc: BaseException, **detail: Any) -> CommandError:
     return CommandError(type(exc).__name__, str(exc), ErrorDetail(**detail))
 
 
+Observer = Callable[[CommandOutcome, float], None]
+"""``observer(outcome, seconds)``: told of every command handled, with its duration."""
+
+
 class CommandBus:
     """Runs ``commands`` against ``store``; ``outcomes`` keeps the outcome
-    of every command sent with an idempotency key (and of queued ones)."""
+    of every command sent with an idempotency key (and of queued ones).
+    ``recent`` holds the latest outcomes handled here (newest last), for
+    an operations console; each ``observers`` entry is told of every one."""
 
     def __init__(
         self,
@@ -283,6 +295,8 @@ class CommandBus:
         self.outcomes = outcomes
         self._repositories: dict[tuple[int, int], Repository[Any, Any, Any]] = {}
         self._max_retries = max_retries
+        self.recent: deque[CommandOutcome] = deque(maxlen=RECENT)
+        self.observers: list[Observer] = []
 
     def _repository(self, route: CommandRoute[Any]) -> Repository[Any, Any, Any]:
         assert route.decider is not None
@@ -371,7 +385,35 @@ class CommandBus:
     async def run(self, prepared: Prepared, command_id: str, *, key: str | None) -> CommandOutcome:
         """Decide and append, with ``key`` as the repository's idempotency
         key; the outcome (typed errors included). Store and bus failures
-        raise: the command may be tried again."""
+        raise: the command may be tried again. A span ``command <Name>``
+        covers it, and log lines inside carry its correlation and causation ids."""
+        given = prepared.metadata or Metadata()
+        attributes = {
+            "eventfold.command": prepared.name,
+            "eventfold.command_id": command_id,
+            "eventfold.stream_id": prepared.stream_id,
+        }
+        start = time.perf_counter()
+        with (
+            tracing.span(f"command {prepared.name}", attributes=attributes) as span,
+            logged(
+                correlation_id=given.correlation_id or command_id,
+                causation_id=given.causation_id or command_id,
+            ),
+        ):
+            outcome = await self._run(prepared, command_id, key=key)
+            tracing.set_attributes(span, {"eventfold.outcome": outcome.status})
+            if outcome.position is not None:
+                tracing.set_attributes(span, {"eventfold.position": outcome.position})
+        self._observe(outcome, time.perf_counter() - start)
+        return outcome
+
+    def _observe(self, outcome: CommandOutcome, seconds: float) -> None:
+        self.recent.append(outcome)
+        for observer in self.observers:
+            observer(outcome, seconds)
+
+    async def _run(self, prepared: Prepared, command_id: str, *, key: str | None) -> CommandOutcome:
         route = self.commands.get(prepared.name)
         typed = route.decode(prepared.body)
         domain = route.translate(typed) if route.translate is not None else typed

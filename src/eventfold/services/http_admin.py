@@ -15,7 +15,15 @@ Command API:
 Query API:
 
 - ``POST /admin/projections/{name}/rebuild?purge=true``
-  (``projection:rebuild``): rebuild a read model of the caller's tenant."""
+  (``projection:rebuild``): rebuild a read model of the caller's tenant;
+- ``POST /admin/projections/{name}/pause``, ``…/resume``
+  (``projection:pause``, ``projection:resume``): stop and start applying
+  events to it;
+- ``GET /admin/parked`` (``status:read``): the parked bus messages;
+- ``POST /admin/parked/{seq}/retry``, ``…/skip`` (``parked:retry``,
+  ``parked:skip``): take one in again, or drop it from the list.
+
+Both APIs: ``GET /metrics`` (``status:read``), the Prometheus text format."""
 
 from __future__ import annotations
 
@@ -23,13 +31,16 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, delete, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
 from eventfold.compliance.chain import verify
 from eventfold.compliance.export import exported
-from eventfold.errors import ConfigurationError
+from eventfold.errors import ConfigurationError, NotParked
+from eventfold.messaging.mirror import Parked
+from eventfold.observability.metrics import CONTENT_TYPE, METRICS
+from eventfold.services import operator
 from eventfold.services.http_common import json_body, path_param, query_param
 from eventfold.services.http_security import permission, principal_of, require_platform
 from eventfold.services.sites import Site, TenantRuntimes
@@ -37,6 +48,14 @@ from eventfold.store.capabilities import ChainReader, require
 from eventfold.tenancy.catalog import TenantInfo
 
 Name = Annotated[str, path_param()]
+Seq = Annotated[int, path_param()]
+Identity = Annotated[
+    str | None,
+    query_param(
+        required=False,
+        description="The bus stream's incarnation (GET /admin/parked); default: the current one",
+    ),
+]
 Purge = Annotated[
     bool,
     query_param(description="Drop the replaced tables at once and compact (after a forget)."),
@@ -64,6 +83,43 @@ class Rebuilt(msgspec.Struct, frozen=True):
     projection: str
     build: int
     purged: bool
+
+
+class Paused(msgspec.Struct, frozen=True):
+    projection: str
+    paused: bool
+    paused_by: str | None = None
+    paused_at: str | None = None
+
+
+class ParkedView(msgspec.Struct, frozen=True):
+    """A parked bus message: where it was (stream, incarnation, sequence),
+    its subject and headers, why it was parked, and its body as text."""
+
+    stream: str
+    identity: str
+    seq: int
+    subject: str
+    reason: str
+    parked_at: str
+    headers: dict[str, str]
+    body: str
+
+
+class RetryAnswer(msgspec.Struct, frozen=True):
+    """How a retry ended (``applied``, ``duplicate`` or ``parked`` again, with
+    the reason), and the rebuilds it started (projection: operation id)."""
+
+    seq: int
+    outcome: str
+    reason: str = ""
+    position: int | None = None
+    rebuilds: dict[str, int] = {}
+
+
+class Skipped(msgspec.Struct, frozen=True):
+    seq: int
+    skipped: bool
 
 
 def admin_routes(site: Site) -> list[HTTPRouteHandler]:
@@ -176,4 +232,114 @@ def query_admin_routes(site: Site) -> list[HTTPRouteHandler]:
         build = await runtime.runner.rebuild(name, purge=purge)
         return Rebuilt(name, build.build, purge)
 
-    return [rebuild]
+    @post(
+        "/admin/projections/{name:str}/pause",
+        operation_id="admin_pause",
+        tags=["admin"],
+        summary="Stop applying events to a projection (it keeps answering queries)",
+        status_code=200,
+        opt=permission("projection:pause"),
+    )
+    async def pause(request: Request[Any, Any, Any], name: Name) -> Paused:
+        principal = principal_of(request)
+        runtime = await site.runtime(principal)
+        found = await operator.pause(runtime, name, by=principal.id if principal else None)
+        return Paused(name, True, found.paused_by, found.paused_at)
+
+    @post(
+        "/admin/projections/{name:str}/resume",
+        operation_id="admin_resume",
+        tags=["admin"],
+        summary="Apply events to a paused projection again",
+        status_code=200,
+        opt=permission("projection:resume"),
+    )
+    async def resume(request: Request[Any, Any, Any], name: Name) -> Paused:
+        runtime = await site.runtime(principal_of(request))
+        await operator.resume(runtime, name)
+        return Paused(name, False)
+
+    @get(
+        "/admin/parked",
+        operation_id="admin_parked",
+        tags=["admin"],
+        summary="The parked bus messages, newest first",
+        opt=permission("status:read"),
+    )
+    async def parked(request: Request[Any, Any, Any]) -> list[ParkedView]:
+        runtime = await site.runtime(principal_of(request))
+        return [parked_view(p) for p in await operator.mirror(runtime).parked()]
+
+    @post(
+        "/admin/parked/{seq:int}/retry",
+        operation_id="admin_parked_retry",
+        tags=["admin"],
+        summary="Take a parked message in again",
+        status_code=200,
+        opt=permission("parked:retry"),
+    )
+    async def retry(
+        request: Request[Any, Any, Any], seq: Seq, identity: Identity = None
+    ) -> RetryAnswer:
+        principal = principal_of(request)
+        runtime = await site.runtime(principal)
+        done = await operator.retry(
+            runtime, seq, identity=identity, by=principal.id if principal else None
+        )
+        if done is None:
+            raise NotParked(seq)
+        r = done.retried
+        return RetryAnswer(seq, r.outcome, r.reason, r.position, done.rebuilds)
+
+    @post(
+        "/admin/parked/{seq:int}/skip",
+        operation_id="admin_parked_skip",
+        tags=["admin"],
+        summary="Drop a parked message from the list, applying nothing",
+        status_code=200,
+        opt=permission("parked:skip"),
+    )
+    async def skip(request: Request[Any, Any, Any], seq: Seq, identity: Identity = None) -> Skipped:
+        principal = principal_of(request)
+        runtime = await site.runtime(principal)
+        if not await operator.skip(
+            runtime, seq, identity=identity, by=principal.id if principal else None
+        ):
+            raise NotParked(seq)
+        return Skipped(seq, True)
+
+    return [rebuild, pause, resume, parked, retry, skip]
+
+
+def parked_view(found: Parked) -> ParkedView:
+    return ParkedView(
+        stream=found.name,
+        identity=found.identity,
+        seq=found.seq,
+        subject=found.subject,
+        reason=found.reason,
+        parked_at=found.parked_at,
+        headers=found.headers,
+        body=found.data.decode("utf-8", "replace"),
+    )
+
+
+def metrics_route(site: Site) -> HTTPRouteHandler:
+    """``GET /metrics``: the process's metrics, in Prometheus's text format.
+    They cover every tenant this process serves (labelled ``tenant``), so
+    with tenants only credentials bound to no tenant may read them."""
+
+    @get(
+        "/metrics",
+        operation_id="metrics",
+        tags=["status"],
+        summary="Metrics in the Prometheus text format",
+        opt=permission("status:read"),
+        media_type=CONTENT_TYPE,
+    )
+    async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+        if isinstance(site, TenantRuntimes):
+            require_platform(request)
+        return Response(await METRICS.exposition(), media_type=CONTENT_TYPE)
+
+    return metrics

@@ -37,7 +37,7 @@ from eventfold.security.authn import Security
 from eventfold.security.policy import ON_BEHALF, command_permission
 from eventfold.security.principal import Principal
 from eventfold.services.commands import CommandRoute, Commands
-from eventfold.services.http_admin import admin_routes
+from eventfold.services.http_admin import admin_routes, metrics_route
 from eventfold.services.http_common import (
     MAX_BODY,
     POSITION,
@@ -303,6 +303,7 @@ def command_app(
             outcome,
             list_commands,
             health,
+            metrics_route(site),
             assets_router(),
             *admin_routes(site),
         ],

@@ -228,6 +228,10 @@ def path_param() -> Any:
     return PathParameter()
 
 
+PathText = Annotated[str, path_param()]
+PathInt = Annotated[int, path_param()]
+
+
 class StrictBody(AbstractDTO[T]):
     """A request body decoded by ``decode`` alone (a command's own decoder:
     strict types, its constraints, the depth limit), never coerced by

@@ -24,11 +24,12 @@ from litestar import Litestar, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 
+from eventfold.console import console_routes
 from eventfold.domain.clocks import Clock, parse_moment
 from eventfold.errors import InvalidArgument, UnknownQuery
 from eventfold.security.authn import Security
 from eventfold.security.policy import query_permission
-from eventfold.services.http_admin import query_admin_routes
+from eventfold.services.http_admin import metrics_route, query_admin_routes
 from eventfold.services.http_common import (
     MAX_BODY,
     MIN_POSITION,
@@ -299,9 +300,11 @@ def query_app(
             status,
             list_queries,
             health,
+            metrics_route(site),
             unknown_query,
             assets_router(),
             *query_admin_routes(site),
+            *console_routes(site, definition_queries=queries, security=security),
         ],
         guards=[guard(security)],
         exception_handlers=exception_handlers(),

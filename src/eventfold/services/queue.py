@@ -34,6 +34,7 @@ from eventfold.errors import (
 from eventfold.messaging.api import Bus, ConsumerSpec, Delivery, Message
 from eventfold.messaging.consumer import fetch_or_stop
 from eventfold.messaging.topology import Topology
+from eventfold.observability import tracing
 from eventfold.services.commands import CommandBus, Prepared, new_command_id, now_text
 from eventfold.services.records import CommandError, CommandOutcome, StoredOutcome
 from eventfold.store.checks import NOT_JSON
@@ -129,7 +130,12 @@ class CommandQueue:
 
     async def _enqueue(self, command_id: str, name: str, request: bytes) -> None:
         await self.setup()
-        message = Message(self.topology.command_subject(name), request, msg_id=command_id)
+        message = Message(
+            self.topology.command_subject(name),
+            request,
+            headers=tracing.carrier(),
+            msg_id=command_id,
+        )
         await self.bus.publish(self.topology.commands_stream, [message])
 
     async def requeue_pending(self, *, older_than: float, limit: int = 1000) -> int:
@@ -225,7 +231,24 @@ class CommandWorkers:
             await puller.close()
 
     async def handle(self, delivery: Delivery) -> None:
-        """Handle one queued command and acknowledge it once its outcome is recorded."""
+        """Handle one queued command and acknowledge it once its outcome is
+        recorded, in a span continuing the trace of the request that queued it."""
+        attributes = {
+            "messaging.system": "nats",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": self.topology.commands_stream,
+            "messaging.consumer.group.name": self.durable,
+            "messaging.message.id": str(delivery.seq),
+        }
+        with tracing.span(
+            f"process {self.topology.commands_stream}",
+            kind="consumer",
+            attributes=attributes,
+            parent=dict(delivery.headers),
+        ):
+            await self._handle(delivery)
+
+    async def _handle(self, delivery: Delivery) -> None:
         try:
             queued = _decoder.decode(delivery.data)
         except NOT_JSON as exc:

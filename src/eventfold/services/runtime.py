@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
@@ -35,6 +36,8 @@ from eventfold.serialization.crypto import EncryptingStore
 from eventfold.serialization.keys import KeyStore, open_key_store
 from eventfold.services.cache import QueryCache
 from eventfold.services.commands import CommandBus, Commands
+from eventfold.services.observed import forget, instrumented, measure, observe_command, watch
+from eventfold.services.operations import Operations
 from eventfold.services.outcomes import OutcomeStore, open_outcomes
 from eventfold.services.queries import Queries, QueryAnswer, QueryService
 from eventfold.services.queue import CommandQueue, CommandWorkers
@@ -121,6 +124,8 @@ class ServeConfig(msgspec.Struct, frozen=True, kw_only=True):
     nats_password_file: str | None = None
     nats_token_env: str | None = "EVENTFOLD_NATS_TOKEN"
     nats_token_file: str | None = None
+    tenant: str | None = None
+    """The tenant this runtime serves (set by ``for_tenant``; a metrics label)."""
 
     def __post_init__(self) -> None:
         if self.role not in ("all", "command", "query"):
@@ -154,6 +159,7 @@ class ServeConfig(msgspec.Struct, frozen=True, kw_only=True):
             keys=None,
             prefix=prefix,
             tenancy=None,
+            tenant=place.tenant,
         )
 
 
@@ -193,6 +199,7 @@ class Runtime:
         self.runner: ProjectionRunner | None = None
         self.query: QueryService | None = None
         self.failures: dict[str, str] = {}
+        self.operations = Operations()
         self._tasks: list[asyncio.Task[None]] = []
         self._stoppers: list[Callable[[], None]] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
@@ -220,6 +227,8 @@ class Runtime:
     async def start(self) -> None:
         self.bus = open_config_bus(self.config)
         self._closers.append(self.bus.close)
+        self._closers.append(self.operations.close)
+        watch(self, functools.partial(measure, self))
         if self.config.encrypt:
             config = self.config
             master = read_secret(env=config.master_key_env, file=config.master_key_file)
@@ -240,7 +249,7 @@ class Runtime:
             read_model, poll_interval=min(config.poll_interval, 0.25)
         )
         await mirror.setup()
-        reads: EventStore = self._decrypting(mirror)
+        reads: EventStore = instrumented(self._decrypting(mirror))
         consumer = self.consumer = BusConsumer(
             bus, mirror, self.topology, durable=config.consumer, ack_wait=config.ack_wait
         )
@@ -271,10 +280,11 @@ class Runtime:
         config, definition = self.config, self.definition
         raw = await connect(config.store)
         self._closers.append(raw.close)
-        store = self.store = self._audited(self._decrypting(raw))
+        store = self.store = instrumented(self._audited(self._decrypting(raw)))
         outcomes = self.outcomes = open_outcomes(config.outcomes_url())
         self._closers.append(outcomes.close)
         commands = self.commands = CommandBus(definition.commands, store, outcomes)
+        commands.observers.append(observe_command)
         queue = self.queue = CommandQueue(commands, bus, self.topology)
         await queue.setup()
         checkpoints = open_checkpoints(config.outcomes_url())
@@ -287,7 +297,7 @@ class Runtime:
         # The relay reads the log as stored: personal fields travel encrypted
         # on the bus, and the query side decrypts them with the subject keys.
         relay = self.relay = Relay(
-            raw,
+            instrumented(raw),
             bus,
             self.topology,
             checkpoints=relay_checkpoints,
@@ -376,6 +386,7 @@ class Runtime:
             delay = min(delay * 2, 30.0)
 
     async def stop(self) -> None:
+        forget(self)
         self._stopping.set()
         for stop in self._stoppers:
             stop()

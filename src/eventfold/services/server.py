@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 
 from eventfold.errors import ConfigurationError
+from eventfold.observability.http import observed
 from eventfold.security.authn import Security
 from eventfold.services.http_commands import command_app
 from eventfold.services.http_queries import query_app
@@ -41,27 +42,34 @@ class _Server(uvicorn.Server):
 
 def apps(runtime: Runtime | TenantRuntimes, *, security: Security | None = None) -> dict[str, Any]:
     """The ASGI apps of a started runtime (or of tenants' runtimes):
-    ``command`` and/or ``query``, as its role says."""
+    ``command`` and/or ``query``, as its role says, each request observed
+    (a span, and its latency in ``/metrics``)."""
     config, definition = runtime.config, runtime.definition
     site: Site = OneRuntime(runtime) if isinstance(runtime, Runtime) else runtime
     title = definition.title
     out: dict[str, Any] = {}
     if config.role in ("all", "command"):
-        out["command"] = command_app(
-            site,
-            definition.commands,
-            security=security,
-            max_body_size=config.max_body_size,
-            max_wait=max(config.max_wait, 30.0),
-            title=f"{title} commands",
+        out["command"] = observed(
+            command_app(
+                site,
+                definition.commands,
+                security=security,
+                max_body_size=config.max_body_size,
+                max_wait=max(config.max_wait, 30.0),
+                title=f"{title} commands",
+            ),
+            "command",
         )
     if config.role in ("all", "query"):
-        out["query"] = query_app(
-            site,
-            definition.queries,
-            security=security,
-            max_body_size=config.max_body_size,
-            title=f"{title} queries",
+        out["query"] = observed(
+            query_app(
+                site,
+                definition.queries,
+                security=security,
+                max_body_size=config.max_body_size,
+                title=f"{title} queries",
+            ),
+            "query",
         )
     return out
 

@@ -9,6 +9,7 @@ and the pointer moves atomically.
                     handled, as_of_position, as_of_time, created_at, updated_at,
                     activated_at)
     eventfold_checkpoint(name, position, updated_at)
+    eventfold_projection_pause(name, paused_by, paused_at)
 
 A build's tables are named ``<table>_<suffix>`` (``order_summaries_v2``); its
 state goes building -> active -> retired -> dropped."""
@@ -56,6 +57,11 @@ _SCHEMA = (
         name TEXT PRIMARY KEY,
         position BIGINT NOT NULL,
         updated_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS eventfold_projection_pause (
+        name TEXT PRIMARY KEY,
+        paused_by TEXT,
+        paused_at TEXT NOT NULL
     )""",
 )
 _SETUP_LOCK = 7_243_019_558  # pg advisory lock key: concurrent first setups
@@ -368,6 +374,57 @@ def advance_effects(conn: Connection, build: Build, position: int) -> bool:
         (position, now_text(), build.name, build.build, position),
     )
     return cur.rowcount > 0
+
+
+# --- pausing ------------------------------------------------------------------------------
+
+
+class Pause(msgspec.Struct, frozen=True):
+    """A projection paused: by whom (None: not known) and when."""
+
+    name: str
+    paused_by: str | None
+    paused_at: str
+
+
+_LOCK_BUILDS_OF = "SELECT build FROM eventfold_build WHERE name = ? FOR UPDATE"
+
+
+def pause(conn: Connection, name: str, by: str | None) -> Pause:
+    """Pause ``name`` (kept if it already is); the pause in effect.
+
+    A live worker checks ``is_paused`` inside each batch's transaction, under
+    its build's lock, so no batch commits once this transaction has: on
+    PostgreSQL it first takes the projection's build locks, waiting for a
+    batch being applied (SQLite runs one write transaction at a time)."""
+    if conn.dialect == "postgresql":
+        conn.execute(_LOCK_BUILDS_OF, (name,)).fetchall()
+    conn.execute(
+        "INSERT INTO eventfold_projection_pause (name, paused_by, paused_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (name) DO NOTHING",
+        (name, by, now_text()),
+    )
+    found = paused(conn).get(name)
+    assert found is not None
+    return found
+
+
+def resume(conn: Connection, name: str) -> bool:
+    """Resume ``name``; whether it was paused."""
+    cur = conn.execute("DELETE FROM eventfold_projection_pause WHERE name = ?", (name,))
+    return cur.rowcount > 0
+
+
+def is_paused(conn: Connection, name: str) -> bool:
+    row = conn.execute("SELECT 1 FROM eventfold_projection_pause WHERE name = ?", (name,))
+    return row.fetchone() is not None
+
+
+def paused(conn: Connection) -> dict[str, Pause]:
+    rows = conn.execute(
+        "SELECT name, paused_by, paused_at FROM eventfold_projection_pause ORDER BY name"
+    ).fetchall()
+    return {row[0]: Pause(row[0], row[1], row[2]) for row in rows}
 
 
 # --- plain checkpoints (subscriptions, process managers) ----------------------------------

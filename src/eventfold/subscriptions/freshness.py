@@ -97,10 +97,17 @@ class BuildStatus(msgspec.Struct, frozen=True):
 class ProjectionStatus(msgspec.Struct, frozen=True):
     """One projection as the read model holds it: the build queries read
     (``active``, None before the first build caught up), any other builds,
-    and the active build's lag."""
+    the active build's lag, and its ``state``: ``failed`` (``failure`` says
+    why), ``paused`` (``paused_by``, ``paused_at``), ``building`` (a build
+    is catching up: the first one, a new version or a rebuild) or
+    ``running``."""
 
     name: str
     version: int
     active: BuildStatus | None
     others: list[BuildStatus]
     freshness: Freshness | None
+    state: str = "running"
+    failure: str | None = None
+    paused_by: str | None = None
+    paused_at: str | None = None

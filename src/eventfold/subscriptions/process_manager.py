@@ -14,6 +14,8 @@ from typing import Any, Literal, TypeVar
 
 from eventfold.domain.events import Envelope, Metadata
 from eventfold.errors import DuplicateEventId, RegistrationError
+from eventfold.observability import tracing
+from eventfold.observability.logs import logged
 from eventfold.repository import Handled, Repository
 from eventfold.serialization.codec import Codec, RawEvent
 from eventfold.store.api import EventReader
@@ -64,17 +66,32 @@ class ProcessContext:
         """``repository.handle`` with the idempotency key of ``step``. If that
         step already took effect (even with events a changed state would no
         longer produce), nothing is written; returns None in that last case.
-        ``CommandRejected`` from the decider propagates: catch it to branch."""
-        try:
-            return await repository.handle(
-                stream_id,
-                command,
-                metadata=metadata if metadata is not None else self.metadata(),
-                idempotency_key=self.key(step),
-            )
-        except DuplicateEventId:
-            # The ids derived from this key are stored already: the step ran.
-            return None
+        ``CommandRejected`` from the decider propagates: catch it to branch.
+
+        The step runs in a span continuing the trace of the event (its
+        metadata's trace context), so the events it appends carry that trace on."""
+        env = self.envelope
+        metadata = metadata if metadata is not None else self.metadata()
+        attributes = {
+            "eventfold.process_manager": self.manager.name,
+            "eventfold.step": step,
+            "eventfold.stream_id": stream_id,
+            "eventfold.cause.event_id": str(env.event_id),
+            "eventfold.cause.event.type": env.type,
+        }
+        trace = {k: v for k, v in env.metadata.extra.items() if k in tracing.TRACE_KEYS}
+        with (
+            tracing.continued(trace),
+            tracing.span(f"saga {self.manager.name} {step}", attributes=attributes),
+            logged(correlation_id=metadata.correlation_id, causation_id=metadata.causation_id),
+        ):
+            try:
+                return await repository.handle(
+                    stream_id, command, metadata=metadata, idempotency_key=self.key(step)
+                )
+            except DuplicateEventId:
+                # The ids derived from this key are stored already: the step ran.
+                return None
 
 
 class ProcessManager:

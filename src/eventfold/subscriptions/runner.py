@@ -15,7 +15,7 @@ from eventfold.errors import InvalidArgument, ProjectionNotReady, ReadModelTimeo
 from eventfold.serialization.codec import Codec
 from eventfold.store.api import EventStore
 from eventfold.subscriptions import builds
-from eventfold.subscriptions.builds import Build, drop_retired
+from eventfold.subscriptions.builds import Build, Pause, drop_retired
 from eventfold.subscriptions.freshness import Freshness, ProjectionStatus, QueryResult, measure
 from eventfold.subscriptions.projection import Dispatch, Projection, ProjectionSet
 from eventfold.subscriptions.queries import active_position, run_query, stored_builds
@@ -75,6 +75,7 @@ class ProjectionRunner:
         # starting another worker
         self._moving: set[str] = set()
         self._changed = asyncio.Event()
+        self._resumed = asyncio.Event()
         self._stopping = False
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -126,6 +127,7 @@ class ProjectionRunner:
     def _worker(
         self, projection: Projection, build: Build, *, live: bool, progress: Progress | None
     ) -> BuildWorker:
+        hold = functools.partial(self._hold, projection.name) if live else None
         return BuildWorker(
             self.store,
             self.codec,
@@ -138,6 +140,7 @@ class ProjectionRunner:
             poll_interval=self.poll_interval,
             progress=progress,
             on_commit=self._notify,
+            hold=hold,
         )
 
     async def _resolve(self, projection: Projection, mode: Literal["run", "rebuild"]) -> Build:
@@ -211,6 +214,42 @@ class ProjectionRunner:
             await self.read_model.write(functools.partial(drop_retired, name=name))
             await self.read_model.compact()
         return worker.build
+
+    # --- pausing ------------------------------------------------------------------------
+
+    async def pause(self, name: str, *, by: str | None = None) -> Pause:
+        """Stop applying events to ``name`` (in every runner on this read
+        model) until ``resume``: once this returns, no batch is applied, not
+        even one read just before (each batch checks in its transaction). Its queries
+        keep answering from where it stopped, their freshness showing the
+        lag. The pause is kept in the read model: it outlasts a restart.
+        A rebuild asked for explicitly still runs."""
+        self.projections.get(name)
+        return await self.read_model.write(functools.partial(builds.pause, name=name, by=by))
+
+    async def resume(self, name: str) -> bool:
+        """Apply events to ``name`` again; whether it was paused."""
+        self.projections.get(name)
+        was = await self.read_model.write(functools.partial(builds.resume, name=name))
+        self._resumed.set()
+        self._resumed = asyncio.Event()
+        return was
+
+    async def paused(self) -> dict[str, Pause]:
+        """The paused projections of this read model."""
+        return await self.read_model.read(builds.paused)
+
+    async def _hold(self, name: str, stop: asyncio.Event) -> bool:
+        if name not in await self.paused():
+            return False
+        resumed = asyncio.ensure_future(self._resumed.wait())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({resumed, stopped}, timeout=self.poll_interval)
+        finally:
+            resumed.cancel()
+            stopped.cancel()
+        return True
 
     def _select(self, names: Iterable[str] | None) -> list[Projection]:
         if names is None:
@@ -323,6 +362,7 @@ class ProjectionRunner:
     async def status(self) -> list[ProjectionStatus]:
         """Every projection declared here or stored in the read model, with its builds and lag."""
         stored = await stored_builds(self.read_model)
+        pauses = await self.paused()
         out = []
         for name in sorted({*self.projections.names, *stored}):
             active, others = stored.get(name, (None, []))
@@ -337,7 +377,29 @@ class ProjectionRunner:
                     dispatch=self._dispatch[name],
                 )
             version = self.projections.get(name).version if declared else -1
-            out.append(ProjectionStatus(name, version, active, others, fresh))
+            failure = self.failures.get(name)
+            pause = pauses.get(name)
+            if failure is not None:
+                state = "failed"
+            elif pause is not None:
+                state = "paused"
+            elif active is None or any(b.state == "building" for b in others):
+                state = "building"
+            else:
+                state = "running"
+            out.append(
+                ProjectionStatus(
+                    name,
+                    version,
+                    active,
+                    others,
+                    fresh,
+                    state=state,
+                    failure=None if failure is None else f"{type(failure).__name__}: {failure}",
+                    paused_by=None if pause is None else pause.paused_by,
+                    paused_at=None if pause is None else pause.paused_at,
+                )
+            )
         return out
 
 

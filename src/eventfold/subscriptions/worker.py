@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from eventfold.domain.clocks import Clock
+from eventfold.domain.events import Envelope
 from eventfold.errors import ProjectionFailed
+from eventfold.observability import tracing
 from eventfold.serialization.codec import Codec, occurred_at
 from eventfold.store.api import EventReader, RecordedEvent
 from eventfold.subscriptions import builds
@@ -28,6 +30,10 @@ Progress = Callable[[int, int, int], None]
 
 Outcome = Literal["caught_up", "retired", "stopped"]
 
+Hold = Callable[[asyncio.Event], Awaitable[bool]]
+"""``await hold(stop)``: if the projection is paused, wait (a while, or until
+``stop`` is set or it is resumed) and return True; else return False at once."""
+
 
 class _EventFailed(Exception):
     def __init__(self, index: int, cause: Exception) -> None:
@@ -38,6 +44,10 @@ class _EventFailed(Exception):
 
 class _PipelineFailed(Exception):
     """Something failed in a pipelined batch; which event is not known."""
+
+
+class _Paused(Exception):
+    """The projection was paused after the batch was read: it is not applied."""
 
 
 class _Fenced(Exception):
@@ -54,7 +64,10 @@ class BuildWorker:
     ``building`` becomes the active one (the pointer switches) as soon as a
     read comes back short. ``stop_position`` / ``stop_time`` freeze a
     time-travel build: only events up to that position, recorded (or, with
-    ``stop_clock="occurred"``, happened) at or before that time, are applied."""
+    ``stop_clock="occurred"``, happened) at or before that time, are applied.
+    ``hold``: asked before each batch whether the projection is paused; a
+    batch read before a pause is not applied after it (checked again in the
+    batch's transaction)."""
 
     def __init__(
         self,
@@ -73,6 +86,7 @@ class BuildWorker:
         stop_position: int | None = None,
         stop_time: datetime | None = None,
         stop_clock: Clock = "recorded",
+        hold: Hold | None = None,
     ) -> None:
         self.store = store
         self.read_model = read_model
@@ -88,6 +102,7 @@ class BuildWorker:
         self.stop_position = stop_position
         self.stop_time = stop_time
         self.stop_clock = stop_clock
+        self.hold = hold
         self.handled = 0
         self.dispatch = Dispatch(projection, codec)
         self._codec = codec
@@ -117,6 +132,8 @@ class BuildWorker:
         if self.build.state == "active":
             await self._catch_up_effects()
         while not self._stop.is_set():
+            if self.hold is not None and await self.hold(self._stop):
+                continue
             head = await self.store.head_position()
             if self.stop_position is not None:
                 head = min(head, self.stop_position)
@@ -142,7 +159,10 @@ class BuildWorker:
                 self.progress(records[0].position - 1, max(head, self.position), 0)
                 self._reported = True
             if wanted or scanned > self.position:
-                await self._commit(wanted, scanned)
+                try:
+                    await self._commit(wanted, scanned)
+                except _Paused:
+                    continue  # held at the top of the loop until resumed
                 if self.progress is not None:
                     self.progress(self.position, max(head, self.position), self.handled)
                 if self.build.state == "active" and self.projection.has_effects:
@@ -200,15 +220,25 @@ class BuildWorker:
                 await asyncio.sleep(self.retry.delay(failures))
 
     async def _write(self, records: list[RecordedEvent], upto: int, pipeline: bool) -> None:
-        apply = functools.partial(self._apply, self.build, self.position, records, upto, pipeline)
-        try:
-            state = await self.read_model.write(apply, pipeline=pipeline)
-        except (_Fenced, _EventFailed):
-            raise
-        except Exception as exc:
-            if pipeline:
-                raise _PipelineFailed() from exc
-            raise
+        attributes = {
+            "eventfold.projection": self.projection.name,
+            "eventfold.build": self.build.build,
+            "eventfold.position": upto,
+            "eventfold.event.count": len(records),
+        }
+        with tracing.span(f"apply {self.projection.name}", attributes=attributes) as batch:
+            traced = tracing.carrier_of(batch) if batch is not None else None
+            apply = functools.partial(
+                self._apply, self.build, self.position, records, upto, pipeline, traced
+            )
+            try:
+                state = await self.read_model.write(apply, pipeline=pipeline)
+            except (_Fenced, _EventFailed, _Paused):
+                raise
+            except Exception as exc:
+                if pipeline:
+                    raise _PipelineFailed() from exc
+                raise
         self.position = upto
         self.handled += len(records)
         self.build = msgspec.structs.replace(self.build, position=upto, state=state)
@@ -222,6 +252,7 @@ class BuildWorker:
         records: list[RecordedEvent],
         upto: int,
         pipeline: bool,
+        traced: dict[str, str] | None,
         conn: Connection,
     ) -> builds.State:
         current = builds.get_build(conn, build.name, build.build, lock=True)
@@ -231,6 +262,8 @@ class BuildWorker:
             or current.position != expected
         ):
             raise _Fenced(current)
+        if self.hold is not None and builds.is_paused(conn, build.name):
+            raise _Paused()
         tx = current.tx(conn, self._rendered)
         decode, dispatch = self._codec.decode, self.dispatch
         for index, record in enumerate(records):
@@ -238,13 +271,45 @@ class BuildWorker:
             if handler is None:
                 continue
             try:
-                handler(tx, decode(record))
+                if traced is None:
+                    handler(tx, decode(record))
+                else:
+                    self._traced(handler, tx, decode(record), traced)
             except Exception as exc:
                 if pipeline:  # the error may belong to an earlier event's statement
                     raise _PipelineFailed() from exc
                 raise _EventFailed(index, exc) from exc
         builds.advance(conn, current, upto, len(records))
         return current.state
+
+    def _traced(
+        self, handler: Any, tx: Any, envelope: Envelope[Any], parent: dict[str, str]
+    ) -> None:
+        """Apply one event in a span of the batch that links to the trace
+        the event carries (the command that caused it, in another process)."""
+        attributes = {
+            "eventfold.projection": self.projection.name,
+            "eventfold.stream_id": envelope.stream_id,
+            "eventfold.version": envelope.version,
+            "eventfold.position": envelope.position,
+            "eventfold.event.type": envelope.type,
+        }
+        link = {k: v for k, v in envelope.metadata.extra.items() if k in tracing.TRACE_KEYS}
+        span = tracing.start_span(
+            f"apply {self.projection.name} {envelope.type}",
+            parent=parent,
+            links=[link],
+            attributes=attributes,
+        )
+        try:
+            handler(tx, envelope)
+        except BaseException as exc:
+            if span is not None:
+                span.record_exception(exc)
+            raise
+        finally:
+            if span is not None:
+                span.end()
 
     # --- effects ----------------------------------------------------------------------
 
