@@ -21,11 +21,12 @@ SQLITE_EVENTS = """CREATE TABLE events (
     position INTEGER PRIMARY KEY, stream_id TEXT NOT NULL, version INTEGER NOT NULL,
     category TEXT NOT NULL, type TEXT NOT NULL, event_id BLOB NOT NULL,
     schema_version INTEGER NOT NULL, recorded_at INTEGER NOT NULL, hash BLOB NOT NULL,
-    metadata TEXT NOT NULL, data TEXT NOT NULL)"""
+    tags TEXT, metadata TEXT NOT NULL, data TEXT NOT NULL)"""
 SQLITE_INDEXES = (
     "CREATE UNIQUE INDEX events_stream_version ON events (stream_id, version)",
     "CREATE UNIQUE INDEX events_event_id ON events (event_id)",
     "CREATE INDEX events_category ON events (category)",
+    "CREATE INDEX events_type ON events (type)",
     "CREATE TABLE snapshots (stream_id TEXT NOT NULL, name TEXT NOT NULL, "
     "version INTEGER NOT NULL, schema_version INTEGER NOT NULL, state BLOB NOT NULL, "
     "PRIMARY KEY (stream_id, name))",
@@ -36,6 +37,7 @@ PG_EVENTS = """CREATE TABLE {events} (
     event_id uuid NOT NULL UNIQUE, type text COLLATE "C" NOT NULL, schema_version integer NOT NULL,
     data jsonb NOT NULL, metadata jsonb NOT NULL,
     recorded_at timestamptz NOT NULL DEFAULT now(), hash bytea,
+    tags text[] COLLATE "C" NOT NULL DEFAULT '{{}}',
     UNIQUE (stream_id, version))"""
 PG_SNAPSHOTS = """CREATE TABLE {snapshots} (
     stream_id text COLLATE "C" NOT NULL, name text NOT NULL, version bigint NOT NULL,

@@ -42,6 +42,9 @@ class Sizes:
     log: int  # scenarios 5 and 6: events in the log
     log_streams: int  # ... spread over this many streams
     repeat: int  # runs per cell; the median is reported
+    dcb_fill: int = 1_000_000  # scenarios 7 and 8: events stored first (PostgreSQL)
+    dcb_appends: int = 1_600  # scenario 7: conditional appends per run, over all writers
+    dcb_reads: int = 100  # scenario 8: query reads timed
 
 
 FULL = Sizes(
@@ -67,6 +70,9 @@ QUICK = Sizes(
     log=10_000,
     log_streams=100,
     repeat=1,
+    dcb_fill=20_000,
+    dcb_appends=320,
+    dcb_reads=40,
 )
 
 

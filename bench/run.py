@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 
-from bench import report, side_bounds, side_eventfold, side_peer, side_raw
+from bench import dcb, report, side_bounds, side_eventfold, side_peer, side_raw
 from bench.backends import Backend, make_tmpdir
 from bench.common import FULL, QUICK, Measure, Sizes, summarise
 
@@ -186,6 +186,31 @@ class Runner:
                 self.interleaved(b, "5_read_log", readers, lambda side: side.read_log())
             if "6" in self.scenarios:
                 self.interleaved(b, "6_projection", ready, lambda side: side.projection())
+        if b == "postgres" and ("7" in self.scenarios or "8" in self.scenarios):
+            self.run_dcb(backend)
+
+    def run_dcb(self, backend: Backend) -> None:
+        """Scenarios 7 and 8 (bench/dcb.py): DCB on PostgreSQL, both stores
+        filled with ``dcb_fill`` events first."""
+        s = self.sizes
+        ready = []
+        for side in (dcb.EventfoldSide(backend), dcb.PeerSide(backend)):
+            log(f"  postgres: writing {s.dcb_fill:,} DCB events for {side.name}")
+            before = len(self.errors)
+            self.attempt(f"postgres dcb fill {side.name}", side.fill, s.dcb_fill)
+            if len(self.errors) == before:
+                ready.append(side)
+        if "7" in self.scenarios:
+            for writers in s.writers:
+                per_writer = max(1, s.dcb_appends // writers)
+                self.interleaved(
+                    "postgres",
+                    f"7_dcb_writers_{writers}",
+                    ready,
+                    lambda side, w=writers, n=per_writer: side.conditional(w, n),
+                )
+        if "8" in self.scenarios:
+            self.interleaved("postgres", "8_dcb_reads", ready, lambda side: side.reads(s.dcb_reads))
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -198,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=None)
     parser.add_argument("--pg-url", default=os.environ.get("EVENTFOLD_POSTGRES_URL", ""))
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--scenarios", default="1,2,3,4,5,6")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8")
     parser.add_argument(
         "--docs", action="store_true", help="update docs/benchmarks.md and the chart"
     )
@@ -255,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
     ratio = report.ratios(runner.results)
-    checks = report.check_targets(ratio)
+    checks = report.check_targets(ratio, runner.results)
     document |= {
         "settings": settings,
         "duration_s": round(time.time() - started, 1),

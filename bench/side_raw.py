@@ -82,6 +82,11 @@ class Side:
             with psycopg.connect(self.backend.pg_url, autocommit=True) as conn:
                 conn.execute(sql.SQL(PG_EVENTS).format(events=sql.Identifier(schema, "events")))
                 conn.execute(
+                    sql.SQL("CREATE INDEX ON {} (type, position)").format(
+                        sql.Identifier(schema, "events")
+                    )
+                )
+                conn.execute(
                     sql.SQL(PG_SNAPSHOTS).format(snapshots=sql.Identifier(schema, "snapshots"))
                 )
         conn = psycopg.connect(self.backend.pg_url, autocommit=True)

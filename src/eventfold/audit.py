@@ -10,15 +10,17 @@ import msgspec
 
 from eventfold.errors import InvalidArgument
 from eventfold.errors import MissingAuditMetadata as MissingAuditMetadata
-from eventfold.store.api import AppendResult, EventStore, StreamAppend
+from eventfold.store.api import NO_STREAM_ID, AppendResult, EventStore, NewEvent, StreamAppend
 from eventfold.store.capabilities import (
     ChainReader,
+    DCBStore,
     Inspector,
     ReplicaReads,
     SnapshotStore,
     SQLReader,
     StreamDataReader,
 )
+from eventfold.store.dcb import AppendCondition, validate_append
 from eventfold.store.wrapper import DelegatingStore
 
 _KNOWN = ("correlation_id", "causation_id", "actor")
@@ -37,7 +39,15 @@ class AuditingStore(DelegatingStore):
     ``Metadata.extra`` such as ``reason``), before anything is written."""
 
     passes = frozenset(
-        {SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader, ReplicaReads}
+        {
+            SnapshotStore,
+            StreamDataReader,
+            ChainReader,
+            Inspector,
+            SQLReader,
+            DCBStore,
+            ReplicaReads,
+        }
     )
 
     def __init__(self, inner: EventStore, required: Sequence[str] = ("actor",)) -> None:
@@ -48,11 +58,23 @@ class AuditingStore(DelegatingStore):
             )
         self.required = tuple(required)
 
+    def _check(self, stream_id: str, events: Sequence[NewEvent]) -> None:
+        for event in events:
+            present = metadata_keys(event.metadata)
+            missing = [k for k in self.required if present.get(k) in (None, "")]
+            if missing:
+                raise MissingAuditMetadata(stream_id, event.type, missing)
+
     async def _write(self, appends: list[StreamAppend]) -> list[AppendResult]:
         for item in appends:
-            for event in item.events:
-                present = metadata_keys(event.metadata)
-                missing = [k for k in self.required if present.get(k) in (None, "")]
-                if missing:
-                    raise MissingAuditMetadata(item.stream_id, event.type, missing)
+            self._check(item.stream_id, item.events)
         return await self.inner.append_many(appends)
+
+    async def append_events(
+        self, events: Sequence[NewEvent], condition: AppendCondition | None = None
+    ) -> int:
+        """Checked like a stream append, before the inner store's own checks."""
+        self.check_open()
+        checked, rule = validate_append(events, condition)
+        self._check(NO_STREAM_ID, checked)
+        return await super().append_events(checked, rule)

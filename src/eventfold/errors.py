@@ -22,6 +22,7 @@ also re-export the ones they raised before they lived here.
     |   +-- NotParked
     +-- ConcurrencyError
     |   +-- WrongExpectedVersion
+    |   +-- ConditionFailed
     +-- DuplicateEventId
     +-- InvalidDecision (TypeError)
     +-- CommandRejected
@@ -79,6 +80,7 @@ __all__ = [
     "BusUnavailable",
     "CommandRejected",
     "ConcurrencyError",
+    "ConditionFailed",
     "ConfigurationError",
     "DecryptionError",
     "DuplicateEventId",
@@ -286,6 +288,26 @@ class WrongExpectedVersion(ConcurrencyError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.stream_id, self.expected, self.actual))
+
+
+class ConditionFailed(ConcurrencyError):
+    """A conditional (DCB) append found an event matching its condition's
+    query after its ``after`` position: nothing was written. ``query`` is the
+    condition's query, ``after`` its position (None: from the start) and
+    ``position`` the first conflicting event's."""
+
+    def __init__(self, query: object, after: int | None, position: int) -> None:
+        since = "the start" if after is None else f"position {after}"
+        super().__init__(
+            f"append condition failed: an event at position {position} matches "
+            f"{query!r} after {since}"
+        )
+        self.query = query
+        self.after = after
+        self.position = position
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.query, self.after, self.position))
 
 
 class DuplicateEventId(EventfoldError):

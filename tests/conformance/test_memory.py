@@ -5,6 +5,7 @@ import pytest
 
 from eventfold.testing import (
     ChainConformance,
+    DCBConformance,
     InspectorConformance,
     SnapshotConformance,
     StoreConformance,
@@ -12,7 +13,7 @@ from eventfold.testing import (
 
 
 class TestMemoryStore(
-    StoreConformance, SnapshotConformance, ChainConformance, InspectorConformance
+    StoreConformance, SnapshotConformance, ChainConformance, InspectorConformance, DCBConformance
 ):
     @pytest.fixture
     def store_url(self) -> str:

@@ -6,6 +6,7 @@ import pytest
 
 from eventfold.testing import (
     ChainConformance,
+    DCBConformance,
     InspectorConformance,
     ReplicaReadsConformance,
     SnapshotConformance,
@@ -23,6 +24,7 @@ class TestPostgresStore(
     ChainConformance,
     InspectorConformance,
     SQLConformance,
+    DCBConformance,
     ReplicaReadsConformance,
 ):
     @pytest.fixture

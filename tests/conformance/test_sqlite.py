@@ -10,6 +10,7 @@ import pytest
 
 from eventfold.testing import (
     ChainConformance,
+    DCBConformance,
     InspectorConformance,
     SnapshotConformance,
     SQLConformance,
@@ -25,6 +26,7 @@ class SQLiteConformance(
     ChainConformance,
     InspectorConformance,
     SQLConformance,
+    DCBConformance,
 ):
     @pytest.fixture
     def store_url(self, tmp_path: Path) -> str:

@@ -2,7 +2,8 @@
 subclasses): a wrapped store keeps the contract and exactly the capabilities
 of the store it wraps, inspection and the hash chain included.
 
-``EncryptingStore`` wraps SQLite (every capability) with a registry that
+``EncryptingStore`` wraps SQLite (every capability but DCB, which it does
+not pass: it seals a payload to a stream and version) with a registry that
 marks nothing personal; ``AuditingStore`` wraps memory (no fast fold reads,
 no SQL) requiring no metadata key: both then pass everything through, and
 the suite checks that they do."""
@@ -19,6 +20,7 @@ from eventfold import AuditingStore, EncryptingStore, EventRegistry
 from eventfold.serialization.keys import MemoryKeyStore
 from eventfold.testing import (
     ChainConformance,
+    DCBConformance,
     InspectorConformance,
     Opening,
     SnapshotConformance,
@@ -46,7 +48,7 @@ class TestEncryptingStoreOverSQLite(
 
 
 class TestAuditingStoreOverMemory(
-    StoreConformance, SnapshotConformance, ChainConformance, InspectorConformance
+    StoreConformance, SnapshotConformance, ChainConformance, InspectorConformance, DCBConformance
 ):
     @pytest.fixture
     def open_store(self) -> Any:

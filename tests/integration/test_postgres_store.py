@@ -27,6 +27,7 @@ from eventfold.errors import (
 )
 from eventfold.store.api import NO_STREAM, NewEvent, Snapshot, StreamAppend
 from eventfold.store.chain import link_hash, link_message
+from eventfold.store.dcb import AppendCondition, Query, QueryItem
 from eventfold.store.postgres import PostgresStore
 from eventfold.store.postgres.schema import SCHEMA_VERSION
 from eventfold.store.url import connect
@@ -228,6 +229,7 @@ async def test_upgrade_from_schema_version_1_fills_the_hash_chain(
         before = [link async for link in store.read_chain()]
     schema = sql.Identifier(pg_schema)
     async with await raw(pg_url.split("?")[0]) as conn:  # back to what version 1 stored
+        await _undo_tags(conn, pg_schema)
         for table in ("events", "streams"):
             await conn.execute(
                 sql.SQL("ALTER TABLE {} DROP COLUMN hash").format(sql.Identifier(pg_schema, table))
@@ -241,6 +243,41 @@ async def test_upgrade_from_schema_version_1_fills_the_hash_chain(
         assert report.clean and report.events == 6
         await store.append("a-1", numbered(1))
         assert (await verify(store)).clean
+
+
+async def _undo_tags(conn: Any, pg_schema: str) -> None:
+    """Take a store back to what schema version 6 stored: no tags, no DCB."""
+    for statement in (
+        "DROP TABLE {}.event_tags",
+        "DROP INDEX {}.events_type_position",
+        "ALTER TABLE {}.events DROP COLUMN tags",
+        "DROP FUNCTION {}.append_events",
+    ):
+        await conn.execute(sql.SQL(statement).format(sql.Identifier(pg_schema)))
+
+
+async def test_upgrade_from_schema_version_6_adds_tags_and_dcb(pg_url: str, pg_schema: str) -> None:
+    """Events stored before tags existed read with no tags, keep their chain,
+    and are matched by queries of types; new appends carry tags."""
+    async with await open_store(pg_url) as store:
+        await store.append("a-1", numbered(3))
+    async with await raw(pg_url.split("?")[0]) as conn:
+        await _undo_tags(conn, pg_schema)
+        await conn.execute(
+            sql.SQL("DELETE FROM {}.schema_version WHERE version > 6").format(
+                sql.Identifier(pg_schema)
+            )
+        )
+    async with await open_store(pg_url) as store:
+        old = [r async for r in store.read_all()]
+        assert [r.tags for r in old] == [(), (), ()]
+        query = Query.of(QueryItem(types=("Happened",)))
+        assert [r.position async for r in store.read(query)] == [r.position for r in old]
+        await store.append_events(
+            [NewEvent("Tagged", b"{}", tags=("x",))], AppendCondition(query, old[-1].position)
+        )
+        assert (await verify(store)).clean
+        assert [r.tags async for r in store.read(Query.of(QueryItem(tags=("x",))))] == [("x",)]
 
 
 async def test_tampering_in_sql_shows_in_the_chain(pg_url: str, pg_schema: str) -> None:

@@ -18,7 +18,9 @@ import msgspec
 import pytest
 
 import eventfold
+from eventfold.compliance.chain import verify
 from eventfold.errors import (
+    ConditionFailed,
     ConfigurationError,
     DuplicateEventId,
     NotAnEventStore,
@@ -38,6 +40,7 @@ from eventfold.store.api import (
     Snapshot,
     StreamAppend,
 )
+from eventfold.store.dcb import AppendCondition, Query, QueryItem
 from eventfold.store.sqlite import SCHEMA_VERSION, SQLiteStore, rows, schema
 from eventfold.store.sqlite import store as sqlite_store
 from eventfold.testing.conformance import collect, new_event, numbered, numbers
@@ -129,6 +132,44 @@ async def _one_group(
     outcomes = await asyncio.gather(*futures, return_exceptions=True)
     assert store.commit_count - before == 2  # the blocker's group, then all of these
     return outcomes
+
+
+async def test_group_commit_checks_each_condition_against_earlier_appends_of_its_group(
+    tmp_path: Path,
+) -> None:
+    """Conditional appends in ONE group commit: each condition is checked
+    against the appends before it in the same group, as if each committed
+    alone; a failed one is rolled back alone."""
+    path = tmp_path / "g.db"
+    async with eventfold.connect(url_of(path)) as store:
+        assert isinstance(store, SQLiteStore)
+        seat = Query.of(QueryItem(tags=("seat:1",)))
+        calls = [
+            store.append_events(
+                [NewEvent("Taken", b"{}", tags=("seat:1",))], AppendCondition(seat)
+            ),
+            store.append_events(
+                [NewEvent("Taken", b"{}", tags=("seat:1",))], AppendCondition(seat)
+            ),
+            store.append("log-1", [NewEvent("Noted", b"{}", tags=("seat:1",))]),
+            store.append_events(
+                [NewEvent("Taken", b"{}", tags=("seat:2",))],
+                AppendCondition(Query.of(QueryItem(tags=("seat:2",)))),
+            ),
+        ]
+        first, second, noted, other = await _one_group(store, path, "blocker-1", calls)
+        assert isinstance(first, int) and isinstance(other, int)
+        assert isinstance(second, ConditionFailed) and second.position == first
+        assert noted.position > first
+        with pytest.raises(ConditionFailed) as failed:
+            await store.append_events([NewEvent("Taken", b"{}")], AppendCondition(seat, first))
+        assert failed.value.position == noted.position
+        assert [r.type for r in await collect(store.read_all())] == [
+            "Happened",
+            "Taken",
+            "Noted",
+            "Taken",
+        ]
 
 
 async def test_a_failing_request_fails_alone_and_later_requests_see_earlier_ones(
@@ -473,6 +514,34 @@ async def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path: P
     assert info.value.supported == SCHEMA_VERSION
     assert str(path) in str(info.value)
     assert snapshot_of_files(tmp_path) == before
+
+
+async def test_a_schema_1_store_is_upgraded_to_tags_and_dcb(tmp_path: Path) -> None:
+    """A file written before tags existed: opened, it gains the tags column,
+    their index table and the type index in one step; its events read with no
+    tags, keep their chain and are matched by queries of types."""
+    path = tmp_path / "old.db"
+    async with eventfold.connect(url_of(path)) as store:
+        await store.append("a-1", numbered(3))
+    with sqlite3.connect(path) as raw:  # back to what schema version 1 stored
+        raw.execute("DROP TABLE event_tags")
+        raw.execute("DROP INDEX events_type")
+        raw.execute("ALTER TABLE events DROP COLUMN tags")
+        raw.execute("UPDATE eventfold_schema SET version = 1")
+    raw.close()
+    async with eventfold.connect(url_of(path)) as store:
+        old = await collect(store.read_all())
+        assert [r.tags for r in old] == [(), (), ()]
+        query = Query.of(QueryItem(types=("Happened",)))
+        assert [r.position async for r in store.read(query)] == [r.position for r in old]
+        await store.append_events(
+            [NewEvent("Tagged", b"{}", tags=("x",))], AppendCondition(query, old[-1].position)
+        )
+        assert (await verify(store)).clean
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT version FROM eventfold_schema").fetchall() == [(SCHEMA_VERSION,)]
+        assert raw.execute("SELECT tag FROM event_tags").fetchall() == [("x",)]
+    raw.close()
 
 
 @pytest.mark.parametrize("damage", ["random_bytes", "truncated", "garbage_pages", "bad_header"])

@@ -119,3 +119,26 @@ async def test_truncated_and_deleted_streams_against_a_checkpoint(tmp_path: Path
     assert (await report_of(path)).clean  # the chains that remain are intact ...
     report = await report_of(path, checkpoint=heads, key=key)  # ... the checkpoint knows better
     assert found(report) == [("acct-0", 4, "truncated"), ("acct-2", 1, "truncated")]
+
+
+async def test_edited_tags_and_events_without_a_stream(tmp_path: Path) -> None:
+    """A tag removed from a stream event or from an event appended without a
+    stream (so that a condition would no longer see it), or such an event's
+    payload edited: each is named."""
+    path = tmp_path / "s.db"
+    async with eventfold.connect(f"sqlite:///{path}") as store:
+        await store.append("acct-0", [NewEvent("Moved", b'{"n": 0}', tags=("a", "b"))])
+        first = await store.append_events([NewEvent("Claimed", b'{"n": 1}', tags=("seat:1",))])
+        second = await store.append_events([NewEvent("Claimed", b'{"n": 2}', tags=("seat:2",))])
+    assert (await report_of(path)).clean
+    raw(
+        path,
+        ("UPDATE events SET tags = 'a' WHERE stream_id = 'acct-0'", ()),
+        ("UPDATE events SET tags = NULL WHERE position = ?", (first,)),
+        ("UPDATE events SET data = '{\"n\": 3}' WHERE position = ?", (second,)),
+    )
+    assert sorted(found(await report_of(path))) == [
+        ("", first, "altered"),
+        ("", second, "altered"),
+        ("acct-0", 1, "altered"),
+    ]

@@ -4,7 +4,9 @@
 
 Opens its own store on URL and runs four tasks at once, each appending
 APPENDS times to streams chosen among ``clock-0`` .. ``clock-{STREAMS-1}``
-(any expected version; every fourth append writes to two streams at once).
+(any expected version; every fourth append writes to two streams at once,
+and every fourth is a DCB append without a stream, tagged with the stream's
+name, on the stores that declare DCBStore).
 Prints ``done N`` with the number of events it wrote, then exits.
 """
 
@@ -15,6 +17,7 @@ import random
 import sys
 
 from eventfold.store.api import ANY, NewEvent, StreamAppend
+from eventfold.store.capabilities import DCBStore
 from eventfold.store.url import connect
 
 TASKS = 4
@@ -38,6 +41,10 @@ async def main(url: str, writer: int, streams: int, appends: int) -> None:
                         ]
                     )
                     written += 2
+                elif n % 4 == 1 and isinstance(store, DCBStore):
+                    tag = f"clock:{first}"
+                    await store.append_events([NewEvent("Tick", data, tags=(tag,))])
+                    written += 1
                 else:
                     await store.append(f"clock-{first}", [NewEvent("Tick", data)], ANY)
                     written += 1

@@ -22,6 +22,7 @@ from eventfold.store import (
     ChainLink,
     ChainReader,
     DataRow,
+    DCBStore,
     DelegatingStore,
     Inspector,
     MemoryStore,
@@ -74,7 +75,7 @@ async def test_every_backend_declares_its_capabilities(tmp_path: Path) -> None:
     async with eventfold.connect(f"sqlite:///{tmp_path / 'e.db'}") as sqlite:
         # Everything but reads on replicas (one file has none).
         assert sqlite.capabilities == frozenset(CAPABILITIES) - {ReplicaReads}
-    assert MemoryStore().capabilities == {SnapshotStore, ChainReader, Inspector}
+    assert MemoryStore().capabilities == {SnapshotStore, ChainReader, Inspector, DCBStore}
 
 
 async def test_a_wrapper_passes_exactly_its_inner_stores_capabilities(tmp_path: Path) -> None:
@@ -82,10 +83,13 @@ async def test_a_wrapper_passes_exactly_its_inner_stores_capabilities(tmp_path: 
     for wrapper in (
         DelegatingStore(memory),
         AuditingStore(memory, required=()),
-        EncryptingStore(memory, registry, MemoryKeyStore()),
         DelegatingStore(DelegatingStore(memory)),
     ):
         assert wrapper.capabilities == memory.capabilities
+    # Encryption seals a payload to its stream and version, which an event
+    # appended without a stream has only once it is stored: no DCB.
+    encrypting = EncryptingStore(memory, registry, MemoryKeyStore())
+    assert encrypting.capabilities == memory.capabilities - {DCBStore}
     wrapped = DelegatingStore(memory)
     with pytest.raises(UnsupportedCapability):
         await wrapped.sql("SELECT 1")
@@ -94,7 +98,7 @@ async def test_a_wrapper_passes_exactly_its_inner_stores_capabilities(tmp_path: 
     async with eventfold.connect(f"sqlite:///{tmp_path / 'e.db'}") as sqlite:
         assert DelegatingStore(sqlite).capabilities == sqlite.capabilities
         assert EncryptingStore(sqlite, registry, MemoryKeyStore()).capabilities == (
-            sqlite.capabilities
+            sqlite.capabilities - {DCBStore}
         )
 
 
@@ -103,7 +107,7 @@ async def test_a_wrapper_passes_only_what_it_lists() -> None:
         passes = frozenset(CAPABILITIES) - {ChainReader}
 
     store = NoChain(MemoryStore())
-    assert store.capabilities == {SnapshotStore, Inspector}
+    assert store.capabilities == {SnapshotStore, Inspector, DCBStore}
     with pytest.raises(UnsupportedCapability):
         [link async for link in store.read_chain()]
     assert await store.stats() is not None

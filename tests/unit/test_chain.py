@@ -10,6 +10,7 @@ import pytest
 from eventfold.compliance.chain import ChainLink, Heads, take_heads, verify
 from eventfold.errors import InvalidArgument
 from eventfold.store import MemoryStore, NewEvent
+from eventfold.store.chain import GENESIS, link_hash, link_message
 
 
 class Tampered:
@@ -108,3 +109,16 @@ async def test_a_rewritten_history_is_caught_against_a_checkpoint() -> None:
     rewritten = edit(links, "acct-0", 5, hash=b"f" * 32)
     report = await verify(Tampered(rewritten), checkpoint=heads)
     assert ("acct-0", 5, "rewritten") in found(report)
+
+
+def test_tags_extend_the_message_only_when_there_are_some() -> None:
+    """An event without tags hashes as it did before tags existed; tags are
+    appended after a NUL byte (which JSON text never holds), one a line."""
+    event_id = uuid.UUID(int=7)
+    plain = link_message(GENESIS, "s-1", 1, event_id, "T", 1, b'{"a":1}', b"{}")
+    assert link_message(GENESIS, "s-1", 1, event_id, "T", 1, b'{"a":1}', b"{}", ()) == plain
+    tagged = link_message(GENESIS, "s-1", 1, event_id, "T", 1, b'{"a":1}', b"{}", ("x", "y:1"))
+    assert tagged == plain + b"\x00x\ny:1"
+    assert link_hash(GENESIS, "s-1", 1, event_id, "T", 1, b"{}", b"{}", ("x",)) != link_hash(
+        GENESIS, "s-1", 1, event_id, "T", 1, b"{}", b"{}", ("y",)
+    )

@@ -9,7 +9,7 @@ from eventfold import Codec, EventRegistry
 from eventfold.compliance.export import export_jsonl
 from eventfold.serialization.crypto import REDACTED, EncryptingStore
 from eventfold.serialization.keys import MemoryKeyStore
-from eventfold.store import MemoryStore
+from eventfold.store import MemoryStore, NewEvent
 
 registry = EventRegistry()
 
@@ -57,3 +57,15 @@ async def test_a_failed_export_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="closed"):
         await export_jsonl(store, tmp_path / "out.jsonl")
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_export_lines_carry_tags_and_events_without_a_stream(tmp_path: Path) -> None:
+    store = MemoryStore()
+    await store.append("user-1", [NewEvent("Signed", b'{"who": "u1", "email": "e"}')])
+    await store.append_events([NewEvent("Claimed", b"{}", tags=("seat:1", "row:2"))])
+    await export_jsonl(store, tmp_path / "out.jsonl")
+    first, second = [
+        msgspec.json.decode(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()
+    ]
+    assert "tags" not in first
+    assert (second["stream_id"], second["version"], second["tags"]) == ("", 2, ["seat:1", "row:2"])

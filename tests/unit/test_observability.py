@@ -20,12 +20,14 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
 import eventfold
 from eventfold import NO_STREAM, Codec, EventRegistry, Metadata, WrongExpectedVersion
-from eventfold.errors import InvalidArgument
+from eventfold.errors import ConditionFailed, InvalidArgument
 from eventfold.observability import tracing
 from eventfold.observability.logs import JSONFormatter, logged
 from eventfold.observability.metrics import Metrics
 from eventfold.observability.store import InstrumentedStore
 from eventfold.store.api import NewEvent
+from eventfold.store.capabilities import DCBStore, capability
+from eventfold.store.dcb import AppendCondition, Query, QueryItem
 
 registry = EventRegistry()
 
@@ -178,3 +180,44 @@ def test_json_log_lines_carry_trace_correlation_and_causation_ids() -> None:
     assert inside["trace_id"] == trace_id and len(inside["span_id"]) == 16
     assert inside["correlation_id"] == "corr-1" and inside["causation_id"] == "cmd-1"
     assert outside["trace_id"] == trace_id and "correlation_id" not in outside
+
+
+async def test_dcb_appends_and_reads_are_spanned_counted_and_carry_the_trace() -> None:
+    metrics = Metrics()
+
+    def value(name: str, **labels: str) -> float:
+        found = metrics.registry.get_sample_value(name, labels)
+        return 0.0 if found is None else found
+
+    booked = Query((QueryItem(types=("Noted",), tags=("course:c1",)),))
+    async with eventfold.connect("memory://") as inner:
+        store = InstrumentedStore(inner, metrics=metrics)
+        assert capability(store, DCBStore) is not None
+        with provider(sampled=True) as exporter:
+            seats = [
+                msgspec.structs.replace(codec.encode(Noted(name)), tags=("course:c1",))
+                for name in ("ada", "bo")
+            ]
+            position = await store.append_events(seats[:1], AppendCondition(booked))
+            with pytest.raises(ConditionFailed):
+                await store.append_events(seats[1:], AppendCondition(booked))
+            read = [r async for r in store.read(booked)]
+        assert [r.position for r in read] == [position]
+        assert traceparent(read[0].metadata) is not None
+        spans = [s for s in exporter.get_finished_spans() if s.name.startswith("append_events")]
+        assert len(spans) == 2
+        assert spans[0].attributes is not None
+        assert spans[0].attributes["eventfold.position"] == position
+        assert list(spans[0].attributes["eventfold.tags"]) == ["course:c1"]
+        assert spans[0].attributes["eventfold.conditional"] is True
+        assert {s.name for s in exporter.get_finished_spans()} >= {"read eventfold.memory"}
+        backend = "eventfold.memory"
+        assert value("eventfold_events_appended_total", backend=backend, type="Noted") == 1
+        assert (
+            value("eventfold_conditional_append_failures_total", backend=backend, condition="query")
+            == 1
+        )
+        assert value("eventfold_events_read_total", backend=backend) == 1
+        latency = "eventfold_db_client_operation_duration_seconds_count"
+        assert value(latency, db_system_name=backend, db_operation_name="append_events") == 2
+        assert value(latency, db_system_name=backend, db_operation_name="read") == 1

@@ -22,6 +22,7 @@ from typing import Literal
 import msgspec
 
 from eventfold.errors import InvalidArgument
+from eventfold.store.api import NO_STREAM_ID
 from eventfold.store.capabilities import ChainLink as ChainLink
 from eventfold.store.capabilities import ChainReader as ChainReader
 from eventfold.store.chain import GENESIS as GENESIS
@@ -86,13 +87,26 @@ def _recompute(link: ChainLink, prev: bytes, version: int) -> bytes:
         link.schema_version,
         link.data,
         link.metadata,
+        link.tags,
     )
 
 
 _REORDER_WINDOW = 8
 
 
+def _check_loose(links: list[ChainLink], report: Report) -> None:
+    """Events appended without a stream: each is a chain of its own."""
+    for link in links:
+        if _recompute(link, GENESIS, link.version) != link.hash or link.version != link.position:
+            report.findings.append(
+                Finding(NO_STREAM_ID, link.version, "altered", "content does not match its hash")
+            )
+
+
 def _check_stream(stream_id: str, links: list[ChainLink], report: Report, keep: int | None) -> None:
+    if stream_id == NO_STREAM_ID:
+        _check_loose(links, report)
+        return
     prev = GENESIS
     expected_version = 1
     for index, link in enumerate(links):

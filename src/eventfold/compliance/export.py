@@ -16,7 +16,9 @@ import msgspec
 from eventfold.store.api import EventReader, RecordedEvent
 
 
-class ExportedEvent(msgspec.Struct, frozen=True):
+class ExportedEvent(msgspec.Struct, frozen=True, omit_defaults=True):
+    """An export line; ``tags`` only when the event has some."""
+
     position: int
     stream_id: str
     version: int
@@ -26,6 +28,7 @@ class ExportedEvent(msgspec.Struct, frozen=True):
     recorded_at: str
     data: msgspec.Raw
     metadata: msgspec.Raw
+    tags: tuple[str, ...] = ()
 
 
 def exported(r: RecordedEvent) -> ExportedEvent:
@@ -40,6 +43,7 @@ def exported(r: RecordedEvent) -> ExportedEvent:
         r.recorded_at.isoformat(),
         msgspec.Raw(r.data),
         msgspec.Raw(r.metadata),
+        tuple(r.tags),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -52,6 +52,7 @@ class Envelope(msgspec.Struct, Generic[E], frozen=True):
     schema_version: int
     metadata: Metadata
     recorded_at: datetime
+    tags: tuple[str, ...] = ()
 
     @property
     def occurred_at(self) -> datetime:
@@ -69,6 +70,7 @@ class EventType(msgspec.Struct, frozen=True):
     decoder: msgspec.json.Decoder[Any]
     personal: tuple[str, ...] = ()
     subject: str | None = None
+    tags: Callable[[Any], Iterable[str]] | None = None
 
 
 class EventRegistry:
@@ -88,16 +90,25 @@ class EventRegistry:
         aliases: tuple[str, ...] = (),
         personal: tuple[str, ...] = (),
         subject: str | None = None,
+        tags: Callable[[Any], Iterable[str]] | None = None,
     ) -> Callable[[type[T]], type[T]]:
         """Class decorator: ``@registry.register("OrderPlaced", version=2)``.
         ``aliases`` are older names still found in the store. ``personal``
         names string fields holding personal data of the data subject whose
         id is in field ``subject``; an ``EncryptingStore`` encrypts them with
-        that subject's key."""
+        that subject's key. ``tags(event)`` gives the tags an event of this
+        class is stored with (DCB queries match on them), e.g.
+        ``tags=lambda e: [f"course:{e.course_id}"]``."""
 
         def decorate(cls: type[T]) -> type[T]:
             self.add(
-                cls, name, version=version, aliases=aliases, personal=personal, subject=subject
+                cls,
+                name,
+                version=version,
+                aliases=aliases,
+                personal=personal,
+                subject=subject,
+                tags=tags,
             )
             return cls
 
@@ -112,6 +123,7 @@ class EventRegistry:
         aliases: tuple[str, ...] = (),
         personal: tuple[str, ...] = (),
         subject: str | None = None,
+        tags: Callable[[Any], Iterable[str]] | None = None,
     ) -> EventType:
         if not (
             isinstance(cls, type)
@@ -127,7 +139,9 @@ class EventRegistry:
                 f"{cls.__qualname__} is already registered as {self._by_cls[cls].name!r}"
             )
         _check_personal(cls, name, personal, subject)
-        entry = EventType(cls, name, version, msgspec.json.Decoder(cls), personal, subject)
+        if tags is not None and not callable(tags):
+            raise RegistrationError(f"{name}: tags must be a function of the event")
+        entry = EventType(cls, name, version, msgspec.json.Decoder(cls), personal, subject, tags)
         for key in (name, *aliases):
             validate_type_name(key)
             if key in self._by_name:

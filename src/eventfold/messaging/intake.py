@@ -3,7 +3,7 @@ in one transaction per batch, by bus sequence, each event once, parking
 what can never be applied.
 
     eventfold_mirror_event(position, stream_id, category, version, event_id, type,
-                           schema_version, data, metadata, recorded_at, source_seq)
+                           schema_version, data, metadata, recorded_at, source_seq, tags)
     eventfold_mirror_source(name, identity, seq, updated_at)
     eventfold_mirror_pending(name, seq, subject, headers, data, received_at)
     eventfold_parked(name, identity, seq, subject, reason, headers, data, parked_at)
@@ -90,9 +90,18 @@ _SCHEMA = (
 
 _INSERT = (
     "INSERT INTO eventfold_mirror_event (position, stream_id, category, version, event_id, "
-    "type, schema_version, data, metadata, recorded_at, source_seq) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "type, schema_version, data, metadata, recorded_at, source_seq, tags) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Mirrors made before events had tags gain the column (NULL: no tags).
+_TAGS_COLUMN = "ALTER TABLE eventfold_mirror_event ADD COLUMN tags TEXT"
+_COLUMNS = {
+    "sqlite": "SELECT name FROM pragma_table_info('eventfold_mirror_event')",
+    "postgresql": (
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = 'eventfold_mirror_event' AND table_schema = current_schema()"
+    ),
+}
 _SOURCE = "SELECT identity, seq FROM eventfold_mirror_source WHERE name = ?"
 _SOURCE_LOCKED = "SELECT identity, seq FROM eventfold_mirror_source WHERE name = ? FOR UPDATE"
 _HEAD = "SELECT COALESCE(MAX(position), 0) FROM eventfold_mirror_event"
@@ -272,6 +281,7 @@ def insert_event(conn: Connection, record: RecordedEvent, source_seq: int) -> No
             _text(record.metadata),
             record.recorded_at.isoformat(),
             source_seq,
+            " ".join(record.tags) if record.tags else None,
         ),
     )
 
@@ -289,6 +299,9 @@ def ensure_schema(conn: Connection) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(?)", (_SETUP_LOCK,))
     for statement in _SCHEMA:
         conn.execute(statement)
+    columns = {row[0] for row in conn.execute(_COLUMNS[conn.dialect]).fetchall()}
+    if "tags" not in columns:
+        conn.execute(_TAGS_COLUMN)
 
 
 def mirror_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -96,47 +96,47 @@ _PAGE = 500
 # Each statement written out in full: no SQL is assembled from pieces.
 _ALL = (
     "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at FROM eventfold_mirror_event WHERE position >= ? ORDER BY position LIMIT ?"
+    "recorded_at, tags FROM eventfold_mirror_event WHERE position >= ? ORDER BY position LIMIT ?"
 )
 _ALL_CATEGORIES_SQLITE = (
     "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at FROM eventfold_mirror_event WHERE position >= ? "
+    "recorded_at, tags FROM eventfold_mirror_event WHERE position >= ? "
     "AND category IN (SELECT value FROM json_each(?)) ORDER BY position LIMIT ?"
 )
 _ALL_TYPES_SQLITE = (
     "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at FROM eventfold_mirror_event WHERE position >= ? "
+    "recorded_at, tags FROM eventfold_mirror_event WHERE position >= ? "
     "AND type IN (SELECT value FROM json_each(?)) ORDER BY position LIMIT ?"
 )
 _ALL_BOTH_SQLITE = (
     "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at FROM eventfold_mirror_event WHERE position >= ? "
+    "recorded_at, tags FROM eventfold_mirror_event WHERE position >= ? "
     "AND category IN (SELECT value FROM json_each(?)) "
     "AND type IN (SELECT value FROM json_each(?)) ORDER BY position LIMIT ?"
 )
 _ALL_CATEGORIES_PG = (
     "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at FROM eventfold_mirror_event WHERE position >= ? AND category = ANY(?) "
+    "recorded_at, tags FROM eventfold_mirror_event WHERE position >= ? AND category = ANY(?) "
     "ORDER BY position LIMIT ?"
 )
 _ALL_TYPES_PG = (
     "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at FROM eventfold_mirror_event WHERE position >= ? AND type = ANY(?) "
+    "recorded_at, tags FROM eventfold_mirror_event WHERE position >= ? AND type = ANY(?) "
     "ORDER BY position LIMIT ?"
 )
 _ALL_BOTH_PG = (
     "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at FROM eventfold_mirror_event WHERE position >= ? AND category = ANY(?) "
+    "recorded_at, tags FROM eventfold_mirror_event WHERE position >= ? AND category = ANY(?) "
     "AND type = ANY(?) ORDER BY position LIMIT ?"
 )
 _STREAM = (
     "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at FROM eventfold_mirror_event WHERE stream_id = ? AND version >= ? "
+    "recorded_at, tags FROM eventfold_mirror_event WHERE stream_id = ? AND version >= ? "
     "AND version <= ? ORDER BY version LIMIT ?"
 )
 _STREAM_BACK = (
     "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at FROM eventfold_mirror_event WHERE stream_id = ? AND version >= ? "
+    "recorded_at, tags FROM eventfold_mirror_event WHERE stream_id = ? AND version >= ? "
     "AND version <= ? ORDER BY version DESC LIMIT ?"
 )
 
@@ -194,6 +194,7 @@ def _record(row: Any) -> RecordedEvent:
         data=row[6],
         metadata=row[7],
         recorded_at=datetime.fromisoformat(row[8]),
+        tags=() if row[9] is None else tuple(row[9].split(" ")),
     )
 
 

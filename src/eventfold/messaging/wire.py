@@ -2,9 +2,11 @@
 
 The body is one JSON object with every field of the ``RecordedEvent``; its
 ``data`` and ``metadata`` are embedded as they are stored (JSON objects, not
-strings). Headers: ``Nats-Msg-Id`` is the event id (so the bus drops a
-re-publish), ``Eventfold-Position`` the event's global position (so a relay
-can tell from the stream's last message how far it got)."""
+strings), ``tags`` only when the event has some. An event appended without
+a stream (DCB) travels with ``stream_id`` ``""`` and its position as version.
+Headers: ``Nats-Msg-Id`` is the event id (so the bus drops a re-publish),
+``Eventfold-Position`` the event's global position (so a relay can tell
+from the stream's last message how far it got)."""
 
 from __future__ import annotations
 
@@ -16,13 +18,13 @@ import msgspec
 from eventfold.errors import InvalidArgument, PoisonMessage
 from eventfold.messaging.api import MSG_ID, Message
 from eventfold.messaging.topology import Topology
-from eventfold.store.api import RecordedEvent
-from eventfold.store.checks import NOT_JSON, validate_stream_id
+from eventfold.store.api import NO_STREAM_ID, RecordedEvent
+from eventfold.store.checks import NOT_JSON, validate_stream_id, validate_tags
 
 POSITION = "Eventfold-Position"
 
 
-class _Wire(msgspec.Struct, frozen=True):
+class _Wire(msgspec.Struct, frozen=True, omit_defaults=True):
     stream_id: str
     version: int
     position: int
@@ -32,6 +34,7 @@ class _Wire(msgspec.Struct, frozen=True):
     recorded_at: datetime
     data: msgspec.Raw
     metadata: msgspec.Raw
+    tags: tuple[str, ...] = ()
 
 
 _encoder = msgspec.json.Encoder()
@@ -55,6 +58,7 @@ def event_message(topology: Topology, record: RecordedEvent) -> Message:
             record.recorded_at,
             _raw(record.data),
             _raw(record.metadata),
+            tuple(record.tags),
         )
     )
     event_id = str(record.event_id)
@@ -79,9 +83,13 @@ def decode_event(data: bytes, headers: dict[str, str] | None = None) -> Recorded
     except NOT_JSON as exc:
         raise PoisonMessage(f"not an event: {exc}") from None
     try:
-        validate_stream_id(wire.stream_id)
+        if wire.stream_id != NO_STREAM_ID:
+            validate_stream_id(wire.stream_id)
+        validate_tags(wire.tags)
     except InvalidArgument as exc:
         raise PoisonMessage(str(exc)) from None
+    if wire.stream_id == NO_STREAM_ID and wire.version != wire.position:
+        raise PoisonMessage("an event without a stream has its position as its version")
     if wire.version < 1 or wire.position < 1 or wire.schema_version < 1:
         raise PoisonMessage("version, position and schema_version must be >= 1")
     if wire.recorded_at.tzinfo is None:
@@ -102,6 +110,7 @@ def decode_event(data: bytes, headers: dict[str, str] | None = None) -> Recorded
         data=bytes(wire.data),
         metadata=bytes(wire.metadata),
         recorded_at=wire.recorded_at,
+        tags=wire.tags,
     )
 
 

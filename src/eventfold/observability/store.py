@@ -2,10 +2,10 @@
 around any backend instead of living inside each one.
 
 - a span per operation (``append``, ``append_many``, ``read_stream``,
-  ``read_all``), kind client, with OpenTelemetry's database attributes
-  (``db.system.name``, ``db.operation.name``) and eventfold's own
-  (``eventfold.stream_id``, ``eventfold.event.types``,
-  ``eventfold.position`` …);
+  ``read_all``, and DCB's ``append_events`` and ``read``), kind client,
+  with OpenTelemetry's database attributes (``db.system.name``,
+  ``db.operation.name``) and eventfold's own (``eventfold.stream_id``,
+  ``eventfold.event.types``, ``eventfold.position`` …);
 - every appended event gets the current trace context in its metadata
   (``traceparent``, ``tracestate``), sampled or not, unless it has one: the
   trace follows the event through the bus to the read side;
@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from eventfold.errors import WrongExpectedVersion
+from eventfold.errors import ConditionFailed, WrongExpectedVersion
 from eventfold.observability import tracing
 from eventfold.observability.metrics import METRICS, Metrics
 from eventfold.observability.tracing import with_trace
@@ -36,10 +36,20 @@ from eventfold.store.api import (
     RecordedEvent,
     StreamAppend,
 )
-from eventfold.store.capabilities import DataPage, StreamDataReader
+from eventfold.store.capabilities import DataPage, DCBStore, StreamDataReader
 from eventfold.store.checks import category_of
+from eventfold.store.dcb import AppendCondition, Query
 from eventfold.store.wrapper import DelegatingStore
 
+_OPERATIONS = (
+    "append",
+    "append_many",
+    "append_events",
+    "read_stream",
+    "read_all",
+    "read_stream_data",
+    "read",
+)
 _SYSTEMS = {"postgresql": "postgresql", "postgres": "postgresql", "sqlite": "sqlite"}
 
 
@@ -61,8 +71,7 @@ class InstrumentedStore(DelegatingStore):
         self.metrics = metrics
         self._read = metrics.events_read.labels(self.backend)
         self._latency = {
-            op: metrics.operation_duration.labels(self.backend, op)
-            for op in ("append", "append_many", "read_stream", "read_all", "read_stream_data")
+            op: metrics.operation_duration.labels(self.backend, op) for op in _OPERATIONS
         }
         self._appended: dict[str, Any] = {}
 
@@ -129,20 +138,66 @@ class InstrumentedStore(DelegatingStore):
         finally:
             self._latency[operation].observe(time.perf_counter() - start)
         for append in appends:
-            for event in append.events:
-                counter = self._appended.get(event.type)
-                if counter is None:
-                    counter = self._appended[event.type] = self.metrics.events_appended.labels(
-                        self.backend, event.type
-                    )
-                counter.inc()
+            self._count_appended(append.events)
         return results
+
+    def _count_appended(self, events: Sequence[NewEvent]) -> None:
+        for event in events:
+            counter = self._appended.get(event.type)
+            if counter is None:
+                counter = self._appended[event.type] = self.metrics.events_appended.labels(
+                    self.backend, event.type
+                )
+            counter.inc()
 
     async def _call(self, operation: str, appends: list[StreamAppend]) -> list[AppendResult]:
         if operation == "append":
             (one,) = appends
             return [await self.inner.append(one.stream_id, one.events, one.expected_version)]
         return await self.inner.append_many(appends)
+
+    async def append_events(
+        self, events: Sequence[NewEvent], condition: AppendCondition | None = None
+    ) -> int:
+        """DCB's append without a stream: spanned, timed and counted like a
+        stream append; a refusal by its condition counted as ``query``."""
+        inner = self._inner(DCBStore)
+        if not _events(events):
+            # Not a well-formed request: the inner store refuses it with its typed error.
+            return await inner.append_events(events, condition)
+        if not tracing.recording():
+            return await self._measured_events(inner, events, condition)
+        tags = sorted({tag for event in events for tag in event.tags})
+        attributes = self._attributes(
+            "append_events",
+            **{
+                "eventfold.event.types": sorted({e.type for e in events}),
+                "eventfold.event.count": len(events),
+                "eventfold.tags": tags,
+                "eventfold.conditional": condition is not None,
+            },
+        )
+        with tracing.span(
+            f"append_events {self.backend}", kind="client", attributes=attributes
+        ) as span:
+            position = await self._measured_events(inner, events, condition)
+            tracing.set_attributes(span, {"eventfold.position": position})
+        return position
+
+    async def _measured_events(
+        self, inner: DCBStore, events: Sequence[NewEvent], condition: AppendCondition | None
+    ) -> int:
+        events = _with_context(events, tracing.carrier())
+        start = time.perf_counter()
+        try:
+            position = await inner.append_events(events, condition)
+        except ConditionFailed:
+            self.metrics.conditional_failures.labels(self.backend, "query").inc()
+            raise
+        finally:
+            self._latency["append_events"].observe(time.perf_counter() - start)
+        self._count_appended(events)
+        return position
 
     # --- reading ----------------------------------------------------------------------
 
@@ -210,6 +265,22 @@ class InstrumentedStore(DelegatingStore):
                 span.set_attribute("eventfold.event.count", count)
                 span.end()
 
+    def read(
+        self,
+        query: Query,
+        *,
+        from_position: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        records = self._inner(DCBStore).read(
+            query, from_position=from_position, backwards=backwards, limit=limit
+        )
+        more: dict[str, Any] = {"eventfold.query.items": len(query.items)}
+        if from_position is not None:
+            more["eventfold.from_position"] = from_position
+        return self._counted("read", records, self._attributes("read", **more))
+
     async def read_stream_data(
         self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
     ) -> AsyncIterator[DataPage]:
@@ -243,11 +314,26 @@ def _well_formed(append: object) -> bool:
     )
 
 
+def _events(events: object) -> bool:
+    return (
+        isinstance(events, list | tuple)
+        and bool(events)
+        and all(isinstance(e, NewEvent) for e in events)
+    )
+
+
+def _with_context(events: Sequence[NewEvent], context: dict[str, str]) -> Sequence[NewEvent]:
+    if not context:
+        return events
+    return [
+        msgspec.structs.replace(event, metadata=with_trace(event.metadata, context))
+        for event in events
+    ]
+
+
 def _traced(append: StreamAppend, context: dict[str, str]) -> StreamAppend:
     if not context:
         return append
-    events = [
-        msgspec.structs.replace(event, metadata=with_trace(event.metadata, context))
-        for event in append.events
-    ]
-    return StreamAppend(append.stream_id, events, append.expected_version)
+    return StreamAppend(
+        append.stream_id, _with_context(append.events, context), append.expected_version
+    )

@@ -76,6 +76,7 @@ class Codec:
             metadata=meta,
             event_id=event_id or new_event_id(),
             schema_version=entry.version,
+            tags=() if entry.tags is None else tuple(entry.tags(event)),
         )
 
     def decode_event(self, record: RecordedEvent) -> Any:
@@ -145,6 +146,7 @@ class Codec:
             record.schema_version,
             decode_metadata(record),
             record.recorded_at,
+            tuple(record.tags),
         )
 
 

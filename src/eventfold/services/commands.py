@@ -15,22 +15,25 @@ ids and reports the version and position they landed at."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from eventfold.decision import DecisionModel, decide
 from eventfold.domain.clocks import check_not_ahead
 from eventfold.domain.decider import Decider
 from eventfold.domain.events import Metadata
 from eventfold.errors import (
     CommandRejected,
     ConcurrencyError,
+    ConditionFailed,
     DuplicateEventId,
     InvalidArgument,
     RegistrationError,
@@ -52,7 +55,8 @@ from eventfold.services.records import (
     Status,
     StoredOutcome,
 )
-from eventfold.store.api import EventStore
+from eventfold.store.api import NO_STREAM_ID, EventStore
+from eventfold.store.capabilities import DCBStore, require
 from eventfold.store.checks import NOT_JSON, validate_expected, validate_stream_id
 from eventfold.store.payloads import MAX_JSON_DEPTH, error_path, too_deep
 
@@ -66,20 +70,37 @@ RECOVERY_SCAN = 10_000
 events when it is retried after its outcome was lost."""
 
 
+class DecisionRoute(Generic[C]):
+    """How a command is decided over dynamic consistency boundaries:
+    ``model(command)`` the ``DecisionModel`` it reads, ``decide(command,
+    states)`` the events it appends (or ``CommandRejected``)."""
+
+    def __init__(
+        self,
+        model: Callable[[C], DecisionModel],
+        decide: Callable[[C, dict[str, Any]], Sequence[Any]],
+    ) -> None:
+        self.model = model
+        self.decide = decide
+
+
 class CommandRoute(Generic[C]):
     """One registered command: its type, the decider that handles it, how to
-    find its stream, and how to turn it into the decider's command."""
+    find its stream, and how to turn it into the decider's command; or, for
+    a command decided over dynamic consistency boundaries, its ``decision``
+    (no stream, no decider)."""
 
     def __init__(
         self,
         name: str,
         command_type: type[C],
-        decider: Decider[Any, Any, Any],
-        stream: Callable[[C], str],
+        decider: Decider[Any, Any, Any] | None,
+        stream: Callable[[C], str] | None,
         translate: Callable[[C], Any] | None,
         validate: Callable[[C], None] | None,
         snapshots: SnapshotPolicy | None,
         description: str,
+        decision: DecisionRoute[Any] | None = None,
     ) -> None:
         self.name = name
         self.command_type = command_type
@@ -89,6 +110,7 @@ class CommandRoute(Generic[C]):
         self.validate = validate
         self.snapshots = snapshots
         self.description = description
+        self.decision = decision
         self.decoder: msgspec.json.Decoder[C] = msgspec.json.Decoder(command_type)
 
     def decode(self, body: bytes) -> C:
@@ -144,6 +166,42 @@ class Commands:
         snapshots: SnapshotPolicy | None = None,
         description: str = "",
     ) -> None:
+        name = self._check(command_type, name)
+        doc = description or (command_type.__doc__ or "").strip()
+        self._routes[name] = CommandRoute(
+            name, command_type, decider, stream, translate, validate, snapshots, doc
+        )
+
+    def register_decision(
+        self,
+        command_type: type[C],
+        *,
+        model: Callable[[C], DecisionModel],
+        decide: Callable[[C, dict[str, Any]], Sequence[Any]],
+        validate: Callable[[C], None] | None = None,
+        name: str | None = None,
+        description: str = "",
+    ) -> None:
+        """A command decided over dynamic consistency boundaries
+        (``eventfold.decision``): ``model(command)`` is what it reads,
+        ``decide(command, states)`` the events it appends, with the
+        condition of what was read, retried on ``ConditionFailed``. The
+        store must declare ``DCBStore``."""
+        name = self._check(command_type, name)
+        doc = description or (command_type.__doc__ or "").strip()
+        self._routes[name] = CommandRoute(
+            name,
+            command_type,
+            None,
+            None,
+            None,
+            validate,
+            None,
+            doc,
+            DecisionRoute(model, decide),
+        )
+
+    def _check(self, command_type: type[Any], name: str | None) -> str:
         name = name or command_type.__name__
         if not name.isidentifier():
             raise RegistrationError(f"command name {name!r} must be an identifier")
@@ -151,10 +209,7 @@ class Commands:
             raise RegistrationError(f"command {name!r} is already registered")
         if not (isinstance(command_type, type) and issubclass(command_type, msgspec.Struct)):
             raise RegistrationError(f"command {name!r}: {command_type!r} is not a msgspec Struct")
-        doc = description or (command_type.__doc__ or "").strip()
-        self._routes[name] = CommandRoute(
-            name, command_type, decider, stream, translate, validate, snapshots, doc
-        )
+        return name
 
     def get(self, name: str) -> CommandRoute[Any]:
         route = self._routes.get(name)
@@ -244,6 +299,7 @@ class CommandBus:
         self.observers: list[Observer] = []
 
     def _repository(self, route: CommandRoute[Any]) -> Repository[Any, Any, Any]:
+        assert route.decider is not None
         key = (id(route.decider), id(route.snapshots))
         repo = self._repositories.get(key)
         if repo is None:
@@ -285,8 +341,16 @@ class CommandBus:
                 route.validate(typed)
             if route.translate is not None:
                 route.translate(typed)
-            stream_id = route.stream(typed)
-            validate_stream_id(stream_id)
+            if route.stream is None:  # decided without a stream
+                if expected_version is not None:
+                    raise InvalidArgument(
+                        "a decision has no stream, so no expected version",
+                        argument="expected_version",
+                    )
+                stream_id = NO_STREAM_ID
+            else:
+                stream_id = route.stream(typed)
+                validate_stream_id(stream_id)
         except InvalidArgument as exc:
             raise InvalidCommand(name, str(exc)) from None
         body = msgspec.json.encode(typed)
@@ -369,6 +433,8 @@ class CommandBus:
             idempotency_key=prepared.idempotency_key,
             accepted_at=now_text(),
         )
+        if route.decision is not None:
+            return await self._decide(route.decision, domain, metadata, base, key)
         stream_id = prepared.stream_id
         recover = False
         try:
@@ -418,6 +484,45 @@ class CommandBus:
                     base, "succeeded", version=version, position=position, events=types
                 )
         return outcome
+
+    async def _decide(
+        self,
+        decision: DecisionRoute[Any],
+        command: Any,
+        metadata: Metadata,
+        base: CommandOutcome,
+        key: str | None,
+    ) -> CommandOutcome:
+        """A command decided over dynamic consistency boundaries. With an
+        idempotency key its events get ids derived from the key, so a second
+        landing of the same decision writes nothing."""
+        store = require(self.store, DCBStore)
+        ids = None if key is None else functools.partial(derived_event_id, NO_STREAM_ID, key)
+        try:
+            decided = await decide(
+                store,
+                self.commands.codec,
+                decision.model(command),
+                functools.partial(decision.decide, command),
+                metadata=metadata,
+                event_ids=ids,
+                max_retries=self._max_retries,
+            )
+        except CommandRejected as exc:
+            return self._done(base, "rejected", error=_error(exc))
+        except ConditionFailed as exc:
+            error = _error(exc, query=repr(exc.query), after=exc.after, position=exc.position)
+            return self._done(base, "conflict", error=error)
+        except DuplicateEventId as exc:
+            return self._done(base, "conflict", error=_error(exc))
+        except InvalidArgument as exc:
+            return self._done(base, "invalid", error=_error(exc, argument=exc.argument))
+        except (StoreError, OSError):
+            raise
+        except Exception as exc:
+            return self._done(base, "failed", error=_error(exc))
+        names = [self.commands.codec.registry.of_class(type(e)).name for e in decided.events]
+        return self._done(base, "succeeded", position=decided.position or 0, events=names)
 
     @staticmethod
     def _done(base: CommandOutcome, status: Status, **fields: Any) -> CommandOutcome:

@@ -16,12 +16,17 @@ unexpected error in the handler."""
 class ErrorDetail(msgspec.Struct, frozen=True, omit_defaults=True):
     """What a failed command was about, each field of one type: the stream,
     the version the command expected and the stream's actual version (a
-    conflict), the argument that was refused (invalid)."""
+    conflict), the argument that was refused (invalid); for a decision's
+    failed condition (a conflict), the query, the position it was read at
+    (``after``) and the first conflicting event's ``position``."""
 
     stream_id: str | None = None
     expected: int | None = None
     actual: int | None = None
     argument: str | None = None
+    query: str | None = None
+    after: int | None = None
+    position: int | None = None
 
 
 class CommandError(msgspec.Struct, frozen=True):

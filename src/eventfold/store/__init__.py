@@ -6,6 +6,7 @@
 from eventfold.store.api import (
     ANY,
     NO_STREAM,
+    NO_STREAM_ID,
     STREAM_EXISTS,
     AppendResult,
     EventReader,
@@ -18,6 +19,7 @@ from eventfold.store.api import (
     Snapshot,
     StreamAppend,
     StreamState,
+    Tags,
 )
 from eventfold.store.capabilities import (
     CAPABILITIES,
@@ -27,6 +29,7 @@ from eventfold.store.capabilities import (
     ChainReader,
     DataPage,
     DataRow,
+    DCBStore,
     Inspector,
     ReplicaReads,
     SnapshotStore,
@@ -39,6 +42,7 @@ from eventfold.store.capabilities import (
     require,
 )
 from eventfold.store.checks import category_of, validate_stream_id
+from eventfold.store.dcb import AppendCondition, Query, QueryItem
 from eventfold.store.memory import MemoryStore
 from eventfold.store.routing import (
     OnLag,
@@ -55,12 +59,15 @@ __all__ = [
     "ANY",
     "CAPABILITIES",
     "NO_STREAM",
+    "NO_STREAM_ID",
     "STREAM_EXISTS",
+    "AppendCondition",
     "AppendResult",
     "Capabilities",
     "CategoryInfo",
     "ChainLink",
     "ChainReader",
+    "DCBStore",
     "DataPage",
     "DataRow",
     "DelegatingStore",
@@ -73,6 +80,8 @@ __all__ = [
     "MemoryStore",
     "NewEvent",
     "OnLag",
+    "Query",
+    "QueryItem",
     "RecordedEvent",
     "ReplicaHealth",
     "ReplicaReads",
@@ -88,6 +97,7 @@ __all__ = [
     "StreamDataReader",
     "StreamInfo",
     "StreamState",
+    "Tags",
     "capability",
     "category_of",
     "connect",

@@ -39,19 +39,28 @@ ExpectedVersion: TypeAlias = int | StreamState
 """ANY, NO_STREAM, STREAM_EXISTS, or the exact current version (0 = no stream)."""
 
 
+Tags: TypeAlias = tuple[str, ...]
+"""An event's tags: the strings DCB queries and append conditions match on
+(``eventfold.store.dcb``). A set: no tag twice; kept in the order given."""
+
+
 class NewEvent(msgspec.Struct, frozen=True):
-    """An event to append. ``data`` and ``metadata`` are JSON objects as bytes."""
+    """An event to append. ``data`` and ``metadata`` are JSON objects as bytes;
+    ``tags`` are what DCB queries match on (limits: ``eventfold.store.checks``)."""
 
     type: str
     data: bytes
     metadata: bytes = b"{}"
     event_id: uuid.UUID = msgspec.field(default_factory=new_event_id)
     schema_version: int = 1
+    tags: Tags = ()
 
 
 class RecordedEvent(msgspec.Struct, frozen=True, gc=False):
     """An event as stored. ``position`` is global and strictly increasing in
-    the order readers see; ``version`` is 1 for a stream's first event."""
+    the order readers see; ``version`` is 1 for a stream's first event. An
+    event appended without a stream (``DCBStore.append_events``) has
+    ``stream_id`` ``""`` (``NO_STREAM_ID``) and its position as its version."""
 
     stream_id: str
     version: int
@@ -62,6 +71,12 @@ class RecordedEvent(msgspec.Struct, frozen=True, gc=False):
     data: JsonText
     metadata: JsonText
     recorded_at: datetime
+    tags: Tags = ()
+
+
+NO_STREAM_ID = ""
+"""The ``stream_id`` of an event appended without a stream (a DCB append);
+no stream can have it, since a stream id is never empty."""
 
 
 class StreamAppend(msgspec.Struct, frozen=True):

@@ -34,7 +34,14 @@ from eventfold.store.checks import (
     validate_read_stream,
     validate_stream_id,
 )
-from eventfold.store.paging import Page, data_pages, log_pages, stream_pages
+from eventfold.store.dcb import (
+    AppendCondition,
+    Query,
+    validate_append,
+    validate_query,
+    validate_read,
+)
+from eventfold.store.paging import Page, data_pages, log_pages, query_pages, stream_pages
 
 PAGE_ROWS = 1000
 """Records per page when a backend pages through a stream or the log."""
@@ -220,3 +227,63 @@ class StreamDataPages(Lifecycle):
     ) -> tuple[list[DataRow], bool]:
         """Rows of versions ``low`` to ``high`` (as many as the backend pages
         at once), and whether there are no more."""
+
+
+class DCBPages(Lifecycle):
+    """The ``DCBStore`` capability: arguments checked, the open check made,
+    a query's matches walked page by page, appends validated, then written
+    by ``_append_events``."""
+
+    page_rows: int = PAGE_ROWS
+
+    async def read(
+        self,
+        query: Query,
+        *,
+        from_position: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        checked = validate_query(query)
+        validate_read(from_position, backwards, limit)
+        self.check_open()
+        await self._before_query_read()
+
+        async def fetch(position: int, want: int) -> Page:
+            self.check_open()
+            return await self._query_page(checked, position, backwards, want)
+
+        pages = query_pages(
+            fetch,
+            from_position=from_position,
+            backwards=backwards,
+            limit=limit,
+            page_rows=self.page_rows,
+        )
+        async for page in pages:
+            for record in page:
+                yield record
+
+    async def append_events(
+        self, events: Sequence[NewEvent], condition: AppendCondition | None = None
+    ) -> int:
+        checked, rule = validate_append(events, condition)
+        self.check_open()
+        return await self._append_events(checked, rule)
+
+    async def _before_query_read(self) -> None:
+        """Runs once per ``read``, after the checks, before the first page."""
+        return None
+
+    @abc.abstractmethod
+    async def _query_page(self, query: Query, position: int, backwards: bool, want: int) -> Page:
+        """Up to ``want`` events matching ``query`` (checked; each event once)
+        at or after ``position`` ascending (at or before it, descending, if
+        ``backwards``), and whether there are no more."""
+
+    @abc.abstractmethod
+    async def _append_events(
+        self, events: list[NewEvent], condition: AppendCondition | None
+    ) -> int:
+        """Append checked events (at least one) without a stream,
+        atomically, if ``condition`` holds; the position of the last."""

@@ -18,14 +18,15 @@ by a conformance mixin of its own (``eventfold.testing.conformance``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeAlias, TypeVar, cast, runtime_checkable
 
 import msgspec
 
 from eventfold.errors import UnsupportedCapability
-from eventfold.store.api import JsonText, Snapshot
+from eventfold.store.api import JsonText, NewEvent, RecordedEvent, Snapshot
+from eventfold.store.dcb import AppendCondition, Query
 from eventfold.store.routing import OnLag, ReplicaHealth, Route, RoutedReader
 
 C = TypeVar("C")
@@ -87,6 +88,7 @@ class ChainLink(msgspec.Struct, frozen=True):
     data: JsonText
     metadata: JsonText
     hash: bytes
+    tags: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -182,6 +184,42 @@ class ReplicaReads(Protocol):
 
     async def replica_health(self) -> list[ReplicaHealth]:
         """Each replica's state and lag as last checked (empty: none)."""
+
+
+# --- dynamic consistency boundaries ----------------------------------------------------
+
+
+@runtime_checkable
+class DCBStore(Protocol):
+    """Dynamic Consistency Boundaries (``eventfold.store.dcb``): reads by
+    query over types and tags, and appends without a stream that fail if a
+    condition's query matches an event stored after its position. Such
+    events share the one log with stream events (``stream_id`` ``""``)."""
+
+    def read(
+        self,
+        query: Query,
+        *,
+        from_position: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Events matching ``query`` (each once, however many items it
+        matches) in position order: ascending from ``from_position``
+        (inclusive, default 0), or descending from it (default: the head)
+        if ``backwards``; at most ``limit`` events. Pages through indexes,
+        so memory stays constant however many events match; sees what a
+        reader of the whole log sees (no position ever appears late)."""
+        ...
+
+    async def append_events(
+        self, events: Sequence[NewEvent], condition: AppendCondition | None = None
+    ) -> int:
+        """Append ``events`` (no stream) atomically and return the position of
+        the last. With a ``condition``, raise ``ConditionFailed`` (writing
+        nothing) if an event matching its query is stored after its
+        ``after``. Sending the same event ids again returns the first
+        append's position and writes nothing."""
         ...
 
 
@@ -194,6 +232,7 @@ CAPABILITIES: tuple[type, ...] = (
     Inspector,
     SQLReader,
     ReplicaReads,
+    DCBStore,
 )
 """Every capability eventfold defines, in the order the docs list them."""
 

@@ -2,10 +2,13 @@
 
 Every stored event carries ``hash = sha256(link_message(...))``: the previous
 event's hash (``GENESIS`` for a stream's first event) and the event's stored
-fields. Backends that hash in Python (memory, SQLite) call the functions
-here; PostgreSQL builds the same bytes in SQL (``chain_message`` in
-``eventfold.store.postgres.functions``), and the conformance suite checks
-every backend's stored digests against ``link_hash``.
+fields. An event appended without a stream (a DCB append, stream id ``""``,
+version = position) is a chain of its own: its previous hash is ``GENESIS``.
+Backends that hash in Python (memory, SQLite) call the functions here;
+PostgreSQL builds the same bytes in SQL (``chain_message`` and
+``chain_tags`` in ``eventfold.store.postgres.functions``), and the
+conformance suite checks every backend's stored digests against
+``link_hash``.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ def _message(
     schema_version: int,
     data: bytes,
     metadata: bytes,
+    tags: Sequence[str],
 ) -> bytes:
     # The one place the message is laid out (see link_message).
-    return b"%s\n%s\n%d\n%s\n%s\n%d\n%d\n%s%s" % (
+    message = b"%s\n%s\n%d\n%s\n%s\n%d\n%d\n%s%s" % (
         prev_hash,
         stream,
         version,
@@ -42,6 +46,9 @@ def _message(
         data,
         metadata,
     )
+    if tags:
+        message += b"\x00" + "\n".join(tags).encode()
+    return message
 
 
 def link_message(
@@ -53,13 +60,17 @@ def link_message(
     schema_version: int,
     data: bytes | str,
     metadata: bytes | str,
+    tags: Sequence[str] = (),
 ) -> bytes:
     """The bytes that are hashed: the previous 32-byte digest, then
     ``\\n stream \\n version \\n`` (UTF-8), the 16 bytes of the event id, then
-    ``\\n type \\n schema \\n len(data) \\n data metadata`` (UTF-8). Stream ids
-    and type names hold no newline, ids and digests have fixed lengths and the
-    data is length-prefixed, so no field can run into another. ``data`` and
-    ``metadata`` are the JSON text exactly as the backend stores it."""
+    ``\\n type \\n schema \\n len(data) \\n data metadata`` (UTF-8), then, only
+    if the event has tags, a NUL byte and its tags joined by ``\\n`` (so an
+    event without tags hashes as it did before tags existed). Stream ids,
+    type names and tags hold no newline, ids and digests have fixed lengths,
+    the data is length-prefixed and JSON text holds no NUL, so no field can
+    run into another. ``data`` and ``metadata`` are the JSON text exactly as
+    the backend stores it."""
     if isinstance(data, str):
         data = data.encode()
     if isinstance(metadata, str):
@@ -73,6 +84,7 @@ def link_message(
         schema_version,
         data,
         metadata,
+        tags,
     )
 
 
@@ -85,10 +97,11 @@ def link_hash(
     schema_version: int,
     data: bytes | str,
     metadata: bytes | str,
+    tags: Sequence[str] = (),
 ) -> bytes:
     """The event's 32-byte SHA-256 chain digest."""
     message = link_message(
-        prev_hash, stream_id, version, event_id, type, schema_version, data, metadata
+        prev_hash, stream_id, version, event_id, type, schema_version, data, metadata, tags
     )
     return sha256(message).digest()
 
@@ -116,6 +129,7 @@ def chain(
                 event.schema_version,
                 event.data,
                 event.metadata,
+                event.tags,
             )
         ).digest()
         keep(prev_hash)

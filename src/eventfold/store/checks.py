@@ -34,6 +34,10 @@ from eventfold.store.payloads import check_depth, explain_raw, too_deep
 
 MAX_STREAM_ID = 200
 MAX_TYPE_NAME = 200
+MAX_TAG_LENGTH = 200
+"""A tag is 1 to this many characters, with no whitespace or control characters."""
+MAX_TAGS = 32
+"""An event carries at most this many tags (and a query item names at most as many)."""
 # No whitespace, no control characters; "$" first is reserved for system streams.
 _FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
 _TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
@@ -71,6 +75,39 @@ def validate_type_name(name: object) -> str:
             argument="type",
         )
     return name
+
+
+def validate_tag(tag: object, argument: str = "tags") -> str:
+    """``tag`` if it is a valid tag, else ``InvalidArgument`` naming why."""
+    if not isinstance(tag, str):
+        raise InvalidArgument(
+            f"a tag must be a string, not {type(tag).__name__}", argument=argument
+        )
+    if not tag:
+        raise InvalidArgument("a tag must not be empty", argument=argument)
+    if len(tag) > MAX_TAG_LENGTH:
+        raise InvalidArgument(
+            f"tag {tag[:40]!r}... is longer than {MAX_TAG_LENGTH} characters", argument=argument
+        )
+    if _FORBIDDEN.search(tag):
+        raise InvalidArgument(
+            f"tag {tag!r} contains whitespace or control characters", argument=argument
+        )
+    return tag
+
+
+def validate_tags(tags: object, argument: str = "tags") -> tuple[str, ...]:
+    """An event's (or a query item's) tags: a tuple or list of at most
+    ``MAX_TAGS`` valid tags, none twice; returned as a tuple."""
+    if isinstance(tags, str | bytes) or not isinstance(tags, tuple | list):
+        raise InvalidArgument("tags must be a tuple or list of strings", argument=argument)
+    if len(tags) > MAX_TAGS:
+        raise InvalidArgument(f"at most {MAX_TAGS} tags, got {len(tags)}", argument=argument)
+    for tag in tags:
+        validate_tag(tag, argument)
+    if len(set(tags)) != len(tags):
+        raise InvalidArgument(f"a tag appears twice in {list(tags)!r}", argument=argument)
+    return tuple(tags)
 
 
 def validate_expected(expected: object) -> ExpectedVersion:
@@ -142,7 +179,25 @@ def validate_new_event(event: object) -> NewEvent:
         )
     _check_json_object(event.data, "data", event.type)
     _check_json_object(event.metadata, "metadata", event.type)
+    if event.tags:
+        validate_tags(event.tags)
     return event
+
+
+def validate_events(events: object) -> list[NewEvent]:
+    """A sequence of valid ``NewEvent`` with distinct ids (one stream's part
+    of an append, or a DCB append)."""
+    if isinstance(events, str | bytes) or not isinstance(events, Sequence):
+        raise InvalidArgument("events must be a sequence of NewEvent", argument="events")
+    ids: set[uuid.UUID] = set()
+    for event in events:
+        validate_new_event(event)
+        if event.event_id in ids:
+            raise InvalidArgument(
+                f"event id {event.event_id} appears twice in one append", argument="event_id"
+            )
+        ids.add(event.event_id)
+    return list(events)
 
 
 def validate_appends(appends: Iterable[object]) -> list[StreamAppend]:
@@ -177,6 +232,7 @@ def validate_appends(appends: Iterable[object]) -> list[StreamAppend]:
                 or event.schema_version < 1
                 or type(event.data) is not bytes
                 or type(event.metadata) is not bytes
+                or event.tags
             ):
                 validate_new_event(event)
             else:
@@ -299,7 +355,11 @@ def replayed_result(
             raise DuplicateEventId(
                 event.event_id, append.stream_id, "already stored at another version"
             )
-        if record.type != event.type or not same_json(record.data, event.data):
+        if (
+            record.type != event.type
+            or tuple(record.tags) != tuple(event.tags)
+            or not same_json(record.data, event.data)
+        ):
             raise DuplicateEventId(
                 event.event_id, append.stream_id, "already stored with different content"
             )

@@ -4,19 +4,30 @@ the yardstick the conformance suite holds the others to."""
 from __future__ import annotations
 
 import asyncio
+import bisect
+import heapq
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from eventfold.store.api import AppendResult, RecordedEvent, Snapshot, StreamAppend
-from eventfold.store.base import LogReader, LogWriter
+from eventfold.errors import ConditionFailed
+from eventfold.store.api import (
+    NO_STREAM_ID,
+    AppendResult,
+    NewEvent,
+    RecordedEvent,
+    Snapshot,
+    StreamAppend,
+)
+from eventfold.store.base import DCBPages, LogReader, LogWriter
 from eventfold.store.capabilities import (
     Capabilities,
     CategoryInfo,
     ChainLink,
     ChainReader,
+    DCBStore,
     Inspector,
     SnapshotStore,
     StoreStats,
@@ -29,13 +40,16 @@ from eventfold.store.checks import (
     replayed_result,
     validate_snapshot,
 )
+from eventfold.store.dcb import AppendCondition, Arm, Query, arms, replayed_position
 from eventfold.store.paging import Page
 
 
-class MemoryStore(LogReader, LogWriter):
+class MemoryStore(LogReader, LogWriter, DCBPages):
     """An event store held in memory; ``connect("memory://")`` opens a new, empty one."""
 
-    capabilities: ClassVar[Capabilities] = frozenset({SnapshotStore, ChainReader, Inspector})
+    capabilities: ClassVar[Capabilities] = frozenset(
+        {SnapshotStore, ChainReader, Inspector, DCBStore}
+    )
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
@@ -44,6 +58,9 @@ class MemoryStore(LogReader, LogWriter):
         self._ids: dict[uuid.UUID, RecordedEvent] = {}
         self._snapshots: dict[tuple[str, str], Snapshot] = {}
         self._hashes: dict[int, bytes] = {}
+        # DCB indexes: the positions of each type's and each tag's events, ascending
+        self._by_type: dict[str, list[int]] = {}
+        self._by_tag: dict[str, list[int]] = {}
         self._waiters: list[asyncio.Future[None]] = []
 
     async def close(self) -> None:
@@ -76,21 +93,8 @@ class MemoryStore(LogReader, LogWriter):
             prev = self._hashes[stream[-1].position] if stream else GENESIS
             digests = chain(prev, item.stream_id, len(stream) + 1, item.events)
             for event, digest in zip(item.events, digests, strict=True):
-                record = RecordedEvent(
-                    stream_id=item.stream_id,
-                    version=len(stream) + 1,
-                    position=len(self._log) + 1,
-                    event_id=event.event_id,
-                    type=event.type,
-                    schema_version=event.schema_version,
-                    data=bytes(event.data),
-                    metadata=bytes(event.metadata),
-                    recorded_at=now,
-                )
-                self._hashes[record.position] = digest
+                record = self._record(item.stream_id, len(stream) + 1, event, now, digest)
                 stream.append(record)
-                self._log.append(record)
-                self._ids[event.event_id] = record
             if not stream:
                 del self._streams[item.stream_id]
             out.append(
@@ -98,6 +102,101 @@ class MemoryStore(LogReader, LogWriter):
             )
         self._wake()
         return out
+
+    def _record(
+        self, stream_id: str, version: int, event: NewEvent, now: datetime, digest: bytes
+    ) -> RecordedEvent:
+        """Store one event at the next position, indexed by id, type and tags."""
+        position = len(self._log) + 1
+        record = RecordedEvent(
+            stream_id=stream_id,
+            version=version or position,
+            position=position,
+            event_id=event.event_id,
+            type=event.type,
+            schema_version=event.schema_version,
+            data=bytes(event.data),
+            metadata=bytes(event.metadata),
+            recorded_at=now,
+            tags=tuple(event.tags),
+        )
+        self._log.append(record)
+        self._ids[event.event_id] = record
+        self._hashes[position] = digest
+        self._by_type.setdefault(event.type, []).append(position)
+        for tag in record.tags:
+            self._by_tag.setdefault(tag, []).append(position)
+        return record
+
+    # --- DCB (DCBStore) -------------------------------------------------------------
+
+    async def _append_events(
+        self, events: list[NewEvent], condition: AppendCondition | None
+    ) -> int:
+        # No await between the checks and the writes: nothing interleaves.
+        stored = {e.event_id: self._ids[e.event_id] for e in events if e.event_id in self._ids}
+        replay = replayed_position(events, stored)
+        if replay is not None:
+            return replay
+        if condition is not None:
+            after = 0 if condition.after is None else condition.after
+            first = next(self._matches(condition.query, after + 1, False), None)
+            if first is not None:
+                raise ConditionFailed(condition.query, condition.after, first)
+        now = datetime.now(UTC)
+        record = None
+        for event in events:
+            position = len(self._log) + 1
+            digest = chain(GENESIS, NO_STREAM_ID, position, [event])[0]
+            record = self._record(NO_STREAM_ID, 0, event, now, digest)
+        self._wake()
+        assert record is not None
+        return record.position
+
+    def _arm_positions(self, arm: Arm, start: int, backwards: bool) -> Iterator[int]:
+        index = self._by_tag if arm.by == "tag" else self._by_type
+        positions = index.get(arm.key, [])
+        log = self._log
+        if backwards:
+            at = bisect.bisect_right(positions, start) - 1
+            candidates: Iterator[int] = (positions[i] for i in range(at, -1, -1))
+        else:
+            at = bisect.bisect_left(positions, start)
+            candidates = (positions[i] for i in range(at, len(positions)))
+        for position in candidates:
+            record = log[position - 1]
+            if arm.types and record.type not in arm.types:
+                continue
+            if arm.tags and not set(arm.tags) <= set(record.tags):
+                continue
+            yield position
+
+    def _matches(self, query: Query, start: int, backwards: bool) -> Iterator[int]:
+        """Positions of events matching ``query`` from ``start`` on (down, if
+        ``backwards``), each once, in order."""
+        if query.match_all:
+            top = len(self._log)
+            if backwards:
+                yield from range(min(start, top), 0, -1)
+            else:
+                yield from range(max(start, 1), top + 1)
+            return
+        scans = [self._arm_positions(arm, start, backwards) for arm in arms(query)]
+        merged = heapq.merge(*scans, reverse=backwards)
+        last = None
+        for position in merged:
+            if position != last:
+                yield position
+                last = position
+
+    async def _query_page(self, query: Query, position: int, backwards: bool, want: int) -> Page:
+        found: list[RecordedEvent] = []
+        matches = self._matches(query, position, backwards)
+        for at in matches:
+            found.append(self._log[at - 1])
+            if len(found) == want:
+                return found, next(matches, None) is None
+        return found, True
 
     # --- reading ------------------------------------------------------------------
 
@@ -162,10 +261,12 @@ class MemoryStore(LogReader, LogWriter):
                 waiter.set_result(None)
 
     async def read_chain(self) -> AsyncIterator[ChainLink]:
-        """Every event with its chain hash, by stream then version."""
+        """Every event with its chain hash, by stream then version (events
+        without a stream first, by position)."""
         self.check_open()
-        for stream_id in sorted(self._streams):
-            for r in self._streams[stream_id]:
+        loose = [r for r in self._log if r.stream_id == NO_STREAM_ID]
+        for records in [loose] + [self._streams[s] for s in sorted(self._streams)]:
+            for r in records:
                 yield ChainLink(
                     r.stream_id,
                     r.version,
@@ -176,6 +277,7 @@ class MemoryStore(LogReader, LogWriter):
                     r.data,
                     r.metadata,
                     self._hashes[r.position],
+                    r.tags,
                 )
 
     # --- inspection (Inspector) ---------------------------------------------------

@@ -91,3 +91,33 @@ async def log_pages(
         if remaining is not None:
             remaining -= len(page)
         position = page[-1].position + 1
+
+
+async def query_pages(
+    fetch: Callable[[int, int], Awaitable[Page]],
+    *,
+    from_position: int | None,
+    backwards: bool,
+    limit: int | None,
+    page_rows: int,
+) -> AsyncIterator[list[RecordedEvent]]:
+    """Pages of a DCB query's matches, at most ``limit`` records in all:
+    ascending from ``from_position`` (default 0), or descending from it
+    (default: the top) when ``backwards``. ``fetch(position, want)``
+    returns up to ``want`` matches at or after ``position`` (at or before
+    it, descending, when ``backwards``)."""
+    if backwards:
+        position = INT64_MAX if from_position is None else min(from_position, INT64_MAX)
+    else:
+        position = 0 if from_position is None else min(from_position, INT64_MAX)
+    remaining = limit
+    while 0 <= position <= INT64_MAX and (remaining is None or remaining > 0):
+        want = page_rows if remaining is None else min(page_rows, remaining)
+        page, exhausted = await fetch(position, want)
+        if page:
+            yield page
+        if exhausted or not page:
+            return
+        if remaining is not None:
+            remaining -= len(page)
+        position = page[-1].position - 1 if backwards else page[-1].position + 1

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, TypeVar
 from eventfold.store.api import (
     AppendResult,
     EventStore,
+    NewEvent,
     RecordedEvent,
     Snapshot,
     StreamAppend,
@@ -23,6 +24,7 @@ from eventfold.store.capabilities import (
     ChainReader,
     DataPage,
     DataRow,
+    DCBStore,
     Inspector,
     ReplicaReads,
     SnapshotStore,
@@ -33,6 +35,7 @@ from eventfold.store.capabilities import (
     StreamInfo,
     require,
 )
+from eventfold.store.dcb import AppendCondition, Query
 from eventfold.store.routing import OnLag, ReplicaHealth, Route, RoutedReader, Served
 
 C = TypeVar("C")
@@ -182,6 +185,28 @@ class DelegatingStore(LogWriter):
     async def sql(self, query: str, *, limit: int = 1000, timeout: float = 30.0) -> SQLResult:
         """The inner store's read-only SQL, over the data as stored."""
         return await self._inner(SQLReader).sql(query, limit=limit, timeout=timeout)
+
+    # --- DCBStore ---------------------------------------------------------------------
+
+    async def read(
+        self,
+        query: Query,
+        *,
+        from_position: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        records = self._inner(DCBStore).read(
+            query, from_position=from_position, backwards=backwards, limit=limit
+        )
+        async for record in records:
+            yield await self.on_read(record)
+
+    async def append_events(
+        self, events: Sequence[NewEvent], condition: AppendCondition | None = None
+    ) -> int:
+        self.check_open()
+        return await self._inner(DCBStore).append_events(events, condition)
 
     # --- ReplicaReads -----------------------------------------------------------------
 

@@ -76,6 +76,9 @@ class ProjectionRunner:
         self._dispatch = {p.name: Dispatch(p, codec) for p in projection_set}
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._workers: dict[str, BuildWorker] = {}
+        # lanes being moved to a new build by rebuild: they end instead of
+        # starting another worker
+        self._moving: set[str] = set()
         self._changed = asyncio.Event()
         self._resumed = asyncio.Event()
         self._stopping = False
@@ -155,12 +158,14 @@ class ProjectionRunner:
             while not self._stopping:
                 build = first if first is not None else await self._resolve(projection, "run")
                 first = None
+                if projection.name in self._moving:
+                    return
                 worker = self._worker(projection, build, live=True, progress=None)
                 self._workers[projection.name] = worker
                 if self._stopping:
                     return
                 outcome = await worker.run()
-                if outcome != "retired":
+                if outcome != "retired" or projection.name in self._moving:
                     return
         except BaseException as exc:
             self.failures[projection.name] = exc
@@ -199,9 +204,15 @@ class ProjectionRunner:
         lane = self._workers.get(name)
         if lane is not None and lane.build.build != worker.build.build:
             # The lane still follows the retired build: move it to the new one.
+            # Its worker may already have found the build retired, the lane
+            # then resolving the next one: the lane must end either way.
+            self._moving.add(name)
             lane.stop()
-            with contextlib.suppress(Exception):
-                await self._lanes[name]
+            try:
+                with contextlib.suppress(Exception):
+                    await self._lanes[name]
+            finally:
+                self._moving.discard(name)
             if not self._stopping:
                 self._lanes[name] = asyncio.create_task(self._lane(projection))
         if purge:

@@ -15,6 +15,7 @@ from eventfold.testing.given import Scenario, given
 if typing.TYPE_CHECKING:
     from eventfold.testing.conformance import (
         ChainConformance,
+        DCBConformance,
         InspectorConformance,
         Opening,
         ReaderConformance,
@@ -28,6 +29,7 @@ if typing.TYPE_CHECKING:
 
 _CONFORMANCE = (
     "ChainConformance",
+    "DCBConformance",
     "InspectorConformance",
     "Opening",
     "ReaderConformance",
@@ -41,6 +43,7 @@ _CONFORMANCE = (
 
 __all__ = [
     "ChainConformance",
+    "DCBConformance",
     "InspectorConformance",
     "Opening",
     "ReaderConformance",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import decimal
 import json
 import uuid
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias
 
 import msgspec
@@ -24,6 +25,7 @@ from eventfold.store.api import (
     StreamAppend,
 )
 from eventfold.store.checks import check_expected
+from eventfold.store.dcb import AppendCondition, arms, lock_keys
 from eventfold.store.paging import INT64_MAX
 from eventfold.store.postgres.schema import MAX_EVENTS_PER_TRANSACTION
 
@@ -51,14 +53,17 @@ def expected_code(expected: ExpectedVersion) -> int:
 
 
 def check_limits(appends: list[StreamAppend]) -> None:
-    total = 0
-    for item in appends:
-        total += len(item.events)
-        for event in item.events:
-            if event.schema_version > INT32_MAX:
-                raise InvalidArgument(
-                    f"{event.type}: schema_version must be < 2**31", argument="schema_version"
-                )
+    check_event_limits([event for item in appends for event in item.events])
+
+
+def check_event_limits(events: Sequence[NewEvent]) -> None:
+    """What the columns and positions hold beyond the shared checks."""
+    total = len(events)
+    for event in events:
+        if event.schema_version > INT32_MAX:
+            raise InvalidArgument(
+                f"{event.type}: schema_version must be < 2**31", argument="schema_version"
+            )
     if total > MAX_EVENTS_PER_TRANSACTION:
         raise InvalidArgument(
             f"at most {MAX_EVENTS_PER_TRANSACTION} events per append, got {total}",
@@ -118,7 +123,99 @@ def _payloads(events: Sequence[NewEvent], what: str) -> str:
     return _escape_joined(joined)
 
 
-def encode(requests: Sequence[Request], channel: str | None) -> list[str | None]:
+def _tags(events: Sequence[NewEvent]) -> str | None:
+    """Each event's tags joined by spaces ('' for none), as a text[] literal
+    (tags hold no whitespace, so the append functions split them back); None
+    (SQL NULL) if no event has tags: the functions then take '' for each."""
+    if not any(event.tags for event in events):
+        return None
+    return _texts([" ".join(event.tags) for event in events])
+
+
+def _key(text: str) -> int:
+    """A lock key's second int4: a stable 32-bit hash of its text. Two keys
+    with one hash only make their writers wait for each other needlessly."""
+    value = zlib.crc32(text.encode())
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def lock_arguments(events: Iterable[NewEvent], condition: AppendCondition | None) -> list[str]:
+    """The DCB lock keys of an append (``eventfold.store.dcb.lock_keys``) as
+    the ``lk_keys`` and ``lk_modes`` arguments."""
+    return lock_arguments_of([(events, condition)])
+
+
+def lock_arguments_of(
+    appends: Iterable[tuple[Iterable[NewEvent], AppendCondition | None]],
+) -> list[str]:
+    """The lock keys of several appends made in one transaction: hashed,
+    sorted by hash (the one order every append takes them in), each in the
+    strongest mode any append needs it in."""
+    modes: dict[int, bool] = {}
+    for events, condition in appends:
+        keys, exclusive = lock_keys(events, condition)
+        for key, mode in zip(keys, exclusive, strict=True):
+            hashed = _key(key)
+            modes[hashed] = modes.get(hashed, False) or mode
+    order = sorted(modes)
+    return [_ints(order), "{" + ",".join("t" if modes[k] else "f" for k in order) + "}"]
+
+
+class EventsRequest:
+    """One DCB append (``append_events``) on its way through group commit."""
+
+    __slots__ = ("condition", "events", "size")
+
+    def __init__(self, events: list[NewEvent], condition: AppendCondition | None) -> None:
+        self.events = events
+        self.condition = condition
+        self.size = len(events)
+
+
+def encode_events(requests: Sequence[EventsRequest], channel: str | None) -> list[Any]:
+    """The arguments of ``append_events``: a group of DCB appends, their
+    conditions as index scans, and the lock keys of them all."""
+    rq_count: list[int] = []
+    rq_arms: list[int] = []
+    rq_check: list[str] = []
+    rq_all: list[str] = []
+    rq_after: list[int] = []
+    events: list[NewEvent] = []
+    scans = []
+    for request in requests:
+        condition = request.condition
+        mine = [] if condition is None or condition.query.match_all else arms(condition.query)
+        rq_count.append(len(request.events))
+        rq_arms.append(len(mine))
+        rq_check.append("f" if condition is None else "t")
+        rq_all.append("t" if condition is not None and condition.query.match_all else "f")
+        after = -1 if condition is None or condition.after is None else condition.after
+        rq_after.append(min(after, INT64_MAX))
+        events += request.events
+        scans += mine
+    keys = lock_arguments_of([(request.events, request.condition) for request in requests])
+    return [
+        _ints(rq_count),
+        _ints(rq_arms),
+        "{" + ",".join(rq_check) + "}",
+        "{" + ",".join(rq_all) + "}",
+        _ints(rq_after),
+        "{" + ",".join([event.event_id.hex for event in events]) + "}",
+        _texts([event.type for event in events]),
+        _ints([event.schema_version for event in events]),
+        _payloads(events, "data"),
+        _payloads(events, "metadata"),
+        _tags(events),
+        _texts([arm.by for arm in scans]),
+        _texts([arm.key for arm in scans]),
+        _texts([" ".join(arm.types) for arm in scans]),
+        _texts([" ".join(arm.tags) for arm in scans]),
+        *keys,
+        channel,
+    ]
+
+
+def encode(requests: Sequence[Request], channel: str | None) -> list[Any]:
     """The append function's arguments as array literals: building them here is
     several times cheaper than letting the driver adapt eleven Python lists."""
     slots: dict[str, int] = {}
@@ -152,6 +249,8 @@ def encode(requests: Sequence[Request], channel: str | None) -> list[str | None]
         _ints(ev_schema),
         _payloads(ev_all, "data"),
         _payloads(ev_all, "metadata"),
+        _tags(ev_all),
+        *lock_arguments(ev_all, None),
         channel,
     ]
 
@@ -168,6 +267,8 @@ def encode_one(request: Request, channel: str | None) -> list[str | int | None]:
         _ints([event.schema_version for event in events]),
         _payloads(events, "data"),
         _payloads(events, "metadata"),
+        _tags(events),
+        *lock_arguments(events, None),
         channel,
     ]
 

@@ -43,6 +43,27 @@ AS $message$
 $message$
 """
 
+# The tags' part of the chain message (eventfold.store.chain): nothing for an
+# event without tags, else a NUL byte and the tags joined by newlines. Takes
+# the tags as the append functions receive them: joined by spaces ('' for none).
+CHAIN_TAGS = """
+CREATE OR REPLACE FUNCTION {chain_tags}(tags text) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $tags$
+    SELECT CASE WHEN tags = '' THEN ''::bytea
+                ELSE '\\x00'::bytea || convert_to(replace(tags, ' ', E'\\n'), 'UTF8') END
+$tags$
+"""
+
+# The DCB locks of an append (eventfold.store.dcb.lock_keys): one statement
+# takes every key, in the order given (sorted by the client, so that appends
+# never deadlock), exclusive where the mode is true, else shared.
+LOCK_KEYS = """
+    PERFORM CASE WHEN u.m THEN pg_advisory_xact_lock({dcb_space}, u.k)
+                 ELSE pg_advisory_xact_lock_shared({dcb_space}, u.k) END
+       FROM unnest(lk_keys, lk_modes) AS u(k, m);
+"""
+
 CHAIN_HASH_SIGNATURE = """
 CREATE OR REPLACE FUNCTION {chain_hash}(
     prev bytea, stream_id text, version bigint, event_id uuid, type text,
@@ -119,7 +140,8 @@ APPEND_SIGNATURE = """
 CREATE OR REPLACE FUNCTION {append}(
     st_ids text[], it_req integer[], it_slot integer[], it_expected bigint[],
     it_count integer[], ev_id uuid[], ev_type text[], ev_schema integer[],
-    ev_data text[], ev_meta text[], channel text
+    ev_data text[], ev_meta text[], ev_tags text[], lk_keys integer[], lk_modes boolean[],
+    channel text
 ) RETURNS TABLE (r_item integer, r_status integer, r_version bigint, r_position bigint)
 LANGUAGE plpgsql
 SET enable_seqscan = off
@@ -188,8 +210,12 @@ BEGIN
         RAISE EXCEPTION 'an eventfold append must be the first write of its transaction'
           USING ERRCODE = 'EF001';
     END IF;
+    IF ev_tags IS NULL THEN  -- no event has tags
+        ev_tags := array_fill(''::text, ARRAY[coalesce(cardinality(ev_id), 0)]);
+    END IF;
     PERFORM pg_advisory_xact_lock({lock_space}, k.h)
        FROM (SELECT DISTINCT hashtext(x) AS h FROM unnest(st_ids) AS x ORDER BY 1) AS k;
+    {lock_keys}
 
     SELECT array_agg(u.i), array_agg(s.version), array_agg(s.position), array_agg(s.hash)
       INTO l_slot, l_v, l_p, l_h
@@ -288,8 +314,9 @@ BEGIN
             prev := cur_h[i];
             FOR g IN 0..a_cnt[j] - 1 LOOP
                 k := a_at[j] + g;
-                prev := {chain_hash}(prev, st_ids[i], a_ver[j] + 1 + g, ev_id[k], ev_type[k],
-                                     ev_schema[k], j_data[k]::text, j_meta[k]::text);
+                prev := sha256(prev || {chain_message}(st_ids[i], a_ver[j] + 1 + g, ev_id[k],
+                                     ev_type[k], ev_schema[k], j_data[k]::text, j_meta[k]::text)
+                               || {chain_tags}(ev_tags[k]));
                 ev_hash[k] := prev;
             END LOOP;
             cur_h[i] := prev;
@@ -297,12 +324,22 @@ BEGIN
         -- the first write: the transaction id is taken here, after the locks
 {take_position}
         INSERT INTO {events} (position, stream_id, version, event_id, type, schema_version,
-                              data, metadata, hash, recorded_at)
+                              data, metadata, hash, recorded_at, tags)
         SELECT base + a.p + g.o, st_ids[a.s], a.v + 1 + g.o, ev_id[a.e + g.o],
                ev_type[a.e + g.o], ev_schema[a.e + g.o], j_data[a.e + g.o],
-               j_meta[a.e + g.o], ev_hash[a.e + g.o], at
+               j_meta[a.e + g.o], ev_hash[a.e + g.o], at,
+               CASE WHEN ev_tags[a.e + g.o] = '' THEN '{{}}'::text[]
+                    ELSE string_to_array(ev_tags[a.e + g.o], ' ') END
           FROM unnest(a_pos, a_slot, a_ver, a_at, a_cnt) AS a(p, s, v, e, c)
          CROSS JOIN LATERAL generate_series(0, a.c - 1) AS g(o);
+        IF array_to_string(ev_tags, '') <> '' THEN
+            INSERT INTO {event_tags} (tag, position, type)
+            SELECT w.tag, base + a.p + g.o, ev_type[a.e + g.o]
+              FROM unnest(a_pos, a_at, a_cnt) AS a(p, e, c)
+             CROSS JOIN LATERAL generate_series(0, a.c - 1) AS g(o)
+             CROSS JOIN LATERAL unnest(string_to_array(nullif(ev_tags[a.e + g.o], ''), ' '))
+                   AS w(tag);
+        END IF;
         FOR i IN 1..m LOOP
             IF cur_v[i] <> was_v[i] THEN
                 IF was_v[i] = 0 THEN
@@ -378,7 +415,8 @@ TAKE_POSITION = """
 APPEND_ONE_SIGNATURE = """
 CREATE OR REPLACE FUNCTION {append_one}(
     p_stream text, p_expected bigint, ev_id uuid[], ev_type text[], ev_schema integer[],
-    ev_data text[], ev_meta text[], channel text
+    ev_data text[], ev_meta text[], ev_tags text[], lk_keys integer[], lk_modes boolean[],
+    channel text
 ) RETURNS TABLE (r_item integer, r_status integer, r_version bigint, r_position bigint)
 LANGUAGE plpgsql
 SET enable_seqscan = off
@@ -405,7 +443,11 @@ BEGIN
         RAISE EXCEPTION 'an eventfold append must be the first write of its transaction'
           USING ERRCODE = 'EF001';
     END IF;
+    IF ev_tags IS NULL THEN  -- no event has tags
+        ev_tags := array_fill(''::text, ARRAY[n]);
+    END IF;
     PERFORM pg_advisory_xact_lock({lock_space}, hashtext(p_stream));
+    {lock_keys}
     SELECT s.version, s.position, s.hash INTO v, p, h
       FROM {streams} s WHERE s.stream_id = p_stream;
     IF NOT FOUND THEN
@@ -437,10 +479,11 @@ BEGIN
     j_meta := ev_meta::jsonb[];
     SELECT array_agg(
                {chain_message}(p_stream, v + x.o, x.id, x.ty, x.sc, x.d::text, x.m::text)
+               || {chain_tags}(x.tg)
                ORDER BY x.o)
       INTO rests
-      FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta)
-           WITH ORDINALITY AS x(id, ty, sc, d, m, o);
+      FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta, ev_tags)
+           WITH ORDINALITY AS x(id, ty, sc, d, m, tg, o);
     hashes := array_fill(NULL::bytea, ARRAY[n]);
     FOR g IN 1..n LOOP
         h := sha256(h || rests[g]);
@@ -449,10 +492,17 @@ BEGIN
     -- the first write: the transaction id is taken here, after the lock
 {take_position}
     INSERT INTO {events} (position, stream_id, version, event_id, type, schema_version,
-                          data, metadata, hash, recorded_at)
-    SELECT base + x.o - 1, p_stream, v + x.o, x.id, x.ty, x.sc, x.d, x.m, x.h, at
-      FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta, hashes)
-           WITH ORDINALITY AS x(id, ty, sc, d, m, h, o);
+                          data, metadata, hash, recorded_at, tags)
+    SELECT base + x.o - 1, p_stream, v + x.o, x.id, x.ty, x.sc, x.d, x.m, x.h, at,
+           CASE WHEN x.tg = '' THEN '{{}}'::text[] ELSE string_to_array(x.tg, ' ') END
+      FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta, hashes, ev_tags)
+           WITH ORDINALITY AS x(id, ty, sc, d, m, h, tg, o);
+    IF array_to_string(ev_tags, '') <> '' THEN
+        INSERT INTO {event_tags} (tag, position, type)
+        SELECT w.tag, base + x.o - 1, x.ty
+          FROM unnest(ev_tags, ev_type) WITH ORDINALITY AS x(tg, ty, o),
+               unnest(string_to_array(nullif(x.tg, ''), ' ')) AS w(tag);
+    END IF;
     IF v = 0 THEN
         INSERT INTO {streams} (stream_id, version, position, hash)
         VALUES (p_stream, n, base + n - 1, h);
@@ -468,19 +518,169 @@ END
 """
 
 
+# The DCB append, for a group of requests (group commit) or one: events
+# without a stream (stream id '', version = position, each its own hash chain
+# from the genesis digest), each request written if no event matching its
+# condition is stored after its c_after, earlier requests of the group
+# included. Order of steps: the lock keys of the whole group (shared for
+# every type and tag written and the global key; exclusive for the keys the
+# conditions' events are written under), then, per request and with a fresh
+# snapshot (READ COMMITTED: each statement sees what committed before it, so
+# every writer that held a conflicting lock before us, and the rows this
+# transaction wrote for earlier requests), the id check and the condition
+# check, then the insert. The transaction id is taken by the first insert,
+# after the locks, so a writer that waits for ours gets a larger id and later
+# positions. A failed request writes nothing, so no savepoint is needed.
+#
+#   requests: rq_count (events), rq_arms (scans of its condition), rq_check
+#             (has a condition), rq_all (match-all), rq_after (-1: anywhere)
+#   events:   ev_* in request order (ev_tags NULL: no event has tags)
+#   scans:    (eventfold.store.dcb.arms) a_by 'type' or 'tag', a_key the type
+#             or the first tag, a_types the item's types and a_tags its other
+#             tags (both joined by spaces, '' for none), in request order
+#
+# One row per request: r_status 0 = written (r_position: of its last event),
+# 1 = condition failed (r_position: the first conflicting event), 2 = some of
+# its event ids are already stored (nothing written; the client decides
+# whether it is a retry).
+APPEND_EVENTS_SIGNATURE = """
+CREATE OR REPLACE FUNCTION {append_events}(
+    rq_count integer[], rq_arms integer[], rq_check boolean[], rq_all boolean[],
+    rq_after bigint[], ev_id uuid[], ev_type text[], ev_schema integer[], ev_data text[],
+    ev_meta text[], ev_tags text[], a_by text[], a_key text[], a_types text[], a_tags text[],
+    lk_keys integer[], lk_modes boolean[], channel text
+) RETURNS TABLE (r_item integer, r_status integer, r_position bigint)
+LANGUAGE plpgsql
+SET enable_seqscan = off
+SET plan_cache_mode = force_generic_plan
+AS {body}
+"""
+
+APPEND_EVENTS_BODY = """
+DECLARE
+    n integer := coalesce(cardinality(rq_count), 0);
+    r integer;
+    ev_lo integer := 1;
+    ev_hi integer;
+    a_lo integer := 1;
+    a_hi integer;
+    base bigint;
+    rel bigint := 0;
+    conflict bigint;
+    at timestamptz;
+    at_us bigint;
+    o_status integer[] := '{{}}';
+    o_position bigint[] := '{{}}';
+BEGIN
+    IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+        RAISE EXCEPTION 'an eventfold append must be the first write of its transaction'
+          USING ERRCODE = 'EF001';
+    END IF;
+    IF coalesce(cardinality(ev_id), 0) > 1048575 THEN
+        RAISE EXCEPTION 'more than 1048575 events in one transaction'
+          USING ERRCODE = 'program_limit_exceeded';
+    END IF;
+    IF ev_tags IS NULL THEN  -- no event has tags
+        ev_tags := array_fill(''::text, ARRAY[coalesce(cardinality(ev_id), 0)]);
+    END IF;
+    {lock_keys}
+    FOR r IN 1..n LOOP
+        ev_hi := ev_lo + rq_count[r] - 1;
+        a_hi := a_lo + rq_arms[r] - 1;
+        conflict := NULL;
+        IF EXISTS (SELECT 1 FROM {events} e WHERE e.event_id = ANY (ev_id[ev_lo:ev_hi])) THEN
+            o_status[r] := 2;
+            o_position[r] := 0;
+        ELSE
+            IF rq_check[r] AND rq_all[r] THEN
+                SELECT min(e.position) INTO conflict
+                  FROM {events} e WHERE e.position > rq_after[r];
+            ELSIF rq_check[r] THEN
+                SELECT min(f.p) INTO conflict
+                  FROM unnest(a_by[a_lo:a_hi], a_key[a_lo:a_hi], a_types[a_lo:a_hi],
+                              a_tags[a_lo:a_hi]) AS a(b, k, ty, tg)
+                 CROSS JOIN LATERAL (
+                       (SELECT e.position AS p FROM {events} e
+                         WHERE a.b = 'type' AND e.type = a.k AND e.position > rq_after[r]
+                         ORDER BY e.position LIMIT 1)
+                       UNION ALL
+                       (SELECT t.position FROM {event_tags} t
+                         WHERE a.b = 'tag' AND t.tag = a.k AND t.position > rq_after[r]
+                           AND (a.ty = '' OR t.type = ANY (string_to_array(a.ty, ' ')))
+                           AND (a.tg = '' OR NOT EXISTS (
+                                SELECT 1 FROM unnest(string_to_array(a.tg, ' ')) AS w(tag)
+                                 WHERE NOT EXISTS (SELECT 1 FROM {event_tags} u
+                                                    WHERE u.tag = w.tag
+                                                      AND u.position = t.position)))
+                         ORDER BY t.position LIMIT 1)
+                       ) AS f;
+            END IF;
+            IF conflict IS NOT NULL THEN
+                o_status[r] := 1;
+                o_position[r] := conflict;
+            ELSE
+                IF base IS NULL THEN
+                    -- the first write: the transaction id is taken here, after the locks
+{take_position}
+                END IF;
+                INSERT INTO {events} (position, stream_id, version, event_id, type,
+                                      schema_version, data, metadata, hash, recorded_at,
+                                      tags)
+                SELECT base + rel + x.o - 1, '', base + rel + x.o - 1, x.id, x.ty, x.sc, x.d,
+                       x.m,
+                       sha256({genesis}::bytea
+                              || {chain_message}('', base + rel + x.o - 1, x.id, x.ty, x.sc,
+                                                 x.d::text, x.m::text)
+                              || {chain_tags}(x.tg)),
+                       at,
+                       CASE WHEN x.tg = '' THEN '{{}}'::text[] ELSE string_to_array(x.tg, ' ') END
+                  FROM unnest(ev_id[ev_lo:ev_hi], ev_type[ev_lo:ev_hi], ev_schema[ev_lo:ev_hi],
+                              ev_data[ev_lo:ev_hi]::jsonb[], ev_meta[ev_lo:ev_hi]::jsonb[],
+                              ev_tags[ev_lo:ev_hi])
+                       WITH ORDINALITY AS x(id, ty, sc, d, m, tg, o);
+                IF array_to_string(ev_tags[ev_lo:ev_hi], '') <> '' THEN
+                    INSERT INTO {event_tags} (tag, position, type)
+                    SELECT w.tag, base + rel + x.o - 1, x.ty
+                      FROM unnest(ev_tags[ev_lo:ev_hi], ev_type[ev_lo:ev_hi])
+                           WITH ORDINALITY AS x(tg, ty, o),
+                           unnest(string_to_array(nullif(x.tg, ''), ' ')) AS w(tag);
+                END IF;
+                rel := rel + rq_count[r];
+                o_status[r] := 0;
+                o_position[r] := base + rel - 1;
+            END IF;
+        END IF;
+        ev_lo := ev_hi + 1;
+        a_lo := a_hi + 1;
+    END LOOP;
+    IF rel > 0 AND channel IS NOT NULL THEN
+        PERFORM pg_notify(channel, (base + rel - 1)::text);
+    END IF;
+    RETURN QUERY
+        SELECT o.k::integer, o.st, o.pos
+          FROM unnest(o_status, o_position) WITH ORDINALITY AS o(st, pos, k);
+END
+"""
+
+
 def _parts(names: Names) -> dict[str, sql.Composable]:
-    return {
+    parts: dict[str, sql.Composable] = {
         "chain_hash": names.chain_hash,
         "chain_message": names.chain_message,
+        "chain_tags": names.chain_tags,
         "genesis": sql.SQL(GENESIS_SQL),
         "lock_space": sql.Literal(names.lock_space),
+        "dcb_space": sql.Literal(names.dcb_space),
         "take_position": names.format(TAKE_POSITION, clock_lock=sql.Literal(names.clock_lock)),
     }
+    parts["lock_keys"] = sql.SQL(LOCK_KEYS).format(**parts)
+    return parts
 
 
 async def install(conn: psycopg.AsyncConnection[Any], names: Names) -> None:
     """Create or replace the chain and append functions in ``names``' schema."""
     await conn.execute(names.format(CHAIN_MESSAGE, chain_message=names.chain_message))
+    await conn.execute(names.format(CHAIN_TAGS, chain_tags=names.chain_tags))
     body = names.format(CHAIN_HASH_BODY, **_parts(names)).as_string(conn)
     await conn.execute(
         sql.SQL(CHAIN_HASH_SIGNATURE).format(chain_hash=names.chain_hash, body=sql.Literal(body))
@@ -492,6 +692,12 @@ async def install(conn: psycopg.AsyncConnection[Any], names: Names) -> None:
     body = names.format(APPEND_ONE_BODY, **_parts(names)).as_string(conn)
     await conn.execute(
         sql.SQL(APPEND_ONE_SIGNATURE).format(append_one=names.append_one, body=sql.Literal(body))
+    )
+    body = names.format(APPEND_EVENTS_BODY, **_parts(names)).as_string(conn)
+    await conn.execute(
+        sql.SQL(APPEND_EVENTS_SIGNATURE).format(
+            append_events=names.append_events, body=sql.Literal(body)
+        )
     )
 
 

@@ -53,7 +53,8 @@ async def stats(conn: Conn, names: Names, head: int) -> StoreStats:
             "(SELECT count(*) FROM {streams}), "
             "pg_total_relation_size('{schema}.events'::regclass) "
             "+ pg_total_relation_size('{schema}.streams'::regclass) "
-            "+ pg_total_relation_size('{schema}.snapshots'::regclass) FROM {events}"
+            "+ pg_total_relation_size('{schema}.snapshots'::regclass) "
+            "+ pg_total_relation_size('{schema}.event_tags'::regclass) FROM {events}"
         )
     )
     row = await cur.fetchone()

@@ -18,7 +18,7 @@ from psycopg import sql
 from eventfold.errors import NotAnEventStore, SchemaVersionError, StoreNotFound
 from eventfold.store.postgres import functions
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """The newest schema version this code knows. Bump it (with a migration, even
 an empty one) whenever functions.py changes: the functions are reinstalled
 whenever migrations run."""
@@ -38,10 +38,13 @@ class Names:
         self.events = sql.Identifier(schema, "events")
         self.streams = sql.Identifier(schema, "streams")
         self.snapshots = sql.Identifier(schema, "snapshots")
+        self.event_tags = sql.Identifier(schema, "event_tags")
         self.settings = sql.Identifier(schema, "settings")
         self.versions = sql.Identifier(schema, "schema_version")
         self.append = sql.Identifier(schema, "append_batch")
         self.append_one = sql.Identifier(schema, "append_one")
+        self.append_events = sql.Identifier(schema, "append_events")
+        self.chain_tags = sql.Identifier(schema, "chain_tags")
         self.chain_hash = sql.Identifier(schema, "chain_hash")
         self.chain_message = sql.Identifier(schema, "chain_message")
         # the last recorded_at handed out, in microseconds since the epoch
@@ -58,6 +61,9 @@ class Names:
         # the session lock under which an append takes its transaction id
         # and its recorded_at (functions.TAKE_POSITION)
         self.clock_lock = int.from_bytes(digest[12:20], "big", signed=True)
+        # first half of the (int4, int4) advisory lock keys of DCB: types,
+        # tags and the global key (eventfold.store.dcb.lock_keys)
+        self.dcb_space = int.from_bytes(digest[20:24], "big", signed=True)
 
     def format(self, template: str, **parts: sql.Composable) -> sql.Composed:
         return sql.SQL(template).format(
@@ -66,10 +72,12 @@ class Names:
             events=self.events,
             streams=self.streams,
             snapshots=self.snapshots,
+            event_tags=self.event_tags,
             settings=self.settings,
             versions=self.versions,
             append=self.append,
             append_one=self.append_one,
+            append_events=self.append_events,
             clock=self.clock,
             clock_name=self.clock_name,
         )
@@ -152,6 +160,30 @@ _MIGRATION_6: list[Step] = [
     functions.install,
 ]
 
+# 7: tags and DCB. A tags column (existing rows get the empty array without a
+# rewrite), event_tags (one row per tag and event, with the event's type in
+# its index, scanned in position order by DCB queries without visiting the
+# events), an index on (type, position) for queries of types alone,
+# the append functions taking tags and lock keys (their old signatures
+# dropped) and append_events, the conditional append without a stream.
+_MIGRATION_7: list[Step] = [
+    """ALTER TABLE {events} ADD COLUMN tags text[] COLLATE "C" NOT NULL DEFAULT '{{}}'""",
+    """
+    CREATE TABLE {event_tags} (
+        tag text COLLATE "C" NOT NULL,
+        position bigint NOT NULL,
+        type text COLLATE "C" NOT NULL,
+        PRIMARY KEY (tag, position) INCLUDE (type)
+    )
+    """,
+    "CREATE INDEX events_type_position ON {events} (type, position)",
+    "DROP FUNCTION IF EXISTS {append_one}(text, bigint, uuid[], text[], integer[], text[],"
+    " text[], text)",
+    "DROP FUNCTION IF EXISTS {append}(text[], integer[], integer[], bigint[], integer[],"
+    " uuid[], text[], integer[], text[], text[], text)",
+    functions.install,
+]
+
 MIGRATIONS: dict[int, Sequence[Step]] = {
     1: _MIGRATION_1,
     2: _MIGRATION_2,
@@ -159,6 +191,7 @@ MIGRATIONS: dict[int, Sequence[Step]] = {
     4: _MIGRATION_4,
     5: _MIGRATION_5,
     6: _MIGRATION_6,
+    7: _MIGRATION_7,
 }
 
 

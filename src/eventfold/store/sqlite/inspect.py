@@ -28,7 +28,7 @@ def _time(micros: int | None) -> datetime | None:
 def list_streams(con: sqlite3.Connection, category: str | None, limit: int) -> list[StreamInfo]:
     rows = con.execute(
         "SELECT stream_id, max(version), max(position), max(recorded_at) FROM events "
-        "WHERE (? IS NULL OR category = ?) GROUP BY stream_id "
+        "WHERE stream_id <> '' AND (? IS NULL OR category = ?) GROUP BY stream_id "
         "ORDER BY max(position) DESC LIMIT ?",
         (category, category, limit),
     ).fetchall()
@@ -38,7 +38,7 @@ def list_streams(con: sqlite3.Connection, category: str | None, limit: int) -> l
 def list_categories(con: sqlite3.Connection) -> list[CategoryInfo]:
     rows = con.execute(
         "SELECT category, count(DISTINCT stream_id), count(*) FROM events "
-        "GROUP BY category ORDER BY count(*) DESC, category"
+        "WHERE stream_id <> '' GROUP BY category ORDER BY count(*) DESC, category"
     ).fetchall()
     return [CategoryInfo(*r) for r in rows]
 
@@ -48,7 +48,9 @@ def stats(con: sqlite3.Connection, path: str) -> StoreStats:
         "SELECT count(*), coalesce(max(position), 0), min(recorded_at), max(recorded_at) "
         "FROM events"
     ).fetchone()
-    streams = con.execute("SELECT count(DISTINCT stream_id) FROM events").fetchone()[0]
+    streams = con.execute(
+        "SELECT count(DISTINCT stream_id) FROM events WHERE stream_id <> ''"
+    ).fetchone()[0]
     types = dict(con.execute("SELECT type, count(*) FROM events GROUP BY type ORDER BY 2 DESC"))
     size = sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
     return StoreStats(events, streams, head, _time(first), _time(last), types, size)

@@ -27,12 +27,12 @@ MAX_CATEGORY_ARMS = 32
 
 _STREAM_FORWARD = (
     "SELECT stream_id, version, position, event_id, type, schema_version, "
-    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags FROM events "
     "WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version LIMIT ?"
 )
 _STREAM_BACKWARD = (
     "SELECT stream_id, version, position, event_id, type, schema_version, "
-    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags FROM events "
     "WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version DESC LIMIT ?"
 )
 _STREAM_DATA = (
@@ -41,12 +41,12 @@ _STREAM_DATA = (
 )
 _LOG = (
     "SELECT stream_id, version, position, event_id, type, schema_version, "
-    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags FROM events "
     "WHERE position >= ? ORDER BY position LIMIT ?"
 )
 _LOG_TYPES = (
     "SELECT stream_id, version, position, event_id, type, schema_version, "
-    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags FROM events "
     "WHERE position >= ? AND type IN (SELECT value FROM json_each(?)) "
     "ORDER BY position LIMIT ?"
 )
@@ -54,7 +54,7 @@ _LOG_TYPES = (
 # planner off the category index, which would need a sort of every match).
 _LOG_CATEGORIES = (
     "SELECT stream_id, version, position, event_id, type, schema_version, "
-    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags FROM events "
     "WHERE position >= ? AND +category IN (SELECT value FROM json_each(?)) "
     "AND (? IS NULL OR type IN (SELECT value FROM json_each(?))) "
     "ORDER BY position LIMIT ?"
@@ -63,7 +63,7 @@ _LOG_CATEGORIES = (
 # compound ORDER BY, so a page costs about a page of rows however rare they are.
 _CATEGORY_ARM = (
     "SELECT * FROM (SELECT stream_id, version, position, event_id, type, schema_version, "
-    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags FROM events "
     "WHERE category = ? AND position >= ? "
     "AND (? IS NULL OR type IN (SELECT value FROM json_each(?))) "
     "ORDER BY position LIMIT ?)"
@@ -79,13 +79,13 @@ LAST_SQL = (
 )
 _CHAIN = (
     "SELECT stream_id, version, position, event_id, type, schema_version, "
-    "CAST(data AS BLOB), CAST(metadata AS BLOB), hash FROM events "
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), hash, tags FROM events "
     "WHERE (stream_id, version) > (?, ?) ORDER BY stream_id, version LIMIT ?"
 )
 HEAD_SQL = "SELECT coalesce(max(position), 0) FROM events"
 _BY_EVENT_ID = (
     "SELECT stream_id, version, position, event_id, type, schema_version, "
-    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at FROM events WHERE event_id = ?"
+    "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags FROM events WHERE event_id = ?"
 )
 _SNAPSHOT = (
     "SELECT stream_id, name, version, schema_version, state FROM snapshots "
@@ -102,7 +102,8 @@ def decode(rows: Sequence[Any]) -> list[RecordedEvent]:
     aware UTC datetimes."""
     if not rows:
         return []
-    streams, versions, positions, ids, types, schemas, data, meta, micros = zip(*rows, strict=False)
+    columns = zip(*rows, strict=False)
+    streams, versions, positions, ids, types, schemas, data, meta, micros, tags = columns
     event_ids = msgspec.convert(ids, _UUIDS)
     # Exact: microsecond values below 2**53 survive the division, msgspec rounds.
     if micros.count(micros[0]) == len(micros):  # one commit, one timestamp
@@ -121,8 +122,24 @@ def decode(rows: Sequence[Any]) -> list[RecordedEvent]:
             data,
             meta,
             times,
+            split_tags(tags),
         )
     )
+
+
+_NO_TAGS: tuple[str, ...] = ()
+
+
+def split_tags(column: Sequence[str | None]) -> list[tuple[str, ...]]:
+    """The ``tags`` column (tags joined by spaces, NULL for none) as tuples."""
+    if column.count(None) == len(column):
+        return [_NO_TAGS] * len(column)
+    return [_NO_TAGS if t is None else tuple(t.split(" ")) for t in column]
+
+
+def join_tags(tags: Sequence[str]) -> str | None:
+    """The ``tags`` column of an event: None for none."""
+    return " ".join(tags) if tags else None
 
 
 def _page(
@@ -160,7 +177,7 @@ def _record_bytes(chunk: list[Any]) -> int:
     return sum(len(row[6]) + len(row[7]) for row in chunk)
 
 
-def _fetch(
+def fetch_records(
     con: sqlite3.Connection, sql: str, params: Sequence[Any], limit: int
 ) -> tuple[list[RecordedEvent], bool]:
     """A page of records. Rows are turned into records a chunk at a time, so
@@ -173,7 +190,7 @@ def stream_page(
     con: sqlite3.Connection, stream_id: str, low: int, high: int, backwards: bool, limit: int
 ) -> tuple[list[RecordedEvent], bool]:
     sql = _STREAM_BACKWARD if backwards else _STREAM_FORWARD
-    return _fetch(con, sql, (stream_id, low, high, limit), limit)
+    return fetch_records(con, sql, (stream_id, low, high, limit), limit)
 
 
 def _as_is(chunk: list[Any]) -> list[Any]:
@@ -223,7 +240,7 @@ def log_page(
         for category in categories:
             params += (category, from_position, types, types, limit)
         params.append(limit)
-    return _fetch(con, sql, params, limit)
+    return fetch_records(con, sql, params, limit)
 
 
 def head_position(con: sqlite3.Connection) -> int:
@@ -253,7 +270,18 @@ def chain_page(
 ) -> list[ChainLink]:
     """Stored events as the hash chain sees them, by stream then version."""
     return [
-        ChainLink(r[0], r[1], r[2], uuid.UUID(bytes=r[3]), r[4], r[5], r[6], r[7], bytes(r[8]))
+        ChainLink(
+            r[0],
+            r[1],
+            r[2],
+            uuid.UUID(bytes=r[3]),
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            bytes(r[8]),
+            _NO_TAGS if r[9] is None else tuple(r[9].split(" ")),
+        )
         for r in con.execute(_CHAIN, (after_stream, after_version, limit))
     ]
 

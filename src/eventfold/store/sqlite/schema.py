@@ -21,8 +21,9 @@ from eventfold.errors import (
 )
 from eventfold.store.sqlite.options import SYNCHRONOUS_LEVELS, SQLiteOptions
 
-SCHEMA_VERSION = 1
-"""The schema this code writes; a file with a higher number is refused."""
+SCHEMA_VERSION = 2
+"""The schema this code writes; a file with a higher number is refused, one
+with a lower number is upgraded when it is opened (``_MIGRATIONS``)."""
 
 # ``position`` is the rowid, assigned by the single writer inside its write
 # transaction, so the log order is the commit order. Every index carries the
@@ -32,6 +33,12 @@ SCHEMA_VERSION = 1
 # large payload never has to be stepped over to reach the others.
 # ``recorded_at`` is UTC microseconds since the Unix epoch. ``hash`` is the
 # event's link in its stream's hash chain (eventfold.compliance.chain).
+# ``tags`` (schema 2) holds an event's tags joined by spaces (tags hold no
+# whitespace), NULL for none (before the payload in a new file; after it in a
+# file upgraded from schema 1, where ALTER TABLE puts it); ``event_tags``
+# indexes them, one row per tag and event with the event's type, so that a
+# DCB query scans (tag, position) in position order and checks the type
+# without visiting the events.
 _DDL = (
     "CREATE TABLE eventfold_schema (version INTEGER NOT NULL)",
     """CREATE TABLE events (
@@ -44,12 +51,20 @@ _DDL = (
         schema_version INTEGER NOT NULL,
         recorded_at    INTEGER NOT NULL,
         hash           BLOB    NOT NULL,
+        tags           TEXT,
         metadata       TEXT    NOT NULL,
         data           TEXT    NOT NULL
     )""",
     "CREATE UNIQUE INDEX events_stream_version ON events (stream_id, version)",
     "CREATE UNIQUE INDEX events_event_id ON events (event_id)",
     "CREATE INDEX events_category ON events (category)",
+    _TYPE_INDEX := "CREATE INDEX events_type ON events (type)",
+    _TAGS_TABLE := """CREATE TABLE event_tags (
+        tag            TEXT    NOT NULL,
+        position       INTEGER NOT NULL,
+        type           TEXT    NOT NULL,
+        PRIMARY KEY (tag, position)
+    ) WITHOUT ROWID""",
     """CREATE TABLE snapshots (
         stream_id      TEXT    NOT NULL,
         name           TEXT    NOT NULL,
@@ -74,6 +89,13 @@ _REQUIRED_COLUMNS = {
         "data",
     },
     "snapshots": {"stream_id", "name", "version", "schema_version", "state"},
+}
+_REQUIRED_SINCE = {2: {"events": {"tags"}, "event_tags": {"tag", "position", "type"}}}
+"""Columns a schema version added: required of a file at that version or later."""
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 2: tags (DCB): a column, their index table, and the type index DCB
+    # queries of types alone scan.
+    2: ("ALTER TABLE events ADD COLUMN tags TEXT", _TAGS_TABLE, _TYPE_INDEX),
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -165,7 +187,7 @@ def _create(con: sqlite3.Connection, path: str) -> None:
         raise
 
 
-def _verify(con: sqlite3.Connection, path: str, objects: dict[str, str]) -> None:
+def _verify(con: sqlite3.Connection, path: str, objects: dict[str, str]) -> int:
     tables = sorted(name for name, kind in objects.items() if kind == "table")
     if "eventfold_schema" not in tables:
         listed = ", ".join(tables[:8]) + (", ..." if len(tables) > 8 else "")
@@ -180,7 +202,12 @@ def _verify(con: sqlite3.Connection, path: str, objects: dict[str, str]) -> None
         raise SchemaVersionError(path, found, SCHEMA_VERSION)
     if found < 1:
         raise NotAnEventStore(path, f"unknown schema version {found}")
-    for table, required in _REQUIRED_COLUMNS.items():
+    wanted = {table: set(columns) for table, columns in _REQUIRED_COLUMNS.items()}
+    for version, added in _REQUIRED_SINCE.items():
+        if found >= version:
+            for table, columns in added.items():
+                wanted.setdefault(table, set()).update(columns)
+    for table, required in wanted.items():
         columns = {row[1] for row in con.execute("SELECT * FROM pragma_table_info(?)", (table,))}
         if not required <= columns:
             missing = ", ".join(sorted(required - columns))
@@ -189,6 +216,24 @@ def _verify(con: sqlite3.Connection, path: str, objects: dict[str, str]) -> None
             )
     # Touch the newest page of the log, so a file cut short is noticed here.
     con.execute("SELECT max(position) FROM events").fetchone()
+    return found
+
+
+def _migrate(con: sqlite3.Connection, path: str) -> None:
+    """Upgrade an older store to SCHEMA_VERSION in one transaction (unless
+    another process did first): each step once, all of them or none."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        found = _verify(con, path, _objects(con))
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[version]:
+                con.execute(statement)
+        con.execute("UPDATE eventfold_schema SET version = ?", (SCHEMA_VERSION,))
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
 
 
 def _connect(path: str, busy_timeout: int, *, create: bool = True) -> sqlite3.Connection:
@@ -248,7 +293,8 @@ def _open_writer(options: SQLiteOptions) -> sqlite3.Connection:
                 raise StoreNotFound(path, "the file holds no eventfold tables")
             _create(con, path)
             objects = _objects(con)
-        _verify(con, path, objects)
+        if _verify(con, path, objects) < SCHEMA_VERSION:
+            _migrate(con, path)
         mode = con.execute("PRAGMA journal_mode").fetchone()[0]
         if str(mode).lower() != "wal":
             con.execute("PRAGMA journal_mode = WAL")

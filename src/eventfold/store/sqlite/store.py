@@ -11,14 +11,15 @@ from typing import Any, ClassVar
 import msgspec
 
 from eventfold.errors import InvalidArgument
-from eventfold.store.api import AppendResult, Snapshot, StreamAppend
-from eventfold.store.base import LogReader, LogWriter, StreamDataPages
+from eventfold.store.api import AppendResult, NewEvent, Snapshot, StreamAppend
+from eventfold.store.base import DCBPages, LogReader, LogWriter, StreamDataPages
 from eventfold.store.capabilities import (
     Capabilities,
     CategoryInfo,
     ChainLink,
     ChainReader,
     DataRow,
+    DCBStore,
     Inspector,
     SnapshotStore,
     SQLReader,
@@ -28,14 +29,16 @@ from eventfold.store.capabilities import (
     StreamInfo,
 )
 from eventfold.store.checks import validate_snapshot
+from eventfold.store.dcb import AppendCondition, Query
 from eventfold.store.paging import Page
-from eventfold.store.sqlite import inspect, rows
+from eventfold.store.sqlite import dcb, inspect, rows
 from eventfold.store.sqlite.options import SQLiteOptions, parse_sqlite_url
 from eventfold.store.sqlite.readers import ReadPool
 from eventfold.store.sqlite.schema import open_writer
 from eventfold.store.sqlite.writer import (
     PRAGMAS,
     AppendRequest,
+    EventsRequest,
     GroupWriter,
     PragmaRequest,
     Request,
@@ -47,7 +50,7 @@ POLL_INTERVAL = 0.05
 """How often ``wait_for_events`` looks for appends made by other processes."""
 
 
-class SQLiteStore(LogReader, LogWriter, StreamDataPages):
+class SQLiteStore(LogReader, LogWriter, StreamDataPages, DCBPages):
     """An event store in one SQLite file (WAL mode): ``sqlite:///relative.db`` or
     ``sqlite:////absolute/path.db``.
 
@@ -62,7 +65,7 @@ class SQLiteStore(LogReader, LogWriter, StreamDataPages):
     """
 
     capabilities: ClassVar[Capabilities] = frozenset(
-        {SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader}
+        {SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader, DCBStore}
     )
     page_rows = rows.PAGE_ROWS
 
@@ -130,6 +133,12 @@ class SQLiteStore(LogReader, LogWriter, StreamDataPages):
         self._writer.submit(AppendRequest(future, appends))
         return await future
 
+    async def _append_events(
+        self, events: list[NewEvent], condition: AppendCondition | None
+    ) -> int:
+        position: int = await self._submit(lambda future: EventsRequest(future, events, condition))
+        return position
+
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         self.check_open()
         validate_snapshot(snapshot)
@@ -177,6 +186,9 @@ class SQLiteStore(LogReader, LogWriter, StreamDataPages):
     ) -> Page:
         kinds = None if types is None else msgspec.json.encode(types).decode()
         return await self._readers.run(rows.log_page, position, categories, kinds, want)
+
+    async def _query_page(self, query: Query, position: int, backwards: bool, want: int) -> Page:
+        return await self._readers.run(dcb.query_page, query, position, backwards, want)
 
     async def _stream_version(self, stream_id: str) -> int:
         return await self._readers.run(rows.stream_version, stream_id)

@@ -28,11 +28,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from eventfold.errors import StoreClosed, StoreError, WrongExpectedVersion
-from eventfold.store.api import ANY, AppendResult, Snapshot, StreamAppend
+from eventfold.errors import ConditionFailed, StoreClosed, StoreError, WrongExpectedVersion
+from eventfold.store.api import ANY, NO_STREAM_ID, AppendResult, NewEvent, Snapshot, StreamAppend
 from eventfold.store.chain import GENESIS, chain
 from eventfold.store.checks import category_of, check_expected, replayed_result
-from eventfold.store.sqlite.rows import HEAD_SQL, LAST_SQL, stored_events
+from eventfold.store.dcb import AppendCondition, replayed_position
+from eventfold.store.sqlite.dcb import first_match
+from eventfold.store.sqlite.rows import HEAD_SQL, LAST_SQL, join_tags, stored_events
 from eventfold.store.sqlite.schema import store_error
 
 _LAST_EVENT_SQL = "SELECT position, recorded_at FROM events ORDER BY position DESC LIMIT 1"
@@ -44,9 +46,10 @@ so that a run of conflicting writers does not pay for two passes per group."""
 
 _INSERT = (
     "INSERT INTO events (position, stream_id, version, category, type, event_id, "
-    "schema_version, recorded_at, hash, metadata, data) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), CAST(? AS TEXT))"
+    "schema_version, recorded_at, hash, metadata, data, tags) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?)"
 )
+_INSERT_TAG = "INSERT INTO event_tags (tag, position, type) VALUES (?, ?, ?)"
 _UPSERT_SNAPSHOT = (
     "INSERT INTO snapshots (stream_id, name, version, schema_version, state) "
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (stream_id, name) DO UPDATE SET "
@@ -135,6 +138,64 @@ class AppendRequest(Request):
         return _insert(tx, _plan(tx, self.appends, lookup=True))
 
 
+class EventsRequest(Request):
+    """A DCB append: events without a stream, if the condition holds. The
+    check runs inside the group's transaction, so it sees every append
+    before it in the same group, as if each committed alone."""
+
+    __slots__ = ("condition", "events")
+
+    def __init__(
+        self,
+        future: asyncio.Future[Any],
+        events: list[NewEvent],
+        condition: AppendCondition | None,
+    ) -> None:
+        super().__init__(future, len(events))
+        self.events = events
+        self.condition = condition
+
+    def apply(self, tx: _Transaction) -> int:
+        con = tx.con
+        stored = stored_events(con, [event.event_id for event in self.events])
+        replay = replayed_position(self.events, stored)
+        if replay is not None:
+            return replay
+        condition = self.condition
+        if condition is not None:
+            conflict = first_match(con, condition.query, condition.after)
+            if conflict is not None:
+                raise ConditionFailed(condition.query, condition.after, conflict)
+        rows: list[tuple[Any, ...]] = []
+        tags: list[tuple[str, int, str]] = []
+        head, now = tx.head, tx.now
+        for event in self.events:
+            head += 1
+            (digest,) = chain(GENESIS, NO_STREAM_ID, head, [event])
+            rows.append(
+                (
+                    head,
+                    NO_STREAM_ID,
+                    head,
+                    NO_STREAM_ID,
+                    event.type,
+                    event.event_id.bytes,
+                    event.schema_version,
+                    now,
+                    digest,
+                    event.metadata,
+                    event.data,
+                    join_tags(event.tags),
+                )
+            )
+            tags += [(tag, head, event.type) for tag in event.tags]
+        con.executemany(_INSERT, rows)
+        if tags:
+            con.executemany(_INSERT_TAG, tags)
+        tx.head = head
+        return head
+
+
 class SnapshotRequest(Request):
     __slots__ = ("snapshot",)
 
@@ -193,6 +254,7 @@ def _plan(tx: _Transaction, appends: Sequence[StreamAppend], *, lookup: bool) ->
 
 def _insert(tx: _Transaction, plans: list[_Plan]) -> list[AppendResult]:
     rows: list[tuple[Any, ...]] = []
+    tags: list[tuple[str, int, str]] = []
     results: list[AppendResult] = []
     head, now = tx.head, tx.now
     for item, replay, actual, last, chained in plans:
@@ -221,12 +283,17 @@ def _insert(tx: _Transaction, plans: list[_Plan]) -> list[AppendResult]:
                     digest,
                     event.metadata,
                     event.data,
+                    join_tags(event.tags),
                 )
             )
+            if event.tags:
+                tags += [(tag, first + i, event.type) for tag in event.tags]
         head += len(events)
         results.append(AppendResult(stream_id, actual + len(events), head))
     if rows:
         tx.con.executemany(_INSERT, rows)
+    if tags:
+        tx.con.executemany(_INSERT_TAG, tags)
     tx.head = head
     return results
 

@@ -7,8 +7,8 @@ The suite is a core plus one mixin per optional capability
 - ``StoreConformance``: the core, reading (``ReaderConformance``) and
   writing (``WriterConformance``) together;
 - ``SnapshotConformance``, ``StreamDataConformance``, ``ChainConformance``,
-  ``InspectorConformance``, ``SQLConformance``, ``ReplicaReadsConformance``:
-  one per capability.
+  ``InspectorConformance``, ``SQLConformance``, ``DCBConformance``,
+  ``ReplicaReadsConformance``: one per capability.
 
 A backend's test class composes the core with the mixins of the capabilities
 it declares, and provides a ``store_url`` fixture naming a fresh, empty store
@@ -27,6 +27,7 @@ log (a copy of it, such as the bus mirror) runs ``ReaderConformance``, with an
 """
 
 from eventfold.testing.conformance.core import StoreConformance
+from eventfold.testing.conformance.dcb import DCBConformance, tagged, violations
 from eventfold.testing.conformance.mixins import (
     ChainConformance,
     InspectorConformance,
@@ -49,6 +50,7 @@ from eventfold.testing.conformance.writer import WriterConformance
 __all__ = [
     "ChainConformance",
     "Conformance",
+    "DCBConformance",
     "InspectorConformance",
     "Opening",
     "ReaderConformance",
@@ -62,4 +64,6 @@ __all__ = [
     "new_event",
     "numbered",
     "numbers",
+    "tagged",
+    "violations",
 ]

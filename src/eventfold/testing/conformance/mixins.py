@@ -166,7 +166,7 @@ class ChainConformance(Conformance):
     async def test_stored_digests_follow_the_one_chain_format(self, open_store: Any) -> None:
         """Every stored digest is ``eventfold.store.chain.link_hash`` of the
         previous one and the event as the store holds it (its data text as
-        read back), however it was appended (alone, several streams at
+        read back, its tags), however it was appended (alone, several streams at
         once, concurrent appends grouped in one commit) and whatever a
         database makes of the payload (number forms, spacing, escapes)."""
         payloads = [
@@ -186,6 +186,7 @@ class ChainConformance(Conformance):
                     if i % 2
                     else b"{}",
                     schema_version=1 + i % 3,
+                    tags=() if i % 3 == 0 else tuple(f"tag:{i}-{k}" for k in range(i % 3)),
                 )
                 for i, payload in enumerate(payloads, start)
             ]
@@ -212,6 +213,7 @@ class ChainConformance(Conformance):
                     link.schema_version,
                     link.data,
                     link.metadata,
+                    link.tags,
                 )
                 assert link.hash == expected, (link.stream_id, link.version)
                 prev = link.hash

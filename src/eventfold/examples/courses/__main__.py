@@ -1,0 +1,3 @@
+from eventfold.examples.courses.app import main
+
+main()
