@@ -21,8 +21,8 @@ demo: $(VENV)/.demo
 	$(BIN)/python -m eventfold.examples.shop.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -103,12 +103,9 @@ async def measure(appends: int, events: int, repeat: int) -> dict[str, dict[str,
                     tracing.use_provider(sdk if side == "SDK exporting" else None)
                     try:
                         for backend in BACKENDS:
+                            appends_db = directory / f"appends-{run}-{SIDES.index(side)}.db"
                             url = (
-                                logs[backend]
-                                if backend == "memory"
-                                else (
-                                    f"sqlite:///{directory / f'appends-{run}-{SIDES.index(side)}.db'}"
-                                )
+                                logs[backend] if backend == "memory" else f"sqlite:///{appends_db}"
                             )
                             count = appends if backend == "memory" else appends // 10
                             results[side][f"append {backend}"].append(
