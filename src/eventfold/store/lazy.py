@@ -4,8 +4,9 @@ A reader of the log that needs only the type, payload and position of each
 event (a projection, a fold, a count) should not pay for turning every
 stored id into a ``uuid.UUID`` and every stored time into a ``datetime``.
 ``StoredEvent`` is the ``RecordedEvent`` the SQL stores return: it keeps
-those two fields as the backend stored them (16 bytes, microseconds since
-the epoch) and decodes each the first time it is read, once.
+those two fields as the backend returns them (the id's 16 bytes, the time
+as an int or PostgreSQL's 8 binary bytes) and decodes each the first time
+it is read, once.
 
 It is a ``RecordedEvent`` in every way code can see through its attributes:
 ``isinstance``, each field's value and type, ``==`` and ``hash`` (with any
@@ -25,6 +26,7 @@ from eventfold.errors import StoreError
 from eventfold.store.api import RecordedEvent
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _new_uuid = uuid.UUID.__new__
 _set_uuid = object.__setattr__
 
@@ -49,15 +51,18 @@ def uuid_of(stored: object, where: str = "") -> uuid.UUID:
 
 
 def time_of(stored: object, where: str = "") -> datetime:
-    """A time as stored (microseconds since the epoch, or already a
-    datetime) as an aware UTC datetime, exact to the microsecond;
-    ``StoreError`` for anything else."""
-    if type(stored) is int:
-        try:
+    """A time as stored (SQLite: microseconds since 1970 as an int;
+    PostgreSQL: a ``timestamptz`` in its binary form, microseconds since
+    2000 in 8 bytes; or already a datetime) as an aware UTC datetime, exact
+    to the microsecond; ``StoreError`` for anything else."""
+    try:
+        if type(stored) is int:
             return _EPOCH + timedelta(microseconds=stored)
-        except OverflowError:
-            pass
-    elif isinstance(stored, datetime):
+        if type(stored) is bytes and len(stored) == 8:
+            return _PG_EPOCH + timedelta(microseconds=int.from_bytes(stored, "big", signed=True))
+    except OverflowError:
+        pass
+    if isinstance(stored, datetime):
         return stored
     raise StoreError(f"{where}a stored event time cannot be read: {stored!r}")
 
