@@ -268,3 +268,53 @@ async def test_an_event_delivered_twice_counts_twice_for_the_watermark() -> None
     await asyncio.wait_for(lanes.drain(), 10)
     assert lanes.watermark == 2 and lanes.idle
     await lanes.close()
+
+
+async def test_projection_effects_run_in_lanes_and_keep_their_position_exact(
+    tmp_path: Any,
+) -> None:
+    from eventfold.subscriptions import Projection, ProjectionFailed, ProjectionRunner
+    from eventfold.subscriptions.builds import projection_row
+    from eventfold.subscriptions.readmodel_sqlite import SQLiteReadModel
+
+    current = {"gates": Gates()}
+    proj = Projection(
+        "jobs", tables={"t": "n INTEGER"}, effects_from="beginning", lanes=4, key=by_job
+    )
+
+    @proj.effect(Step)
+    async def effect(envelope: Envelope[Step]) -> None:
+        await current["gates"](envelope)
+
+    async def effects_position(reads: SQLiteReadModel) -> int:
+        row = await reads.read(lambda conn: projection_row(conn, name="jobs"))
+        assert row is not None
+        return row.effects_position
+
+    store = MemoryStore()
+    # positions 1..4: a1 b1 c1 a2; b1's effect fails after c1 and a1 ran
+    await steps(store, ("a", 1), ("b", 1), ("c", 1), ("a", 2))
+    async with SQLiteReadModel(tmp_path / "reads.db") as reads:
+        # The first catch-up builds the tables; effects run once the build is active.
+        await ProjectionRunner(store, reads, [proj], codec, retry=NO_RETRY).catch_up()
+        assert await effects_position(reads) == 0
+        gates = current["gates"] = Gates(fail={("b", 1)})
+        runner = ProjectionRunner(store, reads, [proj], codec, retry=NO_RETRY)
+        caught = asyncio.ensure_future(runner.catch_up())
+        for step in [("a", 1), ("b", 1), ("c", 1)]:  # three keys at once
+            await asyncio.wait_for(gates.started[step].wait(), 10)
+        gates.open(("a", 1), ("c", 1))
+        await asyncio.wait_for(gates.started["a", 2].wait(), 10)
+        gates.open(("a", 2), ("b", 1))
+        with pytest.raises(ProjectionFailed) as info:
+            await asyncio.wait_for(caught, 10)
+        assert info.value.position == 2
+        assert sorted(gates.done) == [("a", 1), ("a", 2), ("c", 1)]
+        assert not gates.overlap_within_a_key
+        # Event 2's effect failed: the effects position is 1, whatever ran after.
+        assert await effects_position(reads) == 1
+        again = current["gates"] = Gates()
+        again.open(("b", 1), ("c", 1), ("a", 2))
+        await asyncio.wait_for(ProjectionRunner(store, reads, [proj], codec).catch_up(), 10)
+        assert sorted(again.done) == [("a", 2), ("b", 1), ("c", 1)]
+        assert await effects_position(reads) == 4

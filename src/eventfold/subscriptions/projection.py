@@ -15,6 +15,7 @@ import msgspec
 from eventfold.domain.events import Envelope
 from eventfold.errors import InvalidArgument, RegistrationError, UnknownProjection
 from eventfold.serialization.codec import Codec
+from eventfold.subscriptions.lanes import Key, by_stream, check_lanes
 from eventfold.subscriptions.sqltemplate import check_name
 
 
@@ -84,7 +85,10 @@ class Projection:
     queries. ``categories`` limits the events read to those stream categories.
     ``effects_from="now"`` runs effects only for events appended after the
     projection first started; ``"beginning"`` runs them for the whole history
-    once."""
+    once. Effects run in ``lanes`` concurrent lanes keyed by ``key(envelope)``
+    (default: the stream): concurrently across keys, in order within a key
+    (``eventfold.subscriptions.lanes``). The read-model changes themselves are
+    applied in batches, one transaction each, in log order."""
 
     def __init__(
         self,
@@ -96,6 +100,8 @@ class Projection:
         categories: Sequence[str] | None = None,
         effects_from: Literal["now", "beginning"] = "now",
         description: str = "",
+        lanes: int = 1,
+        key: Key | None = None,
     ) -> None:
         self.name = check_name(name, "projection name")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -122,6 +128,8 @@ class Projection:
             raise InvalidArgument("effects_from must be 'now' or 'beginning'")
         self.effects_from = effects_from
         self.description = description
+        self.lanes = check_lanes(lanes)
+        self.key: Key = key if key is not None else by_stream
         self._handlers: dict[type[Any], Handler] = {}
         self._effects: dict[type[Any], list[Effect]] = {}
 

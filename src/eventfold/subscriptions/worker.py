@@ -8,16 +8,18 @@ import asyncio
 import functools
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from eventfold.domain.clocks import Clock
+from eventfold.domain.events import Envelope
 from eventfold.errors import ProjectionFailed
 from eventfold.serialization.codec import Codec, occurred_at
 from eventfold.store.api import EventReader, RecordedEvent
 from eventfold.subscriptions import builds
 from eventfold.subscriptions.builds import Build
+from eventfold.subscriptions.lanes import Lanes
 from eventfold.subscriptions.projection import Dispatch, Projection
 from eventfold.subscriptions.readmodel import Connection, ReadModel
 from eventfold.subscriptions.retry import RetryPolicy
@@ -34,6 +36,16 @@ class _EventFailed(Exception):
         super().__init__(index, cause)
         self.index = index
         self.cause = cause
+
+
+class _EffectFailed(Exception):
+    def __init__(self, cause: Exception, attempts: int) -> None:
+        super().__init__(cause, attempts)
+        self.cause = cause
+        self.attempts = attempts
+
+
+_ONCE = RetryPolicy(attempts=1)
 
 
 class _PipelineFailed(Exception):
@@ -273,36 +285,60 @@ class BuildWorker:
             await self._run_effects(records)
 
     async def _run_effects(self, records: list[RecordedEvent]) -> None:
+        """The effects of ``records`` applied but not yet run, in the
+        projection's lanes (one lane: one event after another); the effects
+        position moves to the lanes' watermark, also when one fails."""
         at = await self._effects_position()
         pending = [r for r in records if r.position > at and r.position <= self.position]
         if not pending:
             return
-        for record in pending:
-            effects = self.dispatch.effects(record.type)
-            if not effects:
-                continue
-            envelope = self._codec.decode(record)
-            for effect in effects:
-                failures = 0
-                while True:
-                    try:
-                        await effect(envelope)
-                        break
-                    except Exception as exc:
-                        failures += 1
-                        if not self.retry.should_retry(exc, failures):
-                            await self._mark_effects(record.position - 1)
-                            raise ProjectionFailed(
-                                self.projection.name,
-                                stream_id=record.stream_id,
-                                version=record.version,
-                                position=record.position,
-                                type=record.type,
-                                cause=exc,
-                                attempts=failures,
-                            ) from exc
-                        await asyncio.sleep(self.retry.delay(failures))
-        await self._mark_effects(pending[-1].position)
+        lanes = Lanes(
+            self._effects_of,
+            lanes=self.projection.lanes,
+            key=self.projection.key,
+            retry=_ONCE,  # each effect is retried on its own, in _effects_of
+            failure=self._effect_failed,
+            start=at,
+            window=len(pending),
+        )
+        try:
+            for record in pending:
+                if self.dispatch.effects(record.type):
+                    await lanes.put(self._codec.decode(record))
+            lanes.skip_to(pending[-1].position)
+            await lanes.drain()
+        finally:
+            try:
+                await lanes.close()
+            finally:
+                await self._mark_effects(lanes.watermark)
+
+    async def _effects_of(self, envelope: Envelope[Any]) -> None:
+        for effect in self.dispatch.effects(envelope.type):
+            failures = 0
+            while True:
+                try:
+                    await effect(envelope)
+                    break
+                except Exception as exc:
+                    failures += 1
+                    if not self.retry.should_retry(exc, failures):
+                        raise _EffectFailed(exc, failures) from exc
+                    await asyncio.sleep(self.retry.delay(failures))
+
+    def _effect_failed(self, envelope: Envelope[Any], exc: Exception, _: int) -> ProjectionFailed:
+        cause, attempts = (exc.cause, exc.attempts) if isinstance(exc, _EffectFailed) else (exc, 1)
+        failed = ProjectionFailed(
+            self.projection.name,
+            stream_id=envelope.stream_id,
+            version=envelope.version,
+            position=envelope.position,
+            type=envelope.type,
+            cause=cause,
+            attempts=attempts,
+        )
+        failed.__cause__ = cause
+        return failed
 
     async def _mark_effects(self, position: int) -> None:
         if position <= (self._effects_at or 0):
