@@ -18,10 +18,11 @@ from eventfold.errors import ProjectionFailed
 from eventfold.serialization.codec import Codec, occurred_at
 from eventfold.store.api import EventReader, RecordedEvent
 from eventfold.subscriptions import builds
+from eventfold.subscriptions.batching import BatchingTx
 from eventfold.subscriptions.builds import Build
 from eventfold.subscriptions.lanes import Lanes
 from eventfold.subscriptions.projection import Dispatch, Projection
-from eventfold.subscriptions.readmodel import Connection, ReadModel
+from eventfold.subscriptions.readmodel import BuildTx, Connection, ReadModel
 from eventfold.subscriptions.retry import RetryPolicy
 from eventfold.subscriptions.subscription import read_batch, wait_or_stop
 
@@ -180,14 +181,14 @@ class BuildWorker:
         transaction. When an event fails, the events before it are committed
         on their own, and the failing one is retried per the policy."""
         failures = 0
-        pipeline = self.read_model.pipelines
+        batched = True
         while True:
             try:
-                await self._write(records, upto, pipeline)
+                await self._write(records, upto, batched)
                 return
             except _PipelineFailed:
                 # Run the batch again statement by statement to find the event.
-                pipeline = False
+                batched = False
                 continue
             except _EventFailed as failed:
                 if failed.index > 0:
@@ -211,14 +212,18 @@ class BuildWorker:
                     ) from cause
                 await asyncio.sleep(self.retry.delay(failures))
 
-    async def _write(self, records: list[RecordedEvent], upto: int, pipeline: bool) -> None:
-        apply = functools.partial(self._apply, self.build, self.position, records, upto, pipeline)
+    async def _write(self, records: list[RecordedEvent], upto: int, batched: bool) -> None:
+        """Apply ``records`` in one transaction; ``batched``: the handlers'
+        statements may be batched (``eventfold.subscriptions.batching``) and
+        pipelined, so that an error cannot be pinned on its event."""
+        apply = functools.partial(self._apply, self.build, self.position, records, upto, batched)
+        pipeline = batched and self.read_model.pipelines
         try:
             state = await self.read_model.write(apply, pipeline=pipeline)
         except (_Fenced, _EventFailed):
             raise
         except Exception as exc:
-            if pipeline:
+            if batched:
                 raise _PipelineFailed() from exc
             raise
         self.position = upto
@@ -233,7 +238,7 @@ class BuildWorker:
         expected: int,
         records: list[RecordedEvent],
         upto: int,
-        pipeline: bool,
+        batched: bool,
         conn: Connection,
     ) -> builds.State:
         current = builds.get_build(conn, build.name, build.build, lock=True)
@@ -243,7 +248,7 @@ class BuildWorker:
             or current.position != expected
         ):
             raise _Fenced(current)
-        tx = current.tx(conn, self._rendered)
+        tx = current.tx(conn, self._rendered, batched=batched)
         decode, dispatch = self._codec.decode, self.dispatch
         for index, record in enumerate(records):
             handler = dispatch.handler(record.type)
@@ -252,9 +257,15 @@ class BuildWorker:
             try:
                 handler(tx, decode(record))
             except Exception as exc:
-                if pipeline:  # the error may belong to an earlier event's statement
+                if batched and not _own_failure(tx, conn):
+                    # The error may belong to an earlier event's statement.
                     raise _PipelineFailed() from exc
                 raise _EventFailed(index, exc) from exc
+        if isinstance(tx, BatchingTx):
+            try:
+                tx.flush()
+            except Exception as exc:
+                raise _PipelineFailed() from exc
         builds.advance(conn, current, upto, len(records))
         return current.state
 
@@ -345,6 +356,20 @@ class BuildWorker:
             return
         await self.read_model.write(functools.partial(_advance_effects, self.build, position))
         self._effects_at = position
+
+
+def _own_failure(tx: BuildTx, conn: Connection) -> bool:
+    """After a handler raised in a batched write: whether the error is its
+    event's own. It is unless statements of earlier events may have run with
+    it: in a pipeline (whose errors surface late) or in what the handler
+    sent. Sending what earlier events left pending tells those apart."""
+    if conn.pipelined or not isinstance(tx, BatchingTx):
+        return False
+    try:
+        tx.flush()
+    except Exception:
+        return False
+    return True
 
 
 def _activate(build: Build, conn: Connection) -> Build:
