@@ -15,6 +15,7 @@ import msgspec
 from eventfold.domain.events import Envelope
 from eventfold.errors import InvalidArgument, RegistrationError, UnknownProjection
 from eventfold.serialization.codec import Codec
+from eventfold.store.api import RecordedEvent
 from eventfold.subscriptions.lanes import Key, by_stream, check_lanes
 from eventfold.subscriptions.sqltemplate import check_name
 
@@ -221,6 +222,8 @@ class Dispatch:
         self.projection = projection
         self.codec = codec
         self._cache: dict[str, tuple[Handler | None, list[Effect]]] = {}
+        self.handlers: dict[str, Handler | None] = {}
+        """Each type name looked up so far and its handler (None: none)."""
 
     def _entry(self, type_name: str) -> tuple[Handler | None, list[Effect]]:
         entry = self._cache.get(type_name)
@@ -235,7 +238,20 @@ class Dispatch:
         return entry
 
     def handler(self, type_name: str) -> Handler | None:
-        return self._entry(type_name)[0]
+        handler = self.handlers[type_name] = self._entry(type_name)[0]
+        return handler
+
+    def wanted(self, records: Sequence[RecordedEvent]) -> list[RecordedEvent]:
+        """Those of ``records`` a handler applies (``handlers`` then knows
+        each one's type)."""
+        known = self.handlers
+        out = []
+        for record in records:
+            name = record.type
+            handler = known[name] if name in known else self.handler(name)
+            if handler is not None:
+                out.append(record)
+        return out
 
     def effects(self, type_name: str) -> list[Effect]:
         return self._entry(type_name)[1]

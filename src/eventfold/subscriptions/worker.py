@@ -5,6 +5,7 @@ when a new build has caught up, and run effects for events seen live."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Callable
 from datetime import datetime
@@ -30,6 +31,7 @@ Progress = Callable[[int, int, int], None]
 """``progress(position, head, handled)`` after each committed batch."""
 
 Outcome = Literal["caught_up", "retired", "stopped"]
+_Batch = tuple[int, list[RecordedEvent], int, bool]
 
 
 class _EventFailed(Exception):
@@ -129,50 +131,69 @@ class BuildWorker:
     async def _loop(self) -> Outcome:
         if self.build.state == "active":
             await self._catch_up_effects()
-        while not self._stop.is_set():
-            head = await self.store.head_position()
-            if self.stop_position is not None:
-                head = min(head, self.stop_position)
-            records, scanned, short = await read_batch(
-                self.store,
-                self.position,
-                limit=self.batch_size,
-                categories=self.projection.categories,
-            )
-            if self.stop_position is not None:
-                records = [r for r in records if r.position <= self.stop_position]
-                scanned = min(scanned, self.stop_position)
-                short = short or scanned >= self.stop_position
-            if self.stop_time is not None:
-                cutoff = self.stop_time
-                if self.stop_clock == "occurred":
-                    records = [r for r in records if occurred_at(r) <= cutoff]
-                else:
-                    records = [r for r in records if r.recorded_at <= cutoff]
-            wanted = [r for r in records if self.dispatch.handler(r.type) is not None]
-            if self.progress is not None and not self._reported and records:
-                # The baseline: positions need not start at 1 (they are sparse on PostgreSQL).
-                self.progress(records[0].position - 1, max(head, self.position), 0)
-                self._reported = True
-            if wanted or scanned > self.position:
-                await self._commit(wanted, scanned)
-                if self.progress is not None:
-                    self.progress(self.position, max(head, self.position), self.handled)
-                if self.build.state == "active" and self.projection.has_effects:
-                    await self._run_effects(records)
-            if short:
-                if self.build.state == "building":
-                    self.build = await self.read_model.write(
-                        functools.partial(_activate, self.build)
-                    )
-                    if self.on_commit is not None:
-                        self.on_commit()
-                    if self.live and self.projection.has_effects:
-                        await self._catch_up_effects()
-                if not self.live:
-                    return "caught_up"
-                await wait_or_stop(self.store, self.position, self.poll_interval, self._stop)
-        return "stopped"
+        ahead: asyncio.Future[_Batch] | None = None
+        try:
+            while not self._stop.is_set():
+                batch = await (ahead if ahead is not None else self._read(self.position))
+                ahead = None
+                head, records, scanned, short = batch
+                wanted = self.dispatch.wanted(records)
+                if self.progress is not None and not self._reported and records:
+                    # The baseline: positions need not start at 1 (sparse on PostgreSQL).
+                    self.progress(records[0].position - 1, max(head, self.position), 0)
+                    self._reported = True
+                if wanted or scanned > self.position:
+                    if not short:
+                        # Read the next batch while this one is written.
+                        ahead = asyncio.ensure_future(self._read(scanned))
+                    await self._commit(wanted, scanned)
+                    if self.position != scanned and ahead is not None:
+                        ahead.cancel()  # read from a place the checkpoint is not at
+                        ahead = None
+                    if self.progress is not None:
+                        self.progress(self.position, max(head, self.position), self.handled)
+                    if self.build.state == "active" and self.projection.has_effects:
+                        await self._run_effects(records)
+                if short:
+                    if self.build.state == "building":
+                        self.build = await self.read_model.write(
+                            functools.partial(_activate, self.build)
+                        )
+                        if self.on_commit is not None:
+                            self.on_commit()
+                        if self.live and self.projection.has_effects:
+                            await self._catch_up_effects()
+                    if not self.live:
+                        return "caught_up"
+                    await wait_or_stop(self.store, self.position, self.poll_interval, self._stop)
+            return "stopped"
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
+
+    async def _read(self, after: int) -> _Batch:
+        """The next batch after ``after``: the head, the records (cut at the
+        stop position and time), how far the log was looked at, and whether
+        the read came back short."""
+        head = await self.store.head_position()
+        if self.stop_position is not None:
+            head = min(head, self.stop_position)
+        records, scanned, short = await read_batch(
+            self.store, after, limit=self.batch_size, categories=self.projection.categories
+        )
+        if self.stop_position is not None:
+            records = [r for r in records if r.position <= self.stop_position]
+            scanned = min(scanned, self.stop_position)
+            short = short or scanned >= self.stop_position
+        if self.stop_time is not None:
+            cutoff = self.stop_time
+            if self.stop_clock == "occurred":
+                records = [r for r in records if occurred_at(r) <= cutoff]
+            else:
+                records = [r for r in records if r.recorded_at <= cutoff]
+        return head, records, scanned, short
 
     # --- applying a batch -------------------------------------------------------------
 
@@ -249,9 +270,10 @@ class BuildWorker:
         ):
             raise _Fenced(current)
         tx = current.tx(conn, self._rendered, batched=batched)
-        decode, dispatch = self._codec.decode, self.dispatch
+        decode, dispatch, handlers = self._codec.decode, self.dispatch, self.dispatch.handlers
         for index, record in enumerate(records):
-            handler = dispatch.handler(record.type)
+            name = record.type
+            handler = handlers[name] if name in handlers else dispatch.handler(name)
             if handler is None:
                 continue
             try:
