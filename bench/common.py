@@ -42,6 +42,9 @@ class Sizes:
     log: int  # scenarios 5 and 6: events in the log
     log_streams: int  # ... spread over this many streams
     repeat: int  # runs per cell; the median is reported
+    workload_seconds: float  # workloads: measured time per shape and side
+    workload_warmup: float  # ... after this much warm-up
+    transfers: int  # the transfer workload: transfers requested
 
 
 FULL = Sizes(
@@ -55,6 +58,9 @@ FULL = Sizes(
     log=100_000,
     log_streams=1_000,
     repeat=3,
+    workload_seconds=5.0,
+    workload_warmup=1.0,
+    transfers=1_000,
 )
 QUICK = Sizes(
     single=500,
@@ -67,6 +73,9 @@ QUICK = Sizes(
     log=10_000,
     log_streams=100,
     repeat=1,
+    workload_seconds=1.0,
+    workload_warmup=0.3,
+    transfers=200,
 )
 
 

@@ -15,14 +15,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import eventfold
-from eventfold.examples.transfers import Open, Request, codec, repositories
+from eventfold.examples.transfers import Audit, Open, Request, audit, repositories
 from tests.conftest import with_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,32 +60,11 @@ def finish(proc: Any, timeout: float = 120) -> int:
     return int(proc.returncode)
 
 
-async def check_exactly_once(store_url: str) -> Counter[str]:
+async def check_exactly_once(store_url: str) -> Audit:
     async with eventfold.connect(store_url) as store:
-        events = [(r.stream_id, codec.decode_event(r)) async for r in store.read_all()]
-    outcome: Counter[str] = Counter()
-    per_transfer: dict[str, Counter[str]] = {f"t{t}": Counter() for t in range(TRANSFERS)}
-    balances: Counter[str] = Counter()
-    for stream, event in events:
-        kind = type(event).__name__
-        if stream.startswith("transfer-"):
-            per_transfer[stream.removeprefix("transfer-")][kind] += 1
-        elif kind == "AccountOpened":
-            balances[stream] += event.balance
-        else:
-            per_transfer[event.transfer_id][kind] += 1
-            balances[stream] += -event.amount if kind == "Withdrawn" else event.amount
-            assert balances[stream] >= 0, (stream, balances[stream])
-    for transfer, kinds in per_transfer.items():
-        if kinds["TransferCompleted"]:
-            expected = Counter(TransferRequested=1, Withdrawn=1, Deposited=1, TransferCompleted=1)
-            outcome["completed"] += 1
-        else:
-            expected = Counter(TransferRequested=1, TransferFailed=1)
-            outcome["failed"] += 1
-        assert kinds == expected, (transfer, kinds)
-    assert sum(balances.values()) == ACCOUNTS * BALANCE
-    return outcome
+        found = await audit(store)
+    assert found.problems == [] and found.open == 0, found
+    return found
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -129,4 +107,4 @@ async def test_transfers_in_lanes_take_effect_exactly_once_under_kills(
     assert kills >= 4, f"EVENTFOLD_TEST_SEED={seed}"
     outcome = await check_exactly_once(store_url)
     # Some transfers went through, and the short ones failed.
-    assert outcome["completed"] > 0 and outcome["completed"] + outcome["failed"] == TRANSFERS
+    assert outcome.completed > 0 and outcome.completed + outcome.failed == TRANSFERS

@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 import eventfold
-from eventfold.examples.transfers import repositories, transfer_manager
+from eventfold.examples.transfers import audit, repositories, transfer_manager
 from eventfold.subscriptions import RetryPolicy, open_checkpoints
 
 LANES = 8
@@ -49,13 +49,7 @@ class Counting:
 
 async def open_transfers(store: Any) -> int:
     """Transfers requested and not yet completed or failed."""
-    open_ = 0
-    async for record in store.read_all(categories=["transfer"]):
-        if record.type == "TransferRequested":
-            open_ += 1
-        elif record.type in ("TransferCompleted", "TransferFailed"):
-            open_ -= 1
-    return open_
+    return (await audit(store)).open
 
 
 async def main(store_url: str, checkpoints_url: str, kill: str | None) -> None:

@@ -23,6 +23,7 @@ withdrawal by a replay that finds money has arrived since.
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from typing import Any
 
 import msgspec
@@ -247,3 +248,64 @@ def transfer_manager(
             )
 
     return manager
+
+
+# --- checking the outcome ---------------------------------------------------------------
+
+
+_UNDER_WAY = (
+    Counter(TransferRequested=1),
+    Counter(TransferRequested=1, Withdrawn=1),
+    Counter(TransferRequested=1, Withdrawn=1, Deposited=1),
+)
+
+
+class Audit(msgspec.Struct, frozen=True):
+    """What the log says of the transfers: how many completed, failed or are
+    still open, and every way in which a step did not take effect exactly
+    once (empty when all is well)."""
+
+    completed: int
+    failed: int
+    open: int
+    problems: list[str]
+
+
+async def audit(store: EventStore) -> Audit:
+    """Read the whole log and check: every transfer requested once; a
+    completed one withdrew and deposited once each, a failed one neither;
+    no account below zero at any point; no money made or lost."""
+    steps: dict[str, Counter[str]] = {}
+    balances: Counter[str] = Counter()
+    opened = 0
+    problems: list[str] = []
+    async for record in store.read_all(categories=["transfer", "account"]):
+        event = codec.decode_event(record)
+        kind = type(event).__name__
+        if isinstance(event, AccountOpened):
+            opened += event.balance
+            balances[record.stream_id] += event.balance
+            continue
+        transfer = record.stream_id.removeprefix("transfer-")
+        if isinstance(event, Withdrawn | Deposited):
+            transfer = event.transfer_id
+            change = -event.amount if isinstance(event, Withdrawn) else event.amount
+            balances[record.stream_id] += change
+            if balances[record.stream_id] < 0:
+                problems.append(f"{record.stream_id} below zero at version {record.version}")
+        steps.setdefault(transfer, Counter())[kind] += 1
+    completed = failed = open_ = 0
+    done = Counter(TransferRequested=1, Withdrawn=1, Deposited=1, TransferCompleted=1)
+    refused = Counter(TransferRequested=1, TransferFailed=1)
+    for transfer, kinds in sorted(steps.items()):
+        if kinds == done:
+            completed += 1
+        elif kinds == refused:
+            failed += 1
+        elif kinds in _UNDER_WAY:
+            open_ += 1
+        else:
+            problems.append(f"transfer {transfer}: {dict(kinds)}")
+    if sum(balances.values()) != opened:
+        problems.append(f"{opened} opened, {sum(balances.values())} held")
+    return Audit(completed, failed, open_, problems)

@@ -237,12 +237,18 @@ class Subscription:
                 else:
                     lanes.skip_to(scanned)
                     read_upto = max(read_upto, scanned)
-                if short and not self._stop.is_set():
-                    await self._wait_drained(lanes)
+                if not short or self._stop.is_set():
+                    continue
+                if lanes.idle:  # everything visible is handled
                     self.caught_up.set()
                     if until_caught_up:
                         return
                     await wait_or_stop(self.store, read_upto, self.poll_interval, self._stop)
+                else:
+                    # Events are being handled, and may append events this
+                    # subscription reads (a process manager's next steps):
+                    # read again as soon as there are some, or all is done.
+                    await self._wait_for_work(lanes, read_upto)
         finally:
             self._lanes = None
             try:
@@ -254,18 +260,24 @@ class Subscription:
                 if lanes.watermark > self.position:
                     await self._save(lanes.watermark)
 
-    async def _wait_drained(self, lanes: Lanes) -> None:
-        while not lanes.idle and not self._stop.is_set():
-            waiter = asyncio.ensure_future(lanes.drain())
-            stopper = asyncio.ensure_future(self._stop.wait())
-            try:
-                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopper.cancel()
-                if not waiter.done():
-                    waiter.cancel()
-            if waiter.done() and not waiter.cancelled():
-                waiter.result()
+    async def _wait_for_work(self, lanes: Lanes, read_upto: int) -> None:
+        """Until the lanes are idle, an event past ``read_upto`` is visible,
+        ``poll_interval`` passes, or ``stop()``; the lanes' failure is raised."""
+        drained = asyncio.ensure_future(lanes.drain())
+        others = {
+            asyncio.ensure_future(self.store.wait_for_events(read_upto, self.poll_interval)),
+            asyncio.ensure_future(self._stop.wait()),
+        }
+        try:
+            await asyncio.wait({drained, *others}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (drained, *others):
+                if not task.done():
+                    task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if drained.done() and not drained.cancelled():
+            drained.result()  # raises the lanes' failure
 
     async def _follow(self, lanes: Lanes) -> None:
         """Save the checkpoint at the lanes' watermark as it moves."""
