@@ -8,6 +8,7 @@ also re-export the ones they raised before they lived here.
     EventfoldError
     +-- InvalidArgument (ValueError)
     |   +-- InvalidStreamId
+    |   +-- InvalidPayload
     |   +-- MissingAuditMetadata
     |   +-- InvalidCommand
     |   +-- IdempotencyKeyReused
@@ -21,6 +22,7 @@ also re-export the ones they raised before they lived here.
     +-- ConcurrencyError
     |   +-- WrongExpectedVersion
     +-- DuplicateEventId
+    +-- InvalidDecision (TypeError)
     +-- CommandRejected
     +-- SerializationError
     |   +-- UnknownEventType
@@ -32,6 +34,7 @@ also re-export the ones they raised before they lived here.
     +-- StoreError
     |   +-- NotAnEventStore
     |   +-- SchemaVersionError
+    |   +-- StoreNotFound
     |   +-- StoreTimeout
     |   +-- StoreClosed
     +-- ReadOnlyViolation
@@ -55,7 +58,8 @@ also re-export the ones they raised before they lived here.
         +-- NatsServerError
 
 A name in parentheses is a second base: ``InvalidArgument`` is also a
-``ValueError``, ``ReadModelTimeout`` a ``TimeoutError``. Over HTTP a
+``ValueError``, ``InvalidDecision`` a ``TypeError``, ``ReadModelTimeout`` a
+``TimeoutError``. Over HTTP a
 ``NotFound`` answers 404, an ``InvalidArgument`` 422, a ``ConcurrencyError``
 409 (see ``eventfold.services.http_common``).
 """
@@ -81,6 +85,8 @@ __all__ = [
     "IdempotencyKeyReused",
     "InvalidArgument",
     "InvalidCommand",
+    "InvalidDecision",
+    "InvalidPayload",
     "InvalidStreamId",
     "KeyUnwrapError",
     "MirrorGap",
@@ -104,6 +110,7 @@ __all__ = [
     "SerializationError",
     "StoreClosed",
     "StoreError",
+    "StoreNotFound",
     "StoreTimeout",
     "SubscriptionFailed",
     "TenantExists",
@@ -143,6 +150,18 @@ class InvalidStreamId(InvalidArgument):
         self.reason = reason
 
 
+class InvalidPayload(InvalidArgument):
+    """An event's data or metadata cannot be stored as given: a number that is
+    not finite, a value that would be read back as something else (bytes under
+    a field typed ``Any``), nesting deeper than the limit. ``field`` names the
+    value (``data.lines[2].price``); nothing was written."""
+
+    def __init__(self, message: str, *, argument: str, event_type: str, field: str) -> None:
+        super().__init__(message, argument=argument)
+        self.event_type = event_type
+        self.field = field
+
+
 class MissingAuditMetadata(InvalidArgument):
     """An event lacks metadata the store requires; nothing was written."""
 
@@ -160,11 +179,15 @@ class InvalidCommand(InvalidArgument):
     """A command's body is not valid JSON (``malformed``) or does not fit
     its type or its rules. Nothing was written."""
 
-    def __init__(self, name: str, reason: str, *, malformed: bool = False) -> None:
+    def __init__(
+        self, name: str, reason: str, *, malformed: bool = False, field: str | None = None
+    ) -> None:
         super().__init__(f"command {name}: {reason}", argument="body")
         self.name = name
         self.reason = reason
         self.malformed = malformed
+        self.field = field
+        """The body's field that does not fit (``lines[0].quantity``), if known."""
 
 
 class IdempotencyKeyReused(InvalidArgument):
@@ -264,6 +287,27 @@ class DuplicateEventId(EventfoldError):
         self.reason = reason
 
 
+class InvalidDecision(EventfoldError, TypeError):
+    """A decider's ``decide`` returned something other than a list of events
+    (``None``, or a lone event instead of a list holding it). A bug in the
+    decider: nothing was written."""
+
+    def __init__(self, decide: object, command: object, returned: object) -> None:
+        self.decider = _qualified(decide)
+        self.command = type(command).__name__
+        what = "None" if returned is None else f"a {type(returned).__name__}"
+        super().__init__(
+            f"decider {self.decider} returned {what} for command {self.command}: "
+            "decide must return a list of events ([] for none)"
+        )
+
+
+def _qualified(fn: object) -> str:
+    module = getattr(fn, "__module__", None)
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return f"{module}.{name}" if module else str(name)
+
+
 class CommandRejected(EventfoldError):
     """A decider refused a command because of a business rule. Raise it (or a
     subclass) from ``decide``; nothing is written."""
@@ -359,6 +403,16 @@ class SchemaVersionError(StoreError):
         self.location = location
         self.found = found
         self.supported = supported
+
+
+class StoreNotFound(StoreError):
+    """A store opened with ``create=False`` does not exist (no file, an empty
+    one, no eventfold schema): nothing was created."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(f"{location}: no eventfold store there ({reason}); nothing was created")
+        self.location = location
+        self.reason = reason
 
 
 class StoreTimeout(StoreError):

@@ -228,7 +228,7 @@ class Repository(Generic[C, E, S]):
         attempts = 0
         while True:
             loaded = await self.load(stream_id)
-            events = list(self.decider.decide(command, loaded.state))
+            events = self.decider.events(command, loaded.state)
             if not events:
                 return Handled([], loaded.version, 0)
             new = [

@@ -133,15 +133,20 @@ def test_the_curl_session_in_the_docs_runs_against_eventfold_serve(tmp_path: Pat
             '"status_code":404',
             '"status_code":413',
             '"status_code":503',
+            '"error":"UnknownQuery"',
+            '"detail":{"stream_id":"stock-apple","expected":0,"actual":2}',
         ):
             assert fragment in out, fragment
-        # The saga confirms the order; the files are where the defaults say.
-        for _ in range(200):
-            order = httpx.get(f"{served.query}/queries/order", params={"order_id": "order-1001"})
-            if order.json()["rows"][0]["status"] != "submitted":
-                break
-            time.sleep(0.05)
-        assert order.json()["rows"][0]["status"] == "confirmed"
+        # The saga confirmed the order (its last event, 9, as the session
+        # says); the files are where the defaults say.
+        order = httpx.get(
+            f"{served.query}/queries/order",
+            params={"order_id": "order-1001", "min_position": 9, "wait": 10},
+            timeout=30,
+        )
+        assert order.json()["rows"][0]["status"] == "confirmed", order.text
+        confirmed = r'"version":5,"position":9,"event_id":"[^"]+","type":"OrderConfirmed"'
+        assert re.search(confirmed, out)
         assert {"eventfold.db", "eventfold-reads.db", "eventfold-services.db"} <= {
             p.name for p in tmp_path.iterdir()
         }

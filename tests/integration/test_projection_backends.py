@@ -144,7 +144,7 @@ async def test_the_shop_reads_its_own_writes_while_the_saga_runs(urls: dict[str,
             summary = await order_summary(r, "order-1", min_position=submitted.position)
             assert summary.dicts()[0]["total_cents"] == 1000
             assert summary.dicts()[0]["status"] in ("submitted", "confirmed")
-            for _ in range(500):
+            for _ in range(3000):  # the saga runs in its own time: up to 30 s
                 summary = await order_summary(r, "order-1")
                 if summary.dicts()[0]["status"] == "confirmed":
                     break

@@ -9,7 +9,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -91,17 +91,43 @@ async def _hold_write_lock(path: Path) -> sqlite3.Connection:
     return raw
 
 
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for ``condition`` (checked every 10 ms, for up to 30 s)."""
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+async def _park_writer(store: SQLiteStore, path: Path, blocker: str) -> tuple[Any, Any]:
+    """Hold the write lock and let the writer take ``blocker``'s append as a
+    group of its own: it then waits for the lock, and whatever is queued from
+    now on forms the next group. Returns the lock's connection and the append."""
+    writer: Any = store._writer
+    begun = writer.groups_begun
+    raw = await _hold_write_lock(path)
+    parked = asyncio.ensure_future(store.append(blocker, numbered(1)))
+    await _until(lambda: writer.groups_begun == begun + 1, "the writer to take the blocker")
+    return raw, parked
+
+
+async def _queue(store: SQLiteStore, calls: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Start ``calls`` and wait until each has queued its request."""
+    writer: Any = store._writer
+    futures = [asyncio.ensure_future(call) for call in calls]
+    await _until(lambda: writer._queue.qsize() == len(calls), "every call to be queued")
+    return futures
+
+
 async def _one_group(
     store: SQLiteStore, path: Path, blocker: str, calls: list[Coroutine[Any, Any, Any]]
 ) -> list[Any]:
     """Outcomes of ``calls`` run as ONE group: the writer is parked on a held
     write lock (appending ``blocker``) while they queue up behind it."""
-    raw = await _hold_write_lock(path)
-    parked = asyncio.ensure_future(store.append(blocker, numbered(1)))
-    await asyncio.sleep(0.1)
+    raw, parked = await _park_writer(store, path, blocker)
     before = store.commit_count
-    futures = [asyncio.ensure_future(call) for call in calls]
-    await asyncio.sleep(0.05)
+    futures = await _queue(store, calls)
     raw.execute("ROLLBACK")
     raw.close()
     await parked
@@ -226,15 +252,11 @@ async def test_a_failed_commit_fails_the_whole_group_and_writes_nothing(tmp_path
         def failing_commit() -> None:
             raise sqlite3.OperationalError("disk I/O error")
 
-        raw = await _hold_write_lock(path)
-        blocker = asyncio.ensure_future(store.append("blocker-1", numbered(1)))
-        await asyncio.sleep(0.1)
+        raw, blocker = await _park_writer(store, path, "blocker-1")
         writer._commit = failing_commit
-        futures = [
-            asyncio.ensure_future(store.append(f"lost-{i}", numbered(2), NO_STREAM))
-            for i in range(10)
-        ]
-        await asyncio.sleep(0.05)
+        futures = await _queue(
+            store, [store.append(f"lost-{i}", numbered(2), NO_STREAM) for i in range(10)]
+        )
         raw.execute("ROLLBACK")
         raw.close()
         outcomes = await asyncio.gather(blocker, *futures, return_exceptions=True)
@@ -317,9 +339,9 @@ async def test_readers_are_not_blocked_by_a_big_open_write_transaction(tmp_path:
             assert await store.load_snapshot("r-1", "s") is not None
             assert await store.wait_for_events(head, 0.01) is False
 
-        started = time.monotonic()
-        await asyncio.wait_for(reads(), timeout=3.0)
-        assert time.monotonic() - started < 3.0
+        # Reads waiting for the writer would wait for ever: the lock is held
+        # until after them. 30 s is only a bound on a broken store.
+        await asyncio.wait_for(reads(), timeout=30.0)
         assert not pending.done()
         raw.execute("ROLLBACK")
         raw.close()
@@ -607,9 +629,9 @@ async def test_wait_for_events_wakes_on_a_local_commit_without_polling(
             await store.append("w-1", numbered(1))
 
         task = asyncio.ensure_future(append_later())
-        started = time.monotonic()
+        # Woken by the commit: with nothing to wake it, a wait of 8 s would
+        # poll next after 30 s and answer False.
         assert await store.wait_for_events(0, 8.0) is True
-        assert time.monotonic() - started < 5.0
         await task
 
 
@@ -625,14 +647,12 @@ async def test_wait_for_events_sees_an_append_by_another_store_object(tmp_path: 
             await other.append("w-1", numbered(1, start=1))
 
         task = asyncio.ensure_future(append_later())
-        started = time.monotonic()
-        assert await waiter.wait_for_events(head, 5.0) is True
-        assert time.monotonic() - started < 2.0
+        assert await waiter.wait_for_events(head, 30.0) is True
         await task
         assert await waiter.head_position() == 2
         started = time.monotonic()
         assert await waiter.wait_for_events(2, 0.3) is False
-        assert 0.25 < time.monotonic() - started < 2.0
+        assert time.monotonic() - started >= 0.25  # it waited, and found nothing new
 
 
 async def test_history_is_queryable_with_plain_sql(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ import psycopg
 import pytest
 
 from eventfold.compliance.chain import verify
+from eventfold.errors import BusError
 from eventfold.messaging import Topology, open_bus
 from eventfold.security import JWTAuthenticator, Policy, Security
 from eventfold.serialization.crypto import REDACTED
@@ -302,8 +303,6 @@ async def test_tenant_a_walks_every_route_and_sees_nothing_of_b(
         assert left == []
         bus = open_bus(nats_login.url, user=nats_login.user, password=nats_login.password)
         try:
-            from eventfold.messaging.errors import BusError
-
             with pytest.raises(BusError):
                 await bus.stream_info(
                     Topology(tenant_prefix(w.sites.config.prefix, w.b)).events_stream
@@ -399,7 +398,18 @@ async def test_the_cli_the_python_api_and_subscriptions_stay_in_their_tenant(
 
         # Deleting through the CLI destroys the tenant; it is not served again.
         assert cli("tenants", "delete", w.b, *common, env=env).returncode != 0  # no --yes
-        deleted = cli("tenants", "delete", w.b, "--yes", *common, env=env)
-        assert deleted.returncode == 0, deleted.stderr
+        await w.sites.stop(w.b)  # the CLI wants the tenant's services stopped first
+        b_stream = Topology(tenant_prefix(w.sites.config.prefix, w.b)).events_stream
+        bus = open_bus(nats_login.url, user=nats_login.user, password=nats_login.password)
+        try:
+            assert (await bus.stream_info(b_stream)).last_seq > 0  # B's events are on the bus
+            bus_options = ["--nats", nats_login.url, "--nats-user", nats_login.user]
+            bus_options += ["--prefix", w.sites.config.prefix]
+            deleted = cli("tenants", "delete", w.b, "--yes", *bus_options, *common, env=env)
+            assert deleted.returncode == 0, deleted.stderr
+            with pytest.raises(BusError):  # and gone with the tenant
+                await bus.stream_info(b_stream)
+        finally:
+            await bus.close()
         again = cli("verify", "--tenant", w.b, *common, env=env)
         assert again.returncode == 1 and "UnknownTenant" in again.stderr

@@ -136,7 +136,7 @@ async def out_of_order_traffic(
 async def catch_up(readers: list[Reader], expected: int) -> None:
     """Final polls after every writer has committed (an unrelated transaction,
     autovacuum say, may hold visibility back for a moment)."""
-    for _ in range(200):
+    for _ in range(1500):  # up to 30 s
         for reader in readers:
             await reader.poll()
         if all(len(r.seen) >= expected for r in readers):

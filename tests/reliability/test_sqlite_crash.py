@@ -4,6 +4,7 @@ SIGKILL mid-traffic, and writers racing through separate connections."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import signal
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -24,6 +26,7 @@ from eventfold.testing.conformance import collect, numbered
 
 WRITER = Path(__file__).with_name("sqlite_crash_writer.py")
 SRC = Path(__file__).resolve().parents[2] / "src"
+ACKS_PER_WRITER = 8
 
 
 class Writer:
@@ -51,14 +54,18 @@ class Writer:
             if line.endswith("\n"):  # a line cut by the kill was never acknowledged
                 self.lines.append(line.rstrip("\n"))
 
-    def wait_until_writing(self, deadline: float) -> None:
-        while not self.lines:
+    def acknowledged(self, count: int) -> Callable[[], bool]:
+        return lambda: len(self.lines) >= count
+
+    def wait_until(self, done: Callable[[], bool], deadline: float) -> None:
+        """Wait (polling every 5 ms) until ``done()``, the writer still alive."""
+        while not done():
             if self.process.poll() is not None:
                 assert self.process.stderr is not None
                 pytest.fail(f"writer exited early:\n{self.process.stderr.read()}")
             if time.monotonic() > deadline:
                 self.process.kill()
-                pytest.fail("writer acknowledged nothing in time")
+                pytest.fail(f"writer acknowledged too little in time: {self.lines}")
             time.sleep(0.005)
 
     def kill(self) -> list[str]:
@@ -68,6 +75,11 @@ class Writer:
         self._reader.join(timeout=10)
         assert self.process.returncode == -signal.SIGKILL
         return self.lines
+
+
+def every_shared_stream_acked(writers: list[Writer]) -> bool:
+    lines = [line for writer in writers for line in writer.lines]
+    return all(any(line.startswith(f"ack shared-{i} ") for line in lines) for i in range(3))
 
 
 async def check_store(
@@ -120,10 +132,13 @@ def test_acknowledged_appends_survive_sigkill(tmp_path: Path) -> None:
         # FULL and NORMAL both promise to survive a crash of the process.
         url = f"sqlite:///{path}" + ("?synchronous=NORMAL" if round_ % 2 else "")
         writers = [Writer(url, f"w{round_}{i}") for i in range(2)]
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
+        # Traffic enough to prove something, whatever the machine's speed:
+        # each writer acknowledged some appends, every shared stream got one.
         for writer in writers:
-            writer.wait_until_writing(deadline)
-        time.sleep(rng.uniform(0.1, 0.4))
+            writer.wait_until(writer.acknowledged(ACKS_PER_WRITER), deadline)
+        writers[0].wait_until(functools.partial(every_shared_stream_acked, writers), deadline)
+        time.sleep(rng.uniform(0.1, 0.4))  # then die at a random moment
         outputs = [writer.kill() for writer in writers]
         for line in (line for output in outputs for line in output):
             kind, *fields = line.split()

@@ -119,10 +119,10 @@ def test_sql(store_url: str) -> None:
 
 
 def test_tail_prints_the_log(store_url: str) -> None:
-    out = invoke("tail", "--store", store_url, "--from-position", "1", "--for", "0.3")
+    out = invoke("tail", "--store", store_url, "--from-position", "1", "--for", "0")
     assert out.count("\n") == 4 and "member-2 v1 Joined" in out
     only = invoke(
-        "tail", "--store", store_url, "--from-position", "1", "--type", "Paid", "--for", "0.2"
+        "tail", "--store", store_url, "--from-position", "1", "--type", "Paid", "--for", "0"
     )
     assert only.count("\n") == 2
 

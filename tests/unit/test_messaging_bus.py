@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from eventfold.errors import BusError
 from eventfold.messaging import (
     ConsumerSpec,
     InProcessBus,
@@ -50,6 +51,18 @@ async def test_expected_last_sequence_stores_only_an_in_order_prefix() -> None:
     assert (await bus.stream_info("EV")).last_seq == 1
     acks = await bus.publish("EV", [msg(2), msg(3)], expected_last_seq=1)
     assert [a.seq for a in acks] == [2, 3]
+
+
+async def test_a_deleted_stream_is_gone_with_its_messages() -> None:
+    bus = InProcessBus()
+    await bus.ensure_stream(SPEC)
+    await bus.publish("EV", [msg(1), msg(2)])
+    await bus.delete_stream("EV")
+    await bus.delete_stream("EV")  # a missing stream: nothing to do
+    with pytest.raises(BusError):
+        await bus.stream_info("EV")
+    await bus.ensure_stream(SPEC)  # made anew, empty
+    assert (await bus.stream_info("EV")).last_seq == 0
 
 
 async def test_subjects_outside_the_stream_are_refused() -> None:

@@ -132,5 +132,5 @@ async def test_a_wrong_expected_version_is_a_conflict_with_its_detail() -> None:
         stale = bus.prepare("AddLine", AddLine("order-1", "fig", 1, 5), expected_version=0)
         outcome = await bus.execute(stale)
         assert outcome.status == "conflict" and outcome.error is not None
-        assert outcome.error.detail["actual"] == 1
+        assert outcome.error.detail.actual == 1
         assert await events_in(store) == 1

@@ -116,28 +116,35 @@ async def test_statuses_for_conflicts_rejections_and_timeouts(tmp_path: Path) ->
 async def test_bad_requests_get_clear_4xx_and_write_nothing(tmp_path: Path) -> None:
     async with services(tmp_path, max_body_size=2048) as (commands, _, runtime):
         cases = [
-            ("/commands/PlaceOrder", b'{"order_id": "order-1", ', 400, "BadRequest"),
-            ("/commands/PlaceOrder", b"\xff\xfe", 400, "BadRequest"),
+            ("/commands/PlaceOrder", b'{"order_id": "order-1", ', 400, "InvalidCommand"),
+            ("/commands/PlaceOrder", b'{"order_id": ' + b"[" * 1500, 400, "InvalidCommand"),
+            (
+                "/commands/PlaceOrder",
+                b'{"x": ' + b"[" * 900 + b"]" * 900 + b"}",
+                400,
+                "InvalidCommand",
+            ),
+            ("/commands/PlaceOrder", b"\xff\xfe", 400, "InvalidCommand"),
             (
                 "/commands/PlaceOrder",
                 b'{"order_id": "\xc3(", "customer_id": "a"}',
                 400,
-                "BadRequest",
+                "InvalidCommand",
             ),
             (
                 "/commands/PlaceOrder",
                 b'{"order_id": 7, "customer_id": "a"}',
                 422,
-                "ValidationError",
+                "InvalidCommand",
             ),
             (
                 "/commands/PlaceOrder",
                 b'{"order_id": "x", "customer_id": "a"}',
                 422,
-                "ValidationError",
+                "InvalidCommand",
             ),
-            ("/commands/PlaceOrder", b"[]", 422, "ValidationError"),
-            ("/commands/PlaceOrder", b"", 422, "ValidationError"),
+            ("/commands/PlaceOrder", b"[]", 422, "InvalidCommand"),
+            ("/commands/PlaceOrder", b"", 400, "InvalidCommand"),
             (
                 "/commands/PlaceOrder",
                 b'{"order_id": "order-1", "customer_id": "order-1"}',

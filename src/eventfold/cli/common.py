@@ -11,8 +11,12 @@ from collections.abc import Coroutine
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
+import msgspec
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 from eventfold.domain.clocks import Clock, check_clock, parse_moment
 from eventfold.errors import EventfoldError, InvalidArgument
@@ -82,9 +86,35 @@ def clock(value: str) -> Clock:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro``; an eventfold error becomes a one-line message and exit code 1."""
+    """Run ``coro``; an eventfold error becomes a one-line message (its text
+    shown as it is, never read as markup) and exit code 1."""
     try:
         return asyncio.run(coro)
     except EventfoldError as exc:
-        errors().print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
+        message = f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}"
+        errors().print(message, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="print JSON (one document) instead of a table")
+]
+
+
+def print_json(value: Any) -> None:
+    """``value`` as one JSON document on standard output (times in ISO 8601)."""
+    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
+
+
+def table(*columns: str, **options: Any) -> Table:
+    """A table that shows every value whole: a value too wide for the
+    terminal folds onto more lines instead of being cut short with "…"."""
+    made = Table(**options)
+    for column in columns:
+        made.add_column(column, overflow="fold")
+    return made
+
+
+def add_row(to: Table, *values: object) -> None:
+    """A row of values shown as they are (never read as markup)."""
+    to.add_row(*(Text(str(value)) for value in values))

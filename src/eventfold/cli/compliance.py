@@ -10,9 +10,8 @@ from typing import Annotated
 import msgspec
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from eventfold.cli.common import console, run
+from eventfold.cli.common import JsonOption, add_row, console, print_json, run, table
 from eventfold.cli.stores import (
     MasterKeyOption,
     MaybeStoreOption,
@@ -63,28 +62,40 @@ def verify_command(
     ] = None,
     tenant: TenantOption = None,
     tenants: TenantsOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Check every stream's hash chain; exit 1 naming each event modified,
     removed, inserted or reordered (and, against a checkpoint, each stream
     truncated or rewritten)."""
-    key = _secret(key_env)
-    store = store_of(store, tenant, tenants)
+    url = store_of(store, tenant, tenants)
 
     async def main() -> bool:
+        key = _secret(key_env)
         heads = None if checkpoint is None else _read_checkpoint(checkpoint)
-        async with open_store(store) as opened:
+        async with open_store(url) as opened:
             report = await verify(require(opened, ChainReader), checkpoint=heads, key=key)
+        if write_checkpoint is not None and report.clean:
+            write_checkpoint.write_bytes(msgspec.json.encode(take_heads(report, key)))
+        if json:
+            print_json(
+                {
+                    "clean": report.clean,
+                    "streams": report.streams,
+                    "events": report.events,
+                    "findings": report.findings,
+                }
+            )
+            return report.clean
         out = console()
         if report.clean:
             out.print(f"verified: {report.streams} streams, {report.events} events, all intact")
         else:
-            table = Table("stream", "version", "problem", "detail", title="tampering found")
+            found = table("stream", "version", "problem", "detail", title="tampering found")
             for f in report.findings:
-                table.add_row(f.stream_id, str(f.version), f.problem, f.detail)
-            out.print(table)
+                add_row(found, f.stream_id, f.version, f.problem, f.detail)
+            out.print(found)
         if write_checkpoint is not None and report.clean:
-            write_checkpoint.write_bytes(msgspec.json.encode(take_heads(report, key)))
-            out.print(f"chain heads written to {write_checkpoint}")
+            out.print(f"chain heads written to {write_checkpoint}", markup=False)
         return report.clean
 
     if not run(main()):
@@ -130,7 +141,7 @@ def export_command(
         return count
 
     count = run(main())
-    console().print(f"{count} events written to {out}")
+    console().print(f"{count} events written to {out}", markup=False)
 
 
 @app.command()
@@ -147,6 +158,8 @@ def forget(
     store = store_of(store, tenant, tenants)
 
     async def main() -> int:
+        async with open_store(store):
+            pass  # the store must exist: a mistyped URL creates nothing
         keys = keys_for(store, master_key_env)
         try:
             return await keys.forget(subject)
@@ -154,4 +167,4 @@ def forget(
             await keys.close()
 
     count = run(main())
-    console().print(f"forgot {subject!r}: {count} key(s) destroyed")
+    console().print(f"forgot {subject!r}: {count} key(s) destroyed", markup=False)

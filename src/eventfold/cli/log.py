@@ -11,10 +11,19 @@ from typing import Annotated, Any
 
 import msgspec
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from eventfold.cli.common import ClockOption, clock, console, load_object, parse_time, run
+from eventfold.cli.common import (
+    ClockOption,
+    JsonOption,
+    add_row,
+    clock,
+    console,
+    load_object,
+    parse_time,
+    print_json,
+    run,
+    table,
+)
 from eventfold.cli.stores import RegistryOption, StoreOption, open_store
 from eventfold.domain.decider import Decider
 from eventfold.domain.events import EventRegistry
@@ -35,10 +44,23 @@ def _when(value: dt.datetime | None) -> str:
     return "" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _text(raw: bytes | str, width: int = 80) -> str:
-    """Stored text for a table cell: shortened, and never read as rich markup."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    return escape(text if len(text) <= width else text[: width - 1] + "…")
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _event(r: RecordedEvent) -> dict[str, Any]:
+    """A stored event as JSON: its data and metadata as JSON values."""
+    return {
+        "stream_id": r.stream_id,
+        "version": r.version,
+        "position": r.position,
+        "event_id": str(r.event_id),
+        "type": r.type,
+        "schema_version": r.schema_version,
+        "recorded_at": r.recorded_at,
+        "data": msgspec.json.decode(r.data),
+        "metadata": msgspec.json.decode(r.metadata),
+    }
 
 
 @app.command()
@@ -46,47 +68,54 @@ def streams(
     store: StoreOption,
     category: Annotated[str | None, typer.Option(help="only this category")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
+    json: JsonOption = False,
 ) -> None:
     """List streams, most recently written first."""
 
     async def main() -> None:
         async with open_store(store) as opened:
             found = await require(opened, Inspector).list_streams(category=category, limit=limit)
-        table = Table("stream", "version", "last position", "last written (UTC)")
+        if json:
+            print_json(found)
+            return
+        out = table("stream", "version", "last position", "last written (UTC)")
         for info in found:
-            table.add_row(
-                escape(info.stream_id),
-                str(info.version),
-                str(info.last_position),
-                _when(info.last_recorded_at),
+            add_row(
+                out, info.stream_id, info.version, info.last_position, _when(info.last_recorded_at)
             )
-        console().print(table)
+        console().print(out)
 
     run(main())
 
 
 @app.command()
-def categories(store: StoreOption) -> None:
+def categories(store: StoreOption, json: JsonOption = False) -> None:
     """List categories with their stream and event counts."""
 
     async def main() -> None:
         async with open_store(store) as opened:
             found = await require(opened, Inspector).list_categories()
-        table = Table("category", "streams", "events")
+        if json:
+            print_json(found)
+            return
+        out = table("category", "streams", "events")
         for info in found:
-            table.add_row(info.category, str(info.streams), str(info.events))
-        console().print(table)
+            add_row(out, info.category, info.streams, info.events)
+        console().print(out)
 
     run(main())
 
 
 @app.command()
-def stats(store: StoreOption) -> None:
+def stats(store: StoreOption, json: JsonOption = False) -> None:
     """Store statistics: events, streams, head position, time span, types, size."""
 
     async def main() -> None:
         async with open_store(store) as opened:
             found = await require(opened, Inspector).stats()
+        if json:
+            print_json(found)
+            return
         out = console()
         out.print(f"events          {found.events}")
         out.print(f"streams         {found.streams}")
@@ -95,10 +124,10 @@ def stats(store: StoreOption) -> None:
         out.print(f"last event      {_when(found.last_recorded_at)}")
         if found.size_bytes is not None:
             out.print(f"size on disk    {found.size_bytes / 1_048_576:.1f} MiB")
-        table = Table("type", "events")
+        types = table("type", "events")
         for name, count in found.types.items():
-            table.add_row(name, str(count))
-        out.print(table)
+            add_row(types, name, count)
+        out.print(types)
 
     run(main())
 
@@ -112,63 +141,76 @@ def show(
     to_version: Annotated[int | None, typer.Option("--to", min=0)] = None,
     backwards: Annotated[bool, typer.Option()] = False,
     limit: Annotated[int | None, typer.Option(min=0)] = None,
+    json: JsonOption = False,
 ) -> None:
     """Show a stream's events (decrypted where --registry names personal fields
     and their keys still exist)."""
 
     async def main() -> None:
         async with open_store(store, registry) as opened:
-            table = Table("version", "position", "recorded (UTC)", "type", "data")
-            async for r in opened.read_stream(
-                stream,
-                from_version=from_version,
-                to_version=to_version,
-                backwards=backwards,
-                limit=limit,
-            ):
-                table.add_row(
-                    str(r.version), str(r.position), _when(r.recorded_at), r.type, _text(r.data)
+            found = [
+                r
+                async for r in opened.read_stream(
+                    stream,
+                    from_version=from_version,
+                    to_version=to_version,
+                    backwards=backwards,
+                    limit=limit,
                 )
-        console().print(table)
+            ]
+        if json:
+            print_json([_event(r) for r in found])
+            return
+        out = table("version", "position", "recorded (UTC)", "type", "data")
+        for r in found:
+            add_row(out, r.version, r.position, _when(r.recorded_at), r.type, _text(r.data))
+        console().print(out)
 
     run(main())
 
 
 @app.command()
-def history(stream: str, store: StoreOption) -> None:
+def history(stream: str, store: StoreOption, json: JsonOption = False) -> None:
     """The audit timeline of a stream: when recorded, when it happened (if
     the application said), what, who, why, caused by what."""
 
     async def main() -> None:
+        rows = []
         async with open_store(store) as opened:
-            table = Table(
-                "version",
-                "recorded (UTC)",
-                "occurred (UTC)",
-                "type",
-                "actor",
-                "reason",
-                "causation",
-                "correlation",
-            )
             async for r in opened.read_stream(stream):
                 meta = decode_metadata(r)
-                table.add_row(
-                    str(r.version),
-                    _when(r.recorded_at),
-                    _when(meta.occurred_at),
-                    r.type,
-                    *(
-                        _text(value)
-                        for value in (
-                            meta.actor or "",
-                            str(meta.extra.get("reason", "")),
-                            meta.causation_id or "",
-                            meta.correlation_id or "",
-                        )
-                    ),
+                rows.append(
+                    {
+                        "version": r.version,
+                        "recorded_at": r.recorded_at,
+                        "occurred_at": meta.occurred_at,
+                        "type": r.type,
+                        "actor": meta.actor,
+                        "reason": meta.extra.get("reason"),
+                        "causation_id": meta.causation_id,
+                        "correlation_id": meta.correlation_id,
+                    }
                 )
-        console().print(table)
+        if json:
+            print_json(rows)
+            return
+        out = table(
+            "version",
+            "recorded (UTC)",
+            "occurred (UTC)",
+            "type",
+            "actor",
+            "reason",
+            "causation",
+            "correlation",
+        )
+        for row in rows:
+            values = dict(row)
+            for name in ("recorded_at", "occurred_at"):
+                when = row[name]
+                values[name] = _when(when if isinstance(when, dt.datetime) else None)
+            add_row(out, *("" if v is None else v for v in values.values()))
+        console().print(out)
 
     run(main())
 
@@ -188,6 +230,7 @@ def at(
         str, typer.Option("--registry", help="module:attribute naming the EventRegistry")
     ],
     by: ClockOption = "recorded",
+    json: JsonOption = False,
 ) -> None:
     """The state of a stream as it was at a moment: as recorded by then, or
     (--by occurred) as it had happened by then."""
@@ -204,7 +247,20 @@ def at(
                 stream, as_of=moment, by=basis
             )
         state: Any = msgspec.to_builtins(loaded.state)
-        console().print(f"{stream} at {moment.isoformat()} ({basis}): version {loaded.version}")
+        if json:
+            print_json(
+                {
+                    "stream_id": stream,
+                    "at": moment,
+                    "by": basis,
+                    "version": loaded.version,
+                    "state": state,
+                }
+            )
+            return
+        console().print(
+            f"{stream} at {moment.isoformat()} ({basis}): version {loaded.version}", markup=False
+        )
         console().print_json(msgspec.json.encode(state).decode())
 
     run(main())
@@ -219,8 +275,12 @@ def tail(
         int | None, typer.Option("--from-position", help="default: only new events")
     ] = None,
     seconds: Annotated[
-        float | None, typer.Option("--for", help="stop after this many seconds")
+        float | None,
+        typer.Option("--for", help="stop after this many seconds (0: print what is there)"),
     ] = None,
+    json: Annotated[
+        bool, typer.Option("--json", help="print each event as one line of JSON")
+    ] = False,
 ) -> None:
     """Follow the log live, like tail -f."""
 
@@ -230,16 +290,21 @@ def tail(
             position = await opened.head_position() if from_position is None else from_position - 1
             loop = asyncio.get_running_loop()
             stop = None if seconds is None else loop.time() + seconds
-            while stop is None or loop.time() < stop:
+            while True:  # one pass at least: --for 0 prints what is there and stops
                 head = await opened.head_position()
                 async for r in opened.read_all(
                     from_position=position + 1, categories=category, types=type
                 ):
                     if r.position > head:
                         break
-                    out.print(_line(r), highlight=False, markup=False)
+                    if json:
+                        print_json(_event(r))
+                    else:
+                        out.print(_line(r), highlight=False, markup=False, soft_wrap=True)
                 # Filtered reads skip events: everything up to the head is seen.
                 position = max(position, head)
+                if stop is not None and loop.time() >= stop:
+                    break
                 wait = 1.0 if stop is None else max(0.0, min(1.0, stop - loop.time()))
                 await opened.wait_for_events(position, wait)
 
@@ -259,17 +324,36 @@ def sql(
     store: StoreOption,
     limit: Annotated[int, typer.Option(min=1)] = 1000,
     timeout: Annotated[float, typer.Option(min=0.1)] = 30.0,
+    json: JsonOption = False,
 ) -> None:
     """Run one read-only SQL query over the event tables (events, snapshots)."""
 
     async def main() -> None:
         async with open_store(store) as opened:
             result = await require(opened, SQLReader).sql(query, limit=limit, timeout=timeout)
-        table = Table(*result.columns)
+        if json:
+            print_json(
+                {
+                    "columns": result.columns,
+                    "rows": [[_cell(v) for v in row] for row in result.rows],
+                    "truncated": result.truncated,
+                }
+            )
+            return
+        out = table(*result.columns)
         for row in result.rows:
-            table.add_row(*("" if v is None else _text(str(v), 200) for v in row))
-        console().print(table)
+            add_row(out, *("" if v is None else v for v in row))
+        console().print(out)
         if result.truncated:
             console().print(f"(first {limit} rows)")
 
     run(main())
+
+
+def _cell(value: Any) -> Any:
+    """A SQL result value as JSON: bytes as hex, anything else JSON knows as is."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, int | float | str | bool | dt.datetime | dt.date) or value is None:
+        return value
+    return str(value)

@@ -4,12 +4,23 @@ module:attribute`` naming a ``ProjectionSet`` (or a function returning one)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from eventfold.cli.common import ClockOption, clock, console, load_object, parse_time, run
+from eventfold.cli.common import (
+    ClockOption,
+    JsonOption,
+    add_row,
+    clock,
+    console,
+    load_object,
+    parse_time,
+    print_json,
+    run,
+)
 from eventfold.cli.stores import RegistryOption, open_store
 from eventfold.cli.tenants import TenantOption, TenantsOption, place_for
 from eventfold.errors import UnknownProjection
@@ -86,6 +97,7 @@ def status_table(rows: list[ProjectionStatus]) -> Table:
     for column in ("name", "version", "serving", "position", "behind", "lag", "other builds"):
         justify: Any = "right" if column in ("position", "behind", "lag") else "left"
         table.add_column(column, justify=justify, overflow="fold")
+    add = functools.partial(add_row, table)
     for row in rows:
         version = "-" if row.version < 0 else str(row.version)
         if row.active is None:
@@ -101,7 +113,7 @@ def status_table(rows: list[ProjectionStatus]) -> Table:
         others = ", ".join(
             f"build {b.build} (v{b.version}) {b.state} @{b.position}" for b in row.others
         )
-        table.add_row(row.name, version, serving, position, behind, lag, others or "-")
+        add(row.name, version, serving, position, behind, lag, others or "-")
     return table
 
 
@@ -130,16 +142,21 @@ def list_projections(
     read_model: ReadModelOption = None,
     tenant: TenantOption = None,
     tenants: TenantsOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Each projection: the build serving queries, its position, and how far behind it is."""
     projections = load_projections(app_spec)
     store, read_model = _databases(store, read_model, tenant, tenants)
 
     async def go() -> list[ProjectionStatus]:
-        async with connect(store) as events, open_read_model(read_model) as reads:
+        async with connect(store, create=False) as events, open_read_model(read_model) as reads:
             return await ProjectionRunner(events, reads, projections).status()
 
-    console().print(status_table(run(go())))
+    found = run(go())
+    if json:
+        print_json(found)
+    else:
+        console().print(status_table(found))
 
 
 @app.command("rebuild")
@@ -218,7 +235,7 @@ def build_as_of_command(
     when = parse_time(time) if time is not None else None
 
     async def go() -> str:
-        async with connect(store) as events, open_read_model(into) as target:
+        async with connect(store, create=False) as events, open_read_model(into) as target:
             args: dict[str, Any] = {
                 "position": position,
                 "time": when,
@@ -255,7 +272,7 @@ def catch_up(
     projections = load_projections(app_spec)
 
     async def go() -> list[ProjectionStatus]:
-        async with connect(store) as events, open_read_model(read_model) as reads:
+        async with connect(store, create=False) as events, open_read_model(read_model) as reads:
             runner = ProjectionRunner(events, reads, projections, batch_size=batch_size)
             await runner.catch_up(names or None)
             return await runner.status()

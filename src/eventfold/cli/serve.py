@@ -20,6 +20,13 @@ from typing import Annotated, Any
 
 import typer
 
+from eventfold.cli.bus import (
+    NatsOption,
+    NatsPasswordFileOption,
+    NatsTokenFileOption,
+    NatsUserOption,
+    PrefixOption,
+)
 from eventfold.cli.common import errors, load_object
 from eventfold.cli.tenants import TenantsOption
 from eventfold.errors import ConfigurationError, EventfoldError
@@ -80,17 +87,8 @@ def serve(
             help="the command side's database (outcomes, checkpoints); default beside --store",
         ),
     ] = None,
-    nats: Annotated[
-        str | None,
-        typer.Option(
-            "--nats",
-            envvar="EVENTFOLD_NATS",
-            help="NATS URL(s), comma separated; without it the bus is in-process",
-        ),
-    ] = None,
-    prefix: Annotated[str, typer.Option("--prefix", help="subject and stream prefix")] = (
-        "eventfold"
-    ),
+    nats: NatsOption = None,
+    prefix: PrefixOption = "eventfold",
     replicas: Annotated[
         int, typer.Option("--replicas", min=1, max=5, help="JetStream stream replicas")
     ] = 1,
@@ -180,20 +178,9 @@ def serve(
             help="metadata every event must carry: actor, correlation_id, reason … (repeat)",
         ),
     ] = None,
-    nats_user: Annotated[str | None, typer.Option("--nats-user", help="NATS user")] = None,
-    nats_password_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--nats-password-file",
-            help="file holding the NATS password (or EVENTFOLD_NATS_PASSWORD)",
-        ),
-    ] = None,
-    nats_token_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--nats-token-file", help="file holding the NATS token (or EVENTFOLD_NATS_TOKEN)"
-        ),
-    ] = None,
+    nats_user: NatsUserOption = None,
+    nats_password_file: NatsPasswordFileOption = None,
+    nats_token_file: NatsTokenFileOption = None,
     ssl_certfile: Annotated[
         Path | None, typer.Option("--ssl-certfile", help="serve HTTPS with this certificate")
     ] = None,

@@ -58,12 +58,13 @@ def keys_for(url: str, env: str = "EVENTFOLD_MASTER_KEY") -> KeyStore:
 async def open_store(
     url: str, registry: str | None = None, key_env: str = "EVENTFOLD_MASTER_KEY"
 ) -> AsyncIterator[EventStore]:
-    """The store at ``url``; with ``registry``, wrapped so that personal fields
-    are decrypted."""
+    """The existing store at ``url`` (a missing one raises StoreNotFound and
+    is not created: these commands only read it); with ``registry``, wrapped
+    so that personal fields are decrypted."""
     events = None if registry is None else load_object(registry, "--registry")
     if events is not None and not isinstance(events, EventRegistry):
         raise typer.BadParameter(f"{registry} is not an EventRegistry", param_hint="--registry")
-    async with connect(url) as store:
+    async with connect(url, create=False) as store:
         if events is None:
             yield store
             return

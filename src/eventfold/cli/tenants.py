@@ -15,6 +15,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from eventfold.cli.bus import (
+    NatsOption,
+    NatsPasswordFileOption,
+    NatsTokenFileOption,
+    NatsUserOption,
+    PrefixOption,
+)
 from eventfold.cli.common import console, errors, run
 from eventfold.errors import ConfigurationError
 from eventfold.security.apikeys import APIKeyStore, create_key, open_api_keys
@@ -109,21 +116,45 @@ def delete(
     tenant: str,
     tenants: TenantsOption = None,
     yes: Annotated[bool, typer.Option("--yes", help="do it: there is no undo")] = False,
+    nats: NatsOption = None,
+    prefix: PrefixOption = "eventfold",
+    nats_user: NatsUserOption = None,
+    nats_password_file: NatsPasswordFileOption = None,
+    nats_token_file: NatsTokenFileOption = None,
 ) -> None:
-    """Delete a tenant: its API keys, its subject keys, and all of its data
-    (events, read models, outcomes). Stop the services serving it first, or
-    delete it through the API (DELETE /admin/tenants/NAME), which does."""
+    """Delete a tenant: its API keys, its subject keys, all of its data
+    (events, read models, outcomes) and, with --nats (or EVENTFOLD_NATS), its
+    bus streams. Stop the services serving it first, or delete it through the
+    API (DELETE /admin/tenants/NAME), which does."""
     if not yes:
         raise typer.BadParameter(
             "deleting a tenant destroys its data: add --yes", param_hint="--yes"
         )
+    from eventfold.services.runtime import ServeConfig, open_config_bus
+    from eventfold.services.sites import delete_tenant_streams
+
+    bus_config = ServeConfig(
+        nats=nats,
+        prefix=prefix,
+        nats_user=nats_user,
+        nats_password_file=str(nats_password_file) if nats_password_file else None,
+        nats_token_file=str(nats_token_file) if nats_token_file else None,
+    )
 
     async def main() -> None:
         async with Tenants(tenancy(tenants)) as catalog:
+            if bus_config.nats is not None:
+                bus = open_config_bus(bus_config)
+                try:
+                    await delete_tenant_streams(bus, bus_config.prefix, tenant)
+                finally:
+                    await bus.close()
             await catalog.delete(tenant)
 
     run(main())
     console().print(f"tenant {tenant!r} deleted")
+    if nats is None:
+        console().print("no --nats given: bus streams, if the tenant had any, were left")
 
 
 ControlOption = Annotated[

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from eventfold.errors import InvalidDecision
 
 C = TypeVar("C")
 E = TypeVar("E")
@@ -20,6 +22,19 @@ class Decider(Generic[C, E, S]):
     decide: Callable[[C, S], Sequence[E]]
     evolve: Callable[[S, E], S]
     initial_state: Callable[[], S]
+
+    def events(self, command: C, state: S) -> list[E]:
+        """``decide(command, state)`` as a list. ``decide`` must return a list
+        (or another sequence or iterable) of events, ``[]`` for none; anything
+        else, ``None`` or a lone event included, raises ``InvalidDecision``
+        naming the decide function and the command."""
+        produced = self.decide(command, state)
+        if produced is None or isinstance(produced, str | bytes | bytearray | Mapping):
+            raise InvalidDecision(self.decide, command, produced)
+        try:
+            return list(produced)
+        except TypeError:  # not iterable: a lone event, most likely
+            raise InvalidDecision(self.decide, command, produced) from None
 
     def fold(self, events: Iterable[E], state: S | None = None) -> S:
         """Apply ``events`` to ``state`` (or to a fresh initial state)."""

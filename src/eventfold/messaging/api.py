@@ -171,4 +171,9 @@ class Bus(Protocol):
         """A durable consumer of ``stream`` (created if missing)."""
         ...
 
+    async def delete_stream(self, stream: str) -> None:
+        """Remove ``stream``, its messages and its consumers (nothing if it
+        does not exist)."""
+        ...
+
     async def close(self) -> None: ...

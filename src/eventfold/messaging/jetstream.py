@@ -411,7 +411,8 @@ class JetStreamBus:
         return _Puller(sub, stream, spec.durable)
 
     async def delete_stream(self, stream: str) -> None:
-        """Remove a stream and its consumers (tests and tear-down)."""
+        """Remove a stream, its messages and its consumers (nothing if it
+        does not exist)."""
         js = await self._js()
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_stream(stream)

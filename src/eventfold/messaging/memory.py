@@ -291,6 +291,11 @@ class InProcessBus:
             consumer.spec = spec
         return _Puller(consumer)
 
+    async def delete_stream(self, stream: str) -> None:
+        removed = self._streams.pop(stream, None)
+        if removed is not None:
+            removed.wake()
+
     async def close(self) -> None:
         self._closed = True
         for stream in self._streams.values():

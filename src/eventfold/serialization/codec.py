@@ -18,13 +18,16 @@ from eventfold.serialization.envelopes import (
     LazyEnvelope,
     metadata_of,
 )
+from eventfold.serialization.roundtrip import check_round_trip
 from eventfold.serialization.upcasting import upcast
 from eventfold.store.api import JsonText, NewEvent, RecordedEvent
 from eventfold.store.checks import NOT_JSON
 from eventfold.store.ids import new_event_id
+from eventfold.store.payloads import depth_error
 
 _encoder = msgspec.json.Encoder()
 _astuple = msgspec.structs.astuple
+_metadata_decoder = msgspec.json.Decoder(Metadata)
 
 
 class RawEvent(msgspec.Struct, frozen=True):
@@ -51,26 +54,26 @@ class Codec:
         *,
         event_id: uuid.UUID | None = None,
     ) -> NewEvent:
+        """``event`` as a ``NewEvent``. Raises InvalidPayload for a value that
+        would not read back as given (NaN or Infinity, bytes under a field
+        typed ``Any`` …) or that nests deeper than ``MAX_JSON_DEPTH``, and
+        SerializationError for one msgspec cannot encode at all."""
         entry = self.registry.of_class(type(event))
-        try:
-            data = _encoder.encode(event)
-        except (TypeError, msgspec.EncodeError, OverflowError) as exc:
-            raise SerializationError(
-                f"{entry.name}: cannot encode: {exc}", event_type=entry.name
-            ) from None
+        data = _encode(event, "data", entry.name)
         if not data.startswith(b"{"):
             raise SerializationError(
                 f"{entry.name}: an event must encode to a JSON object, not {data[:20]!r}",
                 event_type=entry.name,
             )
-        if metadata is not None and metadata.occurred_at is not None:
-            check_not_ahead(metadata.occurred_at)
-        try:
-            meta = _encoder.encode(metadata) if metadata is not None else b"{}"
-        except (TypeError, msgspec.EncodeError, OverflowError) as exc:
-            raise SerializationError(
-                f"{entry.name}: cannot encode metadata: {exc}", event_type=entry.name
-            ) from None
+        check_round_trip(event, data, entry.decoder, "data", entry.name)
+        if metadata is None:
+            meta = b"{}"
+        else:
+            if metadata.occurred_at is not None:
+                check_not_ahead(metadata.occurred_at)
+            meta = _encode(metadata, "metadata", entry.name)
+            if meta != b"{}":
+                check_round_trip(metadata, meta, _metadata_decoder, "metadata", entry.name)
         return NewEvent(
             type=entry.name,
             data=data,
@@ -152,6 +155,16 @@ class Codec:
             EMPTY_METADATA if metadata in NO_METADATA else metadata,
             at,
         )
+
+
+def _encode(value: Any, what: str, event_type: str) -> bytes:
+    try:
+        return _encoder.encode(value)
+    except RecursionError:
+        raise depth_error(what, event_type) from None
+    except (TypeError, msgspec.EncodeError, OverflowError) as exc:
+        label = "cannot encode" if what == "data" else f"cannot encode {what}"
+        raise SerializationError(f"{event_type}: {label}: {exc}", event_type=event_type) from None
 
 
 def decode_metadata(record: RecordedEvent) -> Metadata:

@@ -41,9 +41,16 @@ from eventfold.errors import UnknownCommand as UnknownCommand
 from eventfold.repository import Repository, SnapshotPolicy, derived_event_id
 from eventfold.serialization.codec import Codec
 from eventfold.services.outcomes import OutcomeStore
-from eventfold.services.records import CommandError, CommandOutcome, Status, StoredOutcome
+from eventfold.services.records import (
+    CommandError,
+    CommandOutcome,
+    ErrorDetail,
+    Status,
+    StoredOutcome,
+)
 from eventfold.store.api import EventStore
 from eventfold.store.checks import NOT_JSON, validate_expected, validate_stream_id
+from eventfold.store.payloads import MAX_JSON_DEPTH, error_path, too_deep
 
 C = TypeVar("C")
 
@@ -79,10 +86,22 @@ class CommandRoute(Generic[C]):
         self.decoder: msgspec.json.Decoder[C] = msgspec.json.Decoder(command_type)
 
     def decode(self, body: bytes) -> C:
+        """The command from its JSON, decoded strictly with its own type: no
+        ``"10"``, ``"1e1"`` or ``10.0`` for an int, no unknown field where the
+        type forbids them. Raises InvalidCommand (``malformed`` for bytes that
+        are not JSON, or JSON nested past MAX_JSON_DEPTH)."""
+        if too_deep(body):
+            raise InvalidCommand(
+                self.name,
+                f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels",
+                malformed=True,
+            )
         try:
             return self.decoder.decode(body)
         except msgspec.ValidationError as exc:
-            raise InvalidCommand(self.name, str(exc)) from None
+            path = error_path(exc)
+            field = path.lstrip(".") if path else None
+            raise InvalidCommand(self.name, str(exc), field=field) from None
         except NOT_JSON as exc:
             raise InvalidCommand(self.name, f"malformed JSON: {exc}", malformed=True) from None
 
@@ -189,7 +208,7 @@ def check_key(key: str | None) -> str | None:
 
 
 def _error(exc: BaseException, **detail: Any) -> CommandError:
-    return CommandError(type(exc).__name__, str(exc), detail)
+    return CommandError(type(exc).__name__, str(exc), ErrorDetail(**detail))
 
 
 class CommandBus:
@@ -322,8 +341,10 @@ class CommandBus:
             outcome = self._done(base, "rejected", error=_error(exc, stream_id=stream_id))
             recover = True
         except WrongExpectedVersion as exc:
-            detail = {"stream_id": exc.stream_id, "expected": str(exc.expected)}
-            outcome = self._done(base, "conflict", error=_error(exc, **detail, actual=exc.actual))
+            # Commands expect exact versions (the loaded one, or the header's).
+            expected = exc.expected if isinstance(exc.expected, int) else None
+            error = _error(exc, stream_id=exc.stream_id, expected=expected, actual=exc.actual)
+            outcome = self._done(base, "conflict", error=error)
             recover = True
         except ConcurrencyError as exc:
             outcome = self._done(base, "conflict", error=_error(exc, stream_id=stream_id))

@@ -28,6 +28,7 @@ from typing import Annotated, Any
 from litestar import Litestar, Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
+from litestar.types import Empty
 
 from eventfold.domain.clocks import parse_moment
 from eventfold.domain.events import Metadata
@@ -41,6 +42,8 @@ from eventfold.services.http_common import (
     MAX_BODY,
     POSITION,
     ErrorBody,
+    StrictBody,
+    assets_router,
     exception_handlers,
     header_param,
     json_body,
@@ -173,7 +176,7 @@ def _command_route(
 ) -> HTTPRouteHandler:
     async def handler(
         request: Request[Any, Any, Any],
-        data: Any,
+        data: Any = None,
         idempotency_key: str | None = None,
         prefer: str | None = None,
         expected_version: int | None = None,
@@ -181,6 +184,8 @@ def _command_route(
         correlation_id: str | None = None,
         occurred_at: str | None = None,
     ) -> Response[Any]:
+        if data is None or data is Empty:  # no body at all
+            data = route.decode(b"")  # raises the typed error
         principal = principal_of(request)
         runtime = await site.runtime(principal)
         commands, queue = runtime.commands, runtime.queue
@@ -206,7 +211,8 @@ def _command_route(
             return outcome_response(outcome)
         return outcome_response(await commands.execute(prepared))
 
-    # The signature Litestar reads (and documents): the body is this command's type.
+    # The signature Litestar reads (and documents): the body is this command's
+    # type, decoded by the command's own strict decoder (StrictBody).
     handler.__annotations__ = {
         "request": Request[Any, Any, Any],
         "data": json_body(route.command_type),
@@ -227,6 +233,8 @@ def _command_route(
         status_code=200,
         responses=_responses(),
         opt=permission(command_permission(route.name)),
+        dto=StrictBody.of(route.command_type, route.decode),
+        return_dto=None,
     )(handler)
 
 
@@ -289,7 +297,15 @@ def command_app(
 
     handlers = [_command_route(r, site, security, max_wait) for r in known]
     return Litestar(
-        [*handlers, unknown_command, outcome, list_commands, health, *admin_routes(site)],
+        [
+            *handlers,
+            unknown_command,
+            outcome,
+            list_commands,
+            health,
+            assets_router(),
+            *admin_routes(site),
+        ],
         guards=[guard(security)],
         exception_handlers=exception_handlers(),
         request_max_body_size=max_body_size,

@@ -3,7 +3,7 @@ the position headers, and the Litestar settings.
 
 | error | status |
 | --- | --- |
-| malformed JSON, a bad header | 400 |
+| malformed JSON (or nested deeper than 100 levels), a bad header | 400 |
 | missing or bad credentials (``AuthenticationFailed``), with ``WWW-Authenticate`` | 401 |
 | outside the policy (``PermissionDenied``) | 403 |
 | unknown command, query, outcome or state | 404 |
@@ -18,15 +18,24 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Annotated, Any
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import msgspec
-from litestar import Request, Response
+from litestar import Request, Response, Router
+from litestar.dto import AbstractDTO, DTOConfig
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Reference, Schema
 from litestar.params import Body, Parameter
+from litestar.static_files import create_static_files_router
 from litestar.types import ExceptionHandlersMap
+from litestar.typing import FieldDefinition
 
+from eventfold import __version__
 from eventfold.errors import (
     AuthenticationFailed,
     BusError,
@@ -47,6 +56,7 @@ from eventfold.errors import (
 from eventfold.errors import UnknownOutcome as UnknownOutcome
 
 log = logging.getLogger("eventfold.services")
+T = TypeVar("T")
 
 POSITION = "Eventfold-Position"
 """Response header: the position a command's events reached (its token), or
@@ -112,6 +122,7 @@ def _extra(exc: BaseException) -> dict[str, Any] | None:
         "name",
         "permission",
         "tenant",
+        "field",
     )
     out = {}
     for name in fields:
@@ -202,6 +213,12 @@ def header_param(name: str, **options: Any) -> Any:
     return HeaderParameter(name=name, **options)
 
 
+def json_body(kind: Any) -> Any:
+    """``kind`` as a JSON request body (documented by Litestar; decoded by the
+    route's DTO where it has one)."""
+    return Annotated[kind, Body(media_type=RequestEncodingType.JSON)]
+
+
 def path_param() -> Any:
     """A path parameter's declaration, in the style this Litestar wants."""
     try:
@@ -211,9 +228,90 @@ def path_param() -> Any:
     return PathParameter()
 
 
-def json_body(kind: Any) -> Any:
-    """``kind`` as a JSON request body (decoded and validated by Litestar)."""
-    return Annotated[kind, Body(media_type=RequestEncodingType.JSON)]
+class StrictBody(AbstractDTO[T]):
+    """A request body decoded by ``decode`` alone (a command's own decoder:
+    strict types, its constraints, the depth limit), never coerced by
+    Litestar; documented in OpenAPI as ``model_type``. ``StrictBody.of(type,
+    decode)`` makes one."""
+
+    config: ClassVar[DTOConfig] = DTOConfig()
+    decode: ClassVar[Callable[[bytes], Any]]
+
+    @classmethod
+    def of(cls, kind: type[Any], decode: Callable[[bytes], Any]) -> type[StrictBody[Any]]:
+        narrowed = cls[kind]  # type: ignore[index]
+        return type(f"StrictBody[{kind.__name__}]", (narrowed,), {"decode": staticmethod(decode)})
+
+    @classmethod
+    def generate_field_definitions(cls, model_type: type[Any]) -> Generator[Any, None, None]:
+        yield from ()
+
+    @classmethod
+    def detect_nested_field(cls, field_definition: FieldDefinition) -> bool:
+        return False
+
+    @classmethod
+    def create_for_field_definition(
+        cls, field_definition: FieldDefinition, handler_id: str, backend_cls: Any = None
+    ) -> None:
+        return None  # decode does all the work: no backend to build
+
+    @classmethod
+    def create_openapi_schema(
+        cls, field_definition: FieldDefinition, handler_id: str, schema_creator: Any
+    ) -> Reference | Schema:
+        # Litestar's own schema of the command type, as for any request body.
+        schema: Reference | Schema = schema_creator.for_field_definition(
+            FieldDefinition.from_annotation(cls.model_type)
+        )
+        return schema
+
+    def decode_bytes(self, value: bytes) -> Any:
+        return type(self).decode(value)
+
+
+SCHEMA_PATH = "/schema"
+ASSETS = Path(__file__).with_name("assets")
+"""Redoc and Swagger UI, served from the package (``/schema/assets/...``), so
+the documentation pages work without a network."""
+
+
+def openapi_config(title: str, **extra: Any) -> OpenAPIConfig:
+    """The OpenAPI document at ``/schema/openapi.json``, Redoc at ``/schema``
+    (and ``/schema/redoc``) and Swagger UI at ``/schema/swagger``, their
+    scripts and styles from ``assets_router()``: no CDN, no web fonts.
+    ``extra``: more ``OpenAPIConfig`` settings (the security schemes)."""
+    assets = f"{SCHEMA_PATH}/assets"
+    return OpenAPIConfig(
+        title=title,
+        version=__version__,
+        path=SCHEMA_PATH,
+        **extra,
+        render_plugins=[
+            RedocRenderPlugin(
+                path=["/", "/redoc"],
+                js_url=f"{assets}/redoc.standalone.js",
+                google_fonts=False,
+                favicon="",
+            ),
+            SwaggerRenderPlugin(
+                path="/swagger",
+                js_url=f"{assets}/swagger-ui-bundle.js",
+                css_url=f"{assets}/swagger-ui.css",
+                standalone_preset_js_url=f"{assets}/swagger-ui-standalone-preset.js",
+                favicon="",
+            ),
+        ],
+    )
+
+
+def assets_router() -> Router:
+    return create_static_files_router(
+        path=f"{SCHEMA_PATH}/assets",
+        directories=[ASSETS],
+        include_in_schema=False,
+        send_as_attachment=False,
+    )
 
 
 def min_position(*values: int | None) -> int | None:

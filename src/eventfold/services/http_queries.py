@@ -25,7 +25,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 
 from eventfold.domain.clocks import Clock, parse_moment
-from eventfold.errors import InvalidArgument
+from eventfold.errors import InvalidArgument, UnknownQuery
 from eventfold.security.authn import Security
 from eventfold.security.policy import query_permission
 from eventfold.services.http_admin import query_admin_routes
@@ -34,6 +34,7 @@ from eventfold.services.http_common import (
     MIN_POSITION,
     POSITION,
     ErrorBody,
+    assets_router,
     exception_handlers,
     header_param,
     min_position,
@@ -284,8 +285,24 @@ def query_app(
         return {"status": "ok"}
 
     routes = [_query_route(q, site) for q in queries]
+    known = [q.name for q in queries]
+
+    @get("/queries/{name:str}", include_in_schema=False, opt=permission(None))
+    async def unknown_query(name: Annotated[str, path_param()]) -> None:
+        raise UnknownQuery(name, known)
+
     return Litestar(
-        [*routes, events, state, status, list_queries, health, *query_admin_routes(site)],
+        [
+            *routes,
+            events,
+            state,
+            status,
+            list_queries,
+            health,
+            unknown_query,
+            assets_router(),
+            *query_admin_routes(site),
+        ],
         guards=[guard(security)],
         exception_handlers=exception_handlers(),
         request_max_body_size=max_body_size,

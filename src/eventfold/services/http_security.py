@@ -16,10 +16,10 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 from litestar.types import Guard
 
-from eventfold import __version__
 from eventfold.errors import PermissionDenied
 from eventfold.security.authn import Security
 from eventfold.security.principal import Principal
+from eventfold.services.http_common import openapi_config as documentation
 
 _KEY = "eventfold_principal"
 
@@ -73,8 +73,10 @@ def require_platform(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
 
 
 def openapi_config(title: str, security: Security | None) -> OpenAPIConfig:
+    """The apps' OpenAPI settings (``http_common.openapi_config``), declaring
+    the security schemes when authentication is on."""
     if security is None:
-        return OpenAPIConfig(title=title, version=__version__)
+        return documentation(title)
     schemes: dict[str, SecurityScheme] = {}
     for name, spec in security.openapi().items():
         if spec["type"] == "http":
@@ -86,9 +88,8 @@ def openapi_config(title: str, security: Security | None) -> OpenAPIConfig:
                 type="apiKey", name=spec["name"], security_scheme_in=spec["in"]
             )
     requirements: list[SecurityRequirement] = [{name: []} for name in schemes]
-    return OpenAPIConfig(
-        title=title,
-        version=__version__,
+    return documentation(
+        title,
         components=Components(security_schemes=schemes),  # type: ignore[arg-type]
         security=requirements,
     )

@@ -174,7 +174,9 @@ _COMPLETE = (
 )
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(CommandOutcome)
+# Not strict: outcomes stored before error details were typed hold the
+# expected version as a string ("3").
+_decoder = msgspec.json.Decoder(CommandOutcome, strict=False)
 
 
 def _row(row: Any) -> StoredOutcome | None:

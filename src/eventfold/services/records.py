@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
@@ -13,13 +13,24 @@ version); ``invalid``: it does not fit its type or rules; ``failed``: an
 unexpected error in the handler."""
 
 
+class ErrorDetail(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a failed command was about, each field of one type: the stream,
+    the version the command expected and the stream's actual version (a
+    conflict), the argument that was refused (invalid)."""
+
+    stream_id: str | None = None
+    expected: int | None = None
+    actual: int | None = None
+    argument: str | None = None
+
+
 class CommandError(msgspec.Struct, frozen=True):
     """Why a command did not succeed: the error's type name and message, and
     what it was about (stream, expected and actual version …)."""
 
     type: str
     message: str
-    detail: dict[str, Any] = {}
+    detail: ErrorDetail = ErrorDetail()
 
 
 class CommandOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

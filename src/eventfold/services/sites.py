@@ -12,6 +12,8 @@ import logging
 from typing import Protocol
 
 from eventfold.errors import PermissionDenied
+from eventfold.messaging.api import Bus
+from eventfold.messaging.topology import Topology
 from eventfold.security.principal import Principal
 from eventfold.services.runtime import Runtime, ServeConfig, ServiceDefinition, open_config_bus
 from eventfold.tenancy.catalog import TenantInfo, Tenants
@@ -38,6 +40,13 @@ class OneRuntime:
 def tenant_prefix(prefix: str, tenant: str) -> str:
     """The bus prefix of a tenant's subjects and streams."""
     return f"{prefix}_{tenant}"
+
+
+async def delete_tenant_streams(bus: Bus, prefix: str, tenant: str) -> None:
+    """Remove a tenant's bus streams (its events and its queued commands)."""
+    topology = Topology(tenant_prefix(prefix, tenant))
+    for stream in (topology.events_stream, topology.commands_stream):
+        await bus.delete_stream(stream)
 
 
 class TenantRuntimes:
@@ -87,24 +96,27 @@ class TenantRuntimes:
         """Stop the tenant's services, remove its bus streams, destroy it."""
         lock = self._locks.setdefault(tenant, asyncio.Lock())
         async with lock:
-            running = self._running.pop(tenant, None)
-            if running is not None:
-                await running.stop()
+            await self._stop(tenant)
             await self._delete_streams(tenant)
             await self.catalog.delete(tenant)
+
+    async def stop(self, tenant: str) -> None:
+        """Stop the tenant's services (its next request starts them again)."""
+        async with self._locks.setdefault(tenant, asyncio.Lock()):
+            await self._stop(tenant)
+
+    async def _stop(self, tenant: str) -> None:
+        running = self._running.pop(tenant, None)
+        if running is not None:
+            await running.stop()
+            log.info("tenant %s: services stopped", tenant)
 
     async def _delete_streams(self, tenant: str) -> None:
         if self.config.nats is None:
             return  # an in-process bus went with the runtime
-        from eventfold.messaging import Topology
-
-        topology = Topology(tenant_prefix(self.config.prefix, tenant))
         bus = open_config_bus(self.config)
         try:
-            delete = getattr(bus, "delete_stream", None)
-            if delete is not None:
-                for stream in (topology.events_stream, topology.commands_stream):
-                    await delete(stream)
+            await delete_tenant_streams(bus, self.config.prefix, tenant)
         finally:
             await bus.close()
 

@@ -30,6 +30,7 @@ from eventfold.store.api import (
     StreamAppend,
     StreamState,
 )
+from eventfold.store.payloads import check_depth, explain_raw, too_deep
 
 MAX_STREAM_ID = 200
 MAX_TYPE_NAME = 200
@@ -103,9 +104,14 @@ def _check_json_object(raw: object, what: str, event_type: str) -> None:
         raise InvalidArgument(f"{event_type}: {what} must be JSON bytes", argument=what)
     if raw == b"{}":
         return
+    text = raw if isinstance(raw, bytes) else bytes(raw)
+    check_depth(text, what, event_type)
     try:
-        _json_object.decode(raw)
+        _json_object.decode(text)
     except NOT_JSON as exc:
+        out_of_range = explain_raw(text, what, event_type)
+        if out_of_range is not None:
+            raise out_of_range from None
         raise InvalidArgument(
             f"{event_type}: {what} is not a JSON object: {exc}", argument=what
         ) from None
@@ -175,6 +181,8 @@ def validate_appends(appends: Iterable[object]) -> list[StreamAppend]:
                 validate_new_event(event)
             else:
                 try:
+                    if too_deep(event.data) or too_deep(event.metadata):
+                        validate_new_event(event)  # raises the typed error
                     decode(event.data)
                     if event.metadata != b"{}":
                         decode(event.metadata)

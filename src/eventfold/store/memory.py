@@ -65,6 +65,8 @@ class MemoryStore(LogReader, LogWriter):
                 check_expected(item.stream_id, item.expected_version, len(stream))
             results.append(replay)
         now = datetime.now(UTC)
+        if self._log and self._log[-1].recorded_at > now:  # the clock was set back
+            now = self._log[-1].recorded_at
         out: list[AppendResult] = []
         for item, replay in zip(appends, results, strict=True):
             if replay is not None:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from eventfold.errors import ConfigurationError
+from eventfold.errors import ConfigurationError, StoreNotFound
 from eventfold.store.api import EventStore
 from eventfold.urls import SchemeRegistry, split_sqlite_url
 
@@ -50,8 +50,11 @@ def database_beside(url: str, name: str) -> str:
 async def _open_memory(url: str, **options: Any) -> EventStore:
     from eventfold.store.memory import MemoryStore
 
+    create = options.pop("create", True)
     if options:
-        raise ConfigurationError(f"memory:// takes no options, got {sorted(options)}")
+        raise ConfigurationError(f"memory:// takes no options but create, got {sorted(options)}")
+    if not create:
+        raise StoreNotFound(url, "a memory store lives only in the process that made it")
     return MemoryStore(url)
 
 
@@ -121,5 +124,7 @@ class _Connection:
 
 def connect(url: str, **options: Any) -> _Connection:
     """Open the store at ``url``: ``memory://``, ``sqlite:///path.db`` or
-    ``postgresql://user@host/db``. Backend options pass through as keywords."""
+    ``postgresql://user@host/db``. Backend options pass through as keywords;
+    every backend takes ``create=False``, which opens an existing store only
+    and raises StoreNotFound, creating nothing, where there is none."""
     return _Connection(url, options)

@@ -27,7 +27,7 @@ class Scenario(Generic[C, E, S]):
         if not self._has_command:
             raise AssertionError("call .when(command) before .then")
         state = self.decider.fold(self.past)
-        return list(self.decider.decide(self._command, state))  # type: ignore[arg-type]
+        return self.decider.events(self._command, state)  # type: ignore[arg-type]
 
     def then(self, *expected: E) -> list[E]:
         """Assert the command produces exactly ``expected``, in order."""

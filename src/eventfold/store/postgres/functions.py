@@ -181,6 +181,8 @@ DECLARE
     upd_p bigint[] := '{{}}';
     new_h bytea[] := '{{}}';
     upd_h bytea[] := '{{}}';
+    at timestamptz;
+    at_us bigint;
 BEGIN
     IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
         RAISE EXCEPTION 'an eventfold append must be the first write of its transaction'
@@ -293,13 +295,12 @@ BEGIN
             cur_h[i] := prev;
         END LOOP;
         -- the first write: the transaction id is taken here, after the locks
-        SELECT (pg_current_xact_id()::text::bigint + s.value) << 20 INTO base
-          FROM {settings} s WHERE s.key = 'xid_offset';
+{take_position}
         INSERT INTO {events} (position, stream_id, version, event_id, type, schema_version,
-                              data, metadata, hash)
+                              data, metadata, hash, recorded_at)
         SELECT base + a.p + g.o, st_ids[a.s], a.v + 1 + g.o, ev_id[a.e + g.o],
                ev_type[a.e + g.o], ev_schema[a.e + g.o], j_data[a.e + g.o],
-               j_meta[a.e + g.o], ev_hash[a.e + g.o]
+               j_meta[a.e + g.o], ev_hash[a.e + g.o], at
           FROM unnest(a_pos, a_slot, a_ver, a_at, a_cnt) AS a(p, s, v, e, c)
          CROSS JOIN LATERAL generate_series(0, a.c - 1) AS g(o);
         FOR i IN 1..m LOOP
@@ -342,6 +343,32 @@ END
 """
 
 
+# The transaction id (so the positions) and recorded_at, taken together under
+# a lock held for these few statements only, so that recorded_at follows the
+# positions' order along the whole log (and so along every stream): whoever
+# takes a transaction id after us also takes the time after us. The time is
+# the clock after the locks, and never before the last one handed out (kept
+# in a sequence, which no transaction rolls back), should the clock go back.
+# The lock is a session lock (a transaction lock would serialise all writers
+# until commit), so it is released on every way out, a cancel included.
+TAKE_POSITION = """
+    BEGIN
+        PERFORM pg_advisory_lock({clock_lock});
+        SELECT (pg_current_xact_id()::text::bigint + s.value) << 20 INTO base
+          FROM {settings} s WHERE s.key = 'xid_offset';
+        SELECT greatest(floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint,
+                        c.last_value)
+          INTO at_us FROM {clock} c;
+        PERFORM setval({clock_name}, at_us);
+        PERFORM pg_advisory_unlock({clock_lock});
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        PERFORM pg_advisory_unlock({clock_lock});
+        RAISE;
+    END;
+    at := timestamptz 'epoch' + at_us * interval '1 microsecond';
+"""
+
+
 # The append function for one request to one stream, the common case of a
 # lone append (no other request queued, group commit off, or inside a
 # caller's transaction). Same rules, same order of steps and same result row
@@ -371,6 +398,8 @@ DECLARE
     j_data jsonb[];
     j_meta jsonb[];
     g integer;
+    at timestamptz;
+    at_us bigint;
 BEGIN
     IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
         RAISE EXCEPTION 'an eventfold append must be the first write of its transaction'
@@ -418,11 +447,10 @@ BEGIN
         hashes[g] := h;
     END LOOP;
     -- the first write: the transaction id is taken here, after the lock
-    SELECT (pg_current_xact_id()::text::bigint + s.value) << 20 INTO base
-      FROM {settings} s WHERE s.key = 'xid_offset';
+{take_position}
     INSERT INTO {events} (position, stream_id, version, event_id, type, schema_version,
-                          data, metadata, hash)
-    SELECT base + x.o - 1, p_stream, v + x.o, x.id, x.ty, x.sc, x.d, x.m, x.h
+                          data, metadata, hash, recorded_at)
+    SELECT base + x.o - 1, p_stream, v + x.o, x.id, x.ty, x.sc, x.d, x.m, x.h, at
       FROM unnest(ev_id, ev_type, ev_schema, j_data, j_meta, hashes)
            WITH ORDINALITY AS x(id, ty, sc, d, m, h, o);
     IF v = 0 THEN
@@ -446,6 +474,7 @@ def _parts(names: Names) -> dict[str, sql.Composable]:
         "chain_message": names.chain_message,
         "genesis": sql.SQL(GENESIS_SQL),
         "lock_space": sql.Literal(names.lock_space),
+        "take_position": names.format(TAKE_POSITION, clock_lock=sql.Literal(names.clock_lock)),
     }
 
 

@@ -25,7 +25,8 @@ MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are trun
 @dataclasses.dataclass(frozen=True, slots=True)
 class PostgresOptions:
     """Everything a PostgresStore can be told. Timeouts are in seconds; 0 turns
-    the server-side timeout off (not recommended)."""
+    the server-side timeout off (not recommended). ``create=False`` refuses
+    to create the schema (StoreNotFound) where there is none."""
 
     schema: str = "eventfold"
     pool_min_size: int = 1
@@ -39,6 +40,7 @@ class PostgresOptions:
     max_batch_events: int = 5_000
     notify: bool = True
     poll_interval: float = 1.0
+    create: bool = True
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(PostgresOptions)}

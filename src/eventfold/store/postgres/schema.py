@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from eventfold.errors import NotAnEventStore, SchemaVersionError
+from eventfold.errors import NotAnEventStore, SchemaVersionError, StoreNotFound
 from eventfold.store.postgres import functions
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The newest schema version this code knows. Bump it (with a migration, even
 an empty one) whenever functions.py changes: the functions are reinstalled
 whenever migrations run."""
@@ -44,6 +44,9 @@ class Names:
         self.append_one = sql.Identifier(schema, "append_one")
         self.chain_hash = sql.Identifier(schema, "chain_hash")
         self.chain_message = sql.Identifier(schema, "chain_message")
+        # the last recorded_at handed out, in microseconds since the epoch
+        self.clock = sql.Identifier(schema, "recorded_clock")
+        self.clock_name = sql.SQL("{}::regclass").format(sql.Literal(self.clock.as_string()))
         digest = hashlib.sha256(f"eventfold:{schema}".encode()).digest()
         # The NOTIFY channel and the migration lock key: fixed-size, derived
         # from the schema name, never the name itself.
@@ -52,6 +55,9 @@ class Names:
         # first half of the (int4, int4) advisory lock keys that order writers
         # of one stream; the second half is hashtext(stream_id)
         self.lock_space = int.from_bytes(digest[8:12], "big", signed=True)
+        # the session lock under which an append takes its transaction id
+        # and its recorded_at (functions.TAKE_POSITION)
+        self.clock_lock = int.from_bytes(digest[12:20], "big", signed=True)
 
     def format(self, template: str, **parts: sql.Composable) -> sql.Composed:
         return sql.SQL(template).format(
@@ -64,6 +70,8 @@ class Names:
             versions=self.versions,
             append=self.append,
             append_one=self.append_one,
+            clock=self.clock,
+            clock_name=self.clock_name,
         )
 
 
@@ -133,12 +141,24 @@ _MIGRATION_4: list[Step] = [functions.install]
 # chain_hash and append_one (the bytes are unchanged).
 _MIGRATION_5: list[Step] = [functions.install]
 
+# 6: recorded_at is taken with the transaction id, after the stream locks,
+# never before the last one handed out (functions.TAKE_POSITION): it is
+# non-decreasing along the log and every stream.
+_MIGRATION_6: list[Step] = [
+    "CREATE SEQUENCE IF NOT EXISTS {clock} AS bigint MINVALUE 0 START 0",
+    "SELECT setval({clock_name}, greatest(c.last_value, coalesce(("
+    " SELECT floor(extract(epoch FROM max(recorded_at)) * 1000000)::bigint FROM {events}), 0)))"
+    " FROM {clock} c",
+    functions.install,
+]
+
 MIGRATIONS: dict[int, Sequence[Step]] = {
     1: _MIGRATION_1,
     2: _MIGRATION_2,
     3: _MIGRATION_3,
     4: _MIGRATION_4,
     5: _MIGRATION_5,
+    6: _MIGRATION_6,
 }
 
 
@@ -150,19 +170,21 @@ async def _run_step(conn: psycopg.AsyncConnection[Any], names: Names, step: Step
 
 
 async def _current_version(conn: psycopg.AsyncConnection[Any], names: Names) -> int:
-    """The applied schema version, 0 for a missing or empty schema."""
+    """The applied schema version, 0 for a missing or empty schema.
+
+    Which tables the schema holds is read in one statement, so from one
+    snapshot: another process committing the whole schema at that moment is
+    seen either not at all (0, then settled under the migration lock) or
+    whole, never as tables without their ``schema_version`` table."""
     cur = await conn.execute(
-        "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = %s",
-        [names.schema_name, "schema_version"],
+        "SELECT count(*) FILTER (WHERE tablename = 'schema_version'), count(*)"
+        " FROM pg_catalog.pg_tables WHERE schemaname = %s",
+        [names.schema_name],
     )
     row = await cur.fetchone()
-    if row is None or row[0] == 0:
-        cur = await conn.execute(
-            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = %s",
-            [names.schema_name],
-        )
-        row = await cur.fetchone()
-        if row is not None and row[0] != 0:
+    versions, tables = (0, 0) if row is None else (int(row[0]), int(row[1]))
+    if versions == 0:
+        if tables != 0:
             raise NotAnEventStore(
                 f"schema {names.schema_name!r}",
                 "it holds tables but no eventfold schema_version table",
@@ -189,14 +211,17 @@ async def _fix_xid_offset(conn: psycopg.AsyncConnection[Any], names: Names) -> N
     )
 
 
-async def migrate(conn: psycopg.AsyncConnection[Any], names: Names) -> int:
+async def migrate(conn: psycopg.AsyncConnection[Any], names: Names, *, create: bool = True) -> int:
     """Bring the schema to SCHEMA_VERSION; return the xid offset positions use.
+    With ``create=False`` a schema that holds no store raises StoreNotFound.
 
     ``conn`` must be in autocommit mode; the work runs in its own transaction.
     """
     location = f"schema {names.schema_name!r}"
     async with conn.transaction():
         current = await _current_version(conn, names)
+        if current == 0 and not create:
+            raise StoreNotFound(location, "no eventfold tables")
         if current == SCHEMA_VERSION:
             # The common case: nothing to apply, no lock needed. The offset
             # check takes a snapshot of max(position) only.

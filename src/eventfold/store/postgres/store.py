@@ -126,7 +126,8 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages):
 
     @classmethod
     async def open(cls, url: str, **options: Any) -> PostgresStore:
-        """Connect, create or upgrade the schema, and return a ready store."""
+        """Connect, create (unless ``create=False``: StoreNotFound) or
+        upgrade the schema, and return a ready store."""
         conninfo, settings = _options.parse(url, options)
         names = Names(settings.schema)
         configure = configurer(settings)
@@ -141,7 +142,7 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages):
             raise StoreError(f"cannot connect to PostgreSQL at {where}: {exc}") from None
         try:
             await configure(conn)
-            offset = await migrate(conn, names)
+            offset = await migrate(conn, names, create=settings.create)
         except EventfoldError:
             raise
         except psycopg.Error as exc:

@@ -24,12 +24,14 @@ class SQLiteOptions:
     ``EXTRA`` also syncs the directory. ``busy_timeout`` (milliseconds) bounds
     how long a writer waits for another process holding the write lock.
     ``readers`` is the number of read connections (and read threads).
+    ``create=False`` refuses to create the file or its schema (StoreNotFound).
     """
 
     path: str
     synchronous: str = "FULL"
     busy_timeout: int = 5000
     readers: int = 4
+    create: bool = True
 
 
 def _as_int(name: str, value: object, low: int, high: int) -> int:
@@ -46,6 +48,18 @@ def _as_int(name: str, value: object, low: int, high: int) -> int:
             setting=name,
         )
     return value
+
+
+def _as_bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(
+        f"sqlite option {name} must be true or false, not {value!r}", setting=name
+    )
 
 
 def _synchronous(value: object) -> str:
@@ -73,7 +87,7 @@ def parse_sqlite_url(url: str, options: dict[str, Any]) -> SQLiteOptions:
                 f"sqlite option {name} given both in the URL and as a keyword", setting=name
             )
         merged[name] = value
-    known = {"synchronous", "busy_timeout", "readers"}
+    known = {"synchronous", "busy_timeout", "readers", "create"}
     for name in merged:
         if name not in known:
             raise ConfigurationError(
@@ -87,4 +101,6 @@ def parse_sqlite_url(url: str, options: dict[str, Any]) -> SQLiteOptions:
         settings["busy_timeout"] = _as_int("busy_timeout", merged["busy_timeout"], 0, 86_400_000)
     if "readers" in merged:
         settings["readers"] = _as_int("readers", merged["readers"], 1, 64)
+    if "create" in merged:
+        settings["create"] = _as_bool("create", merged["create"])
     return SQLiteOptions(path=os.path.abspath(path), **settings)

@@ -10,8 +10,15 @@ import os
 import sqlite3
 import stat
 import time
+from pathlib import Path
 
-from eventfold.errors import NotAnEventStore, SchemaVersionError, StoreError, StoreTimeout
+from eventfold.errors import (
+    NotAnEventStore,
+    SchemaVersionError,
+    StoreError,
+    StoreNotFound,
+    StoreTimeout,
+)
 from eventfold.store.sqlite.options import SYNCHRONOUS_LEVELS, SQLiteOptions
 
 SCHEMA_VERSION = 1
@@ -184,12 +191,23 @@ def _verify(con: sqlite3.Connection, path: str, objects: dict[str, str]) -> None
     con.execute("SELECT max(position) FROM events").fetchone()
 
 
-def _connect(path: str, busy_timeout: int) -> sqlite3.Connection:
+def _connect(path: str, busy_timeout: int, *, create: bool = True) -> sqlite3.Connection:
     try:
-        con = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, cached_statements=256
-        )
+        if create:
+            con = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, cached_statements=256
+            )
+        else:  # read-write, never creating the file
+            con = sqlite3.connect(
+                Path(path).as_uri() + "?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=256,
+            )
     except sqlite3.Error as exc:
+        if not create and not os.path.exists(path):
+            raise StoreNotFound(path, "no such file") from None
         raise store_error(path, exc, "open the database") from exc
     try:
         con.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
@@ -222,10 +240,12 @@ def open_writer(options: SQLiteOptions) -> sqlite3.Connection:
 def _open_writer(options: SQLiteOptions) -> sqlite3.Connection:
     path = options.path
     _check_file(path)
-    con = _connect(path, options.busy_timeout)
+    con = _connect(path, options.busy_timeout, create=options.create)
     try:
         objects = _objects(con)
         if _is_new(objects):
+            if not options.create:
+                raise StoreNotFound(path, "the file holds no eventfold tables")
             _create(con, path)
             objects = _objects(con)
         _verify(con, path, objects)

@@ -35,6 +35,7 @@ from eventfold.store.checks import category_of, check_expected, replayed_result
 from eventfold.store.sqlite.rows import HEAD_SQL, LAST_SQL, stored_events
 from eventfold.store.sqlite.schema import store_error
 
+_LAST_EVENT_SQL = "SELECT position, recorded_at FROM events ORDER BY position DESC LIMIT 1"
 MAX_GROUP_REQUESTS = 1000
 MAX_GROUP_EVENTS = 20_000
 _SKIP_SHARED_GROUPS = 8
@@ -264,6 +265,8 @@ class GroupWriter:
         self._backlog: deque[Request] = deque()
         self.commit_count = 0
         """Transactions committed: one per group, however many requests it held."""
+        self.groups_begun = 0
+        """Groups taken from the queue to be written (counted before BEGIN)."""
         self._skip_shared = 0  # groups left to run request by request
         self.running = True
         self._thread = threading.Thread(
@@ -341,14 +344,19 @@ class GroupWriter:
         self._con.execute("COMMIT")
 
     def _write(self, group: list[Request]) -> None:
+        self.groups_begun += 1
         con = self._con
         alone = len(group) == 1
         doing = "begin a write transaction"
         try:
             con.execute("BEGIN IMMEDIATE")
             doing = "write"
-            head = con.execute(HEAD_SQL).fetchone()[0]
-            now = time.time_ns() // 1000
+            last = con.execute(_LAST_EVENT_SQL).fetchone()
+            head, latest = (0, 0) if last is None else last
+            # Taken under the write lock, and never before the log's last
+            # event (a clock set back): recorded_at never decreases along
+            # the log, so along no stream either.
+            now = max(time.time_ns() // 1000, latest)
             tx = _Transaction(con, head, now, alone)
             outcomes = None
             if not alone and self._skip_shared == 0:
