@@ -5,8 +5,10 @@ wake-ups, plain-SQL access."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -39,8 +41,9 @@ from eventfold.store.api import (
     Snapshot,
     StreamAppend,
 )
-from eventfold.store.sqlite import SCHEMA_VERSION, SQLiteStore, rows, schema
+from eventfold.store.sqlite import SCHEMA_VERSION, SQLiteStore, readers, rows, schema
 from eventfold.store.sqlite import store as sqlite_store
+from eventfold.store.sqlite.options import parse_sqlite_url
 from eventfold.testing.conformance import collect, new_event, numbered, numbers
 
 
@@ -348,6 +351,87 @@ async def test_readers_are_not_blocked_by_a_big_open_write_transaction(tmp_path:
         assert (await pending).version == 11
 
 
+# --- reads on the caller's thread ---------------------------------------------------------
+
+
+async def test_a_long_read_gives_other_tasks_a_turn_between_pages(tmp_path: Path) -> None:
+    async with eventfold.connect(url_of(tmp_path / "t.db")) as store:
+        await store.append("t-1", numbered(2000))
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        before = ticks
+        records = await collect(store.read_all())
+        during = ticks - before
+        stop.set()
+        await task
+    # Each page is read without suspending; between pages the loop runs others.
+    assert len(records) == 2000
+    assert during >= 2000 // readers.INLINE_ROWS - 1
+
+
+def lock_out_readers(path: Path) -> sqlite3.Connection:
+    """A connection in exclusive locking mode, in a write transaction: every
+    other connection finds the database busy until it commits."""
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA locking_mode = EXCLUSIVE")
+    raw.execute("BEGIN EXCLUSIVE")
+    return raw
+
+
+async def test_a_busy_database_moves_a_small_read_to_a_read_thread(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    async with eventfold.connect(url_of(path)) as store:
+        await store.append("b-1", numbered(3))
+    # The read threads wait up to a minute; the caller's thread never waits.
+    pool = readers.ReadPool(parse_sqlite_url(url_of(path), {"busy_timeout": 60_000}))
+    calls: list[tuple[str, int]] = []
+
+    def head(con: sqlite3.Connection) -> int:
+        timeout = con.execute("PRAGMA busy_timeout").fetchone()[0]
+        calls.append((threading.current_thread().name, timeout))
+        return rows.head_position(con)
+
+    here = threading.current_thread().name
+    # Busy when the caller's thread would open its connection: no connection,
+    # no wait, the whole read on a read thread.
+    raw = lock_out_readers(path)
+    read = asyncio.ensure_future(pool.small(head))
+    for _ in range(10):  # the loop runs while the read waits on a read thread
+        await asyncio.sleep(0)
+    assert not read.done() and calls == []
+    raw.execute("COMMIT")
+    raw.close()
+    assert await read == 3
+    assert calls[0][0].startswith("eventfold-sqlite-read") and calls[0][1] == 60_000
+    # Free: the read runs on the caller's thread, whose connection never waits.
+    assert await pool.small(head) == 3
+    assert calls[1] == (here, 0)
+    # Busy when a query runs there (a database this one's open connections keep
+    # from being locked out is stood in for by another, locked file): the read
+    # goes on to a read thread.
+    other = lock_out_readers(tmp_path / "other.db")
+
+    def head_or_busy(con: sqlite3.Connection) -> int:
+        if threading.current_thread().name == here:
+            with contextlib.closing(sqlite3.connect(tmp_path / "other.db", timeout=0)) as c:
+                c.execute("SELECT count(*) FROM sqlite_master")
+        return head(con)
+
+    assert await pool.small(head_or_busy) == 3
+    assert calls[2][0].startswith("eventfold-sqlite-read")
+    other.close()
+    await asyncio.to_thread(pool.close)
+
+
 # --- paging ----------------------------------------------------------------------------
 
 
@@ -366,7 +450,7 @@ async def test_pages_are_fetched_lazily_so_a_reader_sees_later_commits(tmp_path:
 async def test_pages_cut_by_payload_size_lose_and_repeat_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rows, "PAGE_BYTES", 2_000)
+    monkeypatch.setattr(sqlite_store, "INLINE_BYTES", 2_000)
     monkeypatch.setattr(rows, "_CHUNK", 7)
     async with eventfold.connect(url_of(tmp_path / "p.db")) as store:
         await store.append("p-1", [new_event(n=i, pad="y" * 90) for i in range(300)])

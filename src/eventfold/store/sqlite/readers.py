@@ -14,11 +14,12 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import msgspec
 
-from eventfold.errors import StoreClosed, StoreError
+from eventfold.errors import StoreClosed, StoreError, StoreTimeout
 from eventfold.store.sqlite.options import SQLiteOptions
 from eventfold.store.sqlite.schema import open_reader, store_error
 
@@ -39,6 +40,7 @@ def _is_busy(exc: sqlite3.Error) -> bool:
 class ReadPool:
     def __init__(self, options: SQLiteOptions) -> None:
         self._options = options
+        self._inline_options = replace(options, busy_timeout=0)
         self._executor = ThreadPoolExecutor(
             max_workers=options.readers, thread_name_prefix="eventfold-sqlite-read"
         )
@@ -47,14 +49,8 @@ class ReadPool:
         self._connections: list[sqlite3.Connection] = []
         self._closed = False
 
-    def _open(self, busy_timeout: int | None) -> sqlite3.Connection:
-        con = open_reader(self._options)
-        try:
-            if busy_timeout is not None:
-                con.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
-        except sqlite3.Error as exc:
-            con.close()
-            raise store_error(self._options.path, exc, "open a read connection") from exc
+    def _open(self, options: SQLiteOptions) -> sqlite3.Connection:
+        con = open_reader(options)
         with self._lock:
             if self._closed:
                 con.close()
@@ -65,7 +61,7 @@ class ReadPool:
     def _connection(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
-            con = self._local.con = self._open(None)
+            con = self._local.con = self._open(self._options)
         return con
 
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -97,7 +93,10 @@ class ReadPool:
             raise StoreClosed(f"{self._options.path} is closed")
         con: sqlite3.Connection | None = getattr(self._local, "inline", None)
         if con is None:
-            con = self._local.inline = self._open(0)
+            try:
+                con = self._local.inline = self._open(self._inline_options)
+            except StoreTimeout:  # opening it found the database busy
+                return await self.run(fn, *args)
         try:
             return fn(con, *args)
         except sqlite3.Error as exc:
