@@ -378,6 +378,40 @@ async def test_a_long_read_gives_other_tasks_a_turn_between_pages(tmp_path: Path
     assert during >= 2000 // readers.INLINE_ROWS - 1
 
 
+async def reads_before_another_task_runs(read: Callable[[], Coroutine[Any, Any, Any]]) -> int:
+    """How many reads a task doing nothing else completes before another
+    task, ready all along, gets to run (at most 20: without a turn given by
+    the reads, a loop waiting for the other task would never end)."""
+    done = 0
+    ran_after: list[int] = []
+
+    async def other() -> None:
+        ran_after.append(done)
+
+    task = asyncio.ensure_future(other())
+    while not ran_after and done < 20:
+        await read()
+        done += 1
+    await task
+    return ran_after[0]
+
+
+async def test_a_task_that_only_reads_lets_other_tasks_run(tmp_path: Path) -> None:
+    async with eventfold.connect(url_of(tmp_path / "r.db")) as store:
+        await store.append("r-1", numbered(3))
+        await store.save_snapshot(Snapshot("r-1", "s", 3, 1, b"{}"))
+        reads: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
+            "read_stream": lambda: collect(store.read_stream("r-1")),
+            "read_all": lambda: collect(store.read_all()),
+            "read_stream_data": lambda: collect(store.read_stream_data("r-1")),
+            "stream_version": lambda: store.stream_version("r-1"),
+            "head_position": store.head_position,
+            "load_snapshot": lambda: store.load_snapshot("r-1", "s"),
+        }
+        for name, read in reads.items():
+            assert await reads_before_another_task_runs(read) == 0, name
+
+
 def lock_out_readers(path: Path) -> sqlite3.Connection:
     """A connection in exclusive locking mode, in a write transaction: every
     other connection finds the database busy until it commits."""

@@ -6,7 +6,6 @@ each page."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
@@ -31,17 +30,12 @@ async def stream_pages(
     """Pages of one stream's records with ``from_version <= version <=
     to_version``, in order, at most ``limit`` records in all.
     ``fetch(low, high, want)`` returns up to ``want`` records of versions
-    ``low..high`` (from ``high`` down when ``backwards``). Between pages,
-    other tasks get a turn (a backend may read a page without suspending)."""
+    ``low..high`` (from ``high`` down when ``backwards``)."""
     low = max(from_version, 1)
     high = INT64_MAX if to_version is None else min(to_version, INT64_MAX)
     remaining = limit
-    first = True
     while low <= high and (remaining is None or remaining > 0):
         want = page_rows if remaining is None else min(page_rows, remaining)
-        if not first:
-            await asyncio.sleep(0)
-        first = False
         page, exhausted = await fetch(low, high, want)
         if page:
             yield page
@@ -63,15 +57,10 @@ async def data_pages(
 ) -> AsyncIterator[tuple[int, list[T]]]:
     """``(first_version, rows)`` pages of one stream, ascending, for a
     ``read_stream_data``: ``fetch(low, high)`` returns rows of versions from
-    ``low`` on, which are contiguous, so the next page starts after them.
-    Pages as in ``stream_pages``."""
+    ``low`` on, which are contiguous, so the next page starts after them."""
     low = max(from_version, 1)
     high = INT64_MAX if to_version is None else min(to_version, INT64_MAX)
-    first = True
     while low <= high:
-        if not first:
-            await asyncio.sleep(0)
-        first = False
         page, exhausted = await fetch(low, high)
         if page:
             yield low, page
@@ -89,15 +78,11 @@ async def log_pages(
 ) -> AsyncIterator[list[RecordedEvent]]:
     """Pages of the log from ``from_position`` on, at most ``limit`` records
     in all: ``fetch(position, want)`` returns up to ``want`` records at or
-    after ``position``, in order. Pages as in ``stream_pages``."""
+    after ``position``, in order."""
     position = min(from_position, INT64_MAX)
     remaining = limit
-    first = True
     while position <= INT64_MAX and (remaining is None or remaining > 0):
         want = page_rows if remaining is None else min(page_rows, remaining)
-        if not first:
-            await asyncio.sleep(0)
-        first = False
         page, exhausted = await fetch(position, want)
         if page:
             yield page

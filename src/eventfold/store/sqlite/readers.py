@@ -2,10 +2,11 @@
 never waits for the writer.
 
 A small read (a page of at most ``INLINE_ROWS`` rows and ``INLINE_BYTES`` of
-payload) runs at once on the calling thread, on a connection of that thread's
-own: handing it to a read thread and back costs far more than the query. A
-larger read runs on one of a few read threads, each with its own connection,
-so that it never holds up the event loop for long."""
+payload) runs on the calling thread, on a connection of that thread's own,
+after giving other tasks one turn: handing it to a read thread and back costs
+far more than the query. A larger read runs on one of a few read threads,
+each with its own connection, so that it never holds up the event loop for
+long."""
 
 from __future__ import annotations
 
@@ -86,9 +87,14 @@ class ReadPool:
 
     async def small(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(connection, *args)`` for a read that is small by construction,
-        at once on the calling thread. Its connection never waits: should the
+        on the calling thread. Its connection never waits: should the
         database be busy (a checkpoint resetting the log, a recovery), the read
-        goes to a read thread instead, where waiting blocks nothing else."""
+        goes to a read thread instead, where waiting blocks nothing else.
+
+        The read first gives other tasks a turn, as a read that waits on I/O
+        would: a task that does nothing but read (a page at a time, or in a
+        loop until some condition holds) never keeps the others from running."""
+        await asyncio.sleep(0)
         if self._closed:
             raise StoreClosed(f"{self._options.path} is closed")
         con: sqlite3.Connection | None = getattr(self._local, "inline", None)

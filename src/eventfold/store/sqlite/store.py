@@ -159,8 +159,8 @@ class SQLiteStore(LogReader, LogWriter, StreamDataPages):
     # --- reading ------------------------------------------------------------------
 
     # Pages of records are small by construction (page_rows, INLINE_BYTES):
-    # they are read on the caller's thread, the walk (store/paging.py) giving
-    # other tasks a turn between pages.
+    # they are read on the caller's thread, each after giving other tasks a
+    # turn (ReadPool.small).
 
     async def _stream_page(
         self, stream_id: str, low: int, high: int, backwards: bool, want: int
