@@ -187,6 +187,7 @@ async def test_tenant_a_walks_every_route_and_sees_nothing_of_b(
             (w.queries, "GET", "/queries/all_customers", None),
             (w.queries, "GET", "/status", None),
             (w.queries, "GET", "/queries", None),
+            (w.queries, "GET", "/queries/no_such_query", None),
             (w.queries, "POST", "/admin/projections/customers/rebuild?purge=true", None),
             (w.commands, "GET", f"/outcomes/{b_bea['command_id']}", None),
             (w.commands, "GET", f"/outcomes/{b_ada['command_id']}", None),
@@ -214,6 +215,7 @@ async def test_tenant_a_walks_every_route_and_sees_nothing_of_b(
                             "/admin/projections/customers/rebuild"
                         ),
                         "/commands/{name:str}": "/commands/RegisterCustomer",
+                        "/queries/{name:str}": "/queries/no_such_query",
                     }.get(route.path, route.path)
                     assert (method, concrete) in walked or (method, route.path) in {
                         ("POST", "/admin/tenants"),  # the platform's, tried above
