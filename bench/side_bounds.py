@@ -39,8 +39,8 @@ import psycopg
 from bench.backends import Backend
 from bench.common import NOTE, Deposited, Measure, decode_deposited, encode_json
 from bench.side_raw import Side as RawSide
-from eventfold.store.chain import GENESIS, link_message
 from eventfold.store.api import NewEvent, StreamAppend
+from eventfold.store.chain import GENESIS, link_message
 from eventfold.store.ids import new_event_id
 from eventfold.store.postgres.batch import Request, encode_one
 from eventfold.store.sqlite.rows import HEAD_SQL, LAST_SQL

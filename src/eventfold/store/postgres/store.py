@@ -57,6 +57,7 @@ from eventfold.store.dcb import (
     replayed_position,
     validate_append,
 )
+from eventfold.store.lazy import StoredEvent
 from eventfold.store.paging import INT64_MAX, Page
 from eventfold.store.postgres import inspect
 from eventfold.store.postgres import options as _options
@@ -78,6 +79,7 @@ from eventfold.store.postgres.errors import RETRYABLE, is_connection_failure, tr
 from eventfold.store.postgres.groupcommit import GroupCommitter
 from eventfold.store.postgres.notify import Listener
 from eventfold.store.postgres.queries import Queries, configurer, describe
+from eventfold.store.postgres.reads import GROUP_ROWS, GroupedPages, PageRequest
 from eventfold.store.postgres.schema import Names, migrate
 
 Conn: TypeAlias = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -136,6 +138,12 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
         self._written = 0
         self._bound_seen = 0
         self._q = Queries(names)
+        self._pages = GroupedPages(
+            self._fetch_rows,
+            one=self._q.stream_forward,
+            many=self._q.stream_pages,
+            flushers=2,
+        )
 
     # --- opening and closing ----------------------------------------------------------
 
@@ -465,13 +473,16 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
         else:
             cur = await conn.execute(self._q.by_ids, [ids], binary=True)
             rows = await cur.fetchall()
-        return {row[3]: RecordedEvent(*row) for row in rows}
+        records = starmap(StoredEvent, rows)
+        return {record.event_id: record for record in records}
 
     # --- reading ---------------------------------------------------------------------
 
     async def _stream_page(
         self, stream_id: str, low: int, high: int, backwards: bool, want: int
     ) -> Page:
+        if not backwards and want <= GROUP_ROWS:
+            return await self._pages.page(PageRequest(stream_id, low, high, want))
         query = self._q.stream_backward if backwards else self._q.stream_forward
         page = await self._fetch_records(query, [stream_id, low, high, want], "read_stream")
         return page, len(page) < want
@@ -556,6 +567,9 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
         except psycopg.Error as exc:
             raise translate(exc, what) from None
 
+    async def _fetch_rows(self, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        return await self._fetch(query, params, "read_stream", binary=True)
+
     async def _fetch_records(
         self, query: str, params: Sequence[Any], what: str
     ) -> list[RecordedEvent]:
@@ -567,7 +581,7 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
             async with self._pool.connection() as conn:
                 cur = await conn.execute(query, params, binary=True)
                 while chunk := await cur.fetchmany(_CHUNK):
-                    records += starmap(RecordedEvent, chunk)
+                    records += starmap(StoredEvent, chunk)
         except psycopg.Error as exc:
             raise translate(exc, what) from None
         return records
