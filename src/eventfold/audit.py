@@ -15,6 +15,7 @@ from eventfold.store.capabilities import (
     ChainReader,
     DCBStore,
     Inspector,
+    ReplicaReads,
     SnapshotStore,
     SQLReader,
     StreamDataReader,
@@ -38,7 +39,15 @@ class AuditingStore(DelegatingStore):
     ``Metadata.extra`` such as ``reason``), before anything is written."""
 
     passes = frozenset(
-        {SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader, DCBStore}
+        {
+            SnapshotStore,
+            StreamDataReader,
+            ChainReader,
+            Inspector,
+            SQLReader,
+            DCBStore,
+            ReplicaReads,
+        }
     )
 
     def __init__(self, inner: EventStore, required: Sequence[str] = ("actor",)) -> None:

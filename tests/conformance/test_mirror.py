@@ -1,7 +1,8 @@
 """The reading half of the conformance suite on the bus mirror (the query
 side's copy of the log), in a SQLite and in a PostgreSQL read model.
 
-The mirror is filled the way the query side fills it: what is appended to a
+(And in a PostgreSQL read model with a hot standby, whose routed views read
+the standby.) The mirror is filled the way the query side fills it: what is appended to a
 source store travels as bus messages (the wire format the relay publishes)
 into ``MirrorStore.take_in``, one message per event, the bus sequence being
 the event's position in the source (a memory store, whose positions are
@@ -26,8 +27,11 @@ from eventfold.store.api import (
     StreamAppend,
 )
 from eventfold.store.capabilities import Capabilities
+from eventfold.store.routing import ReplicaHealth, Route
 from eventfold.subscriptions import ReadModel, SQLiteReadModel, open_read_model
-from eventfold.testing import Opening, ReaderConformance
+from eventfold.subscriptions.readmodel_postgres import PostgresReadModel
+from eventfold.testing import Opening, ReaderConformance, ReplicaReadsConformance
+from tests.conftest import Replication
 
 TOPOLOGY = Topology("conformance")
 
@@ -83,12 +87,18 @@ class FedMirror:
     async def wait_for_events(self, after_position: int, timeout: float) -> bool:
         return await self.mirror.wait_for_events(after_position, timeout)
 
+    def reads(self, route: Route = "replica", **kwargs: Any) -> MirrorStore:
+        return self.mirror.reads(route, **kwargs)
+
+    async def replica_health(self) -> list[ReplicaHealth]:
+        return await self.mirror.replica_health()
+
     async def close(self) -> None:
         await self.mirror.close()
         await self.source.close()
 
 
-class MirrorConformance(ReaderConformance):
+class MirrorConformance(ReaderConformance, ReplicaReadsConformance):
     """Each test class provides ``read_model``: a function making the read
     model the mirror lives in."""
 
@@ -116,5 +126,21 @@ class TestMirrorInPostgres(MirrorConformance):
     def read_model(self, pg_url: str) -> Any:
         def make() -> ReadModel:
             return open_read_model(pg_url)
+
+        return make
+
+
+class TestMirrorOnAReplica(MirrorConformance):
+    """The mirror in a PostgreSQL read model with a hot standby: routed
+    views read the standby."""
+
+    @pytest.fixture
+    def read_model(self, replication: Replication, pg_schema: str) -> Any:
+        def make() -> ReadModel:
+            return PostgresReadModel.from_url(
+                replication.primary_url,
+                schema=pg_schema,
+                replicas=[f"127.0.0.1:{replication.standby.port}"],
+            )
 
         return make

@@ -72,10 +72,15 @@ def naive_reader(conn: psycopg.AsyncConnection[Any], schema: str) -> ReadAfter:
 
 
 async def out_of_order_traffic(
-    store: PostgresStore, base_url: str, readers: list[Reader]
+    store: PostgresStore,
+    base_url: str,
+    readers: list[Reader],
+    settle: Callable[[], Awaitable[None]] | None = None,
 ) -> set[uuid.UUID]:
     """Run writers (some slow, in raw transactions) while the readers poll;
-    return the ids of every committed event."""
+    return the ids of every committed event. ``settle()``, if given, runs
+    before the readers look past the held transaction (readers of a
+    standby wait there until it has replayed the newer commit)."""
     committed: set[uuid.UUID] = set()
     rng = random.Random(7)
     slow_conns = [
@@ -91,6 +96,8 @@ async def out_of_order_traffic(
         late = [event(-2, 0)]
         await store.append("quick-1", late)  # a newer transaction commits first
         committed.update(e.event_id for e in late)
+        if settle is not None:
+            await settle()
         for reader in readers:
             await reader.poll()  # a naive reader now passes the held event's position
         await held.execute("COMMIT")

@@ -15,8 +15,10 @@ from eventfold.cli.common import JsonOption, add_row, console, print_json, run, 
 from eventfold.cli.stores import (
     MasterKeyOption,
     MaybeStoreOption,
+    ReadFromOption,
     RegistryOption,
     keys_for,
+    open_reader,
     open_store,
 )
 from eventfold.cli.tenants import TenantOption, TenantsOption, store_of
@@ -62,6 +64,7 @@ def verify_command(
     ] = None,
     tenant: TenantOption = None,
     tenants: TenantsOption = None,
+    read_from: ReadFromOption = "replica",
     json: JsonOption = False,
 ) -> None:
     """Check every stream's hash chain; exit 1 naming each event modified,
@@ -72,7 +75,7 @@ def verify_command(
     async def main() -> bool:
         key = _secret(key_env)
         heads = None if checkpoint is None else _read_checkpoint(checkpoint)
-        async with open_store(url) as opened:
+        async with open_reader(url, read_from=read_from) as opened:
             report = await verify(require(opened, ChainReader), checkpoint=heads, key=key)
         if write_checkpoint is not None and report.clean:
             write_checkpoint.write_bytes(msgspec.json.encode(take_heads(report, key)))
@@ -112,13 +115,14 @@ def export_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     tenant: TenantOption = None,
     tenants: TenantsOption = None,
+    read_from: ReadFromOption = "replica",
 ) -> None:
     """Write events to a JSON Lines file. Personal fields stay encrypted, or
     with --registry are decrypted, forgotten subjects' fields as \\[redacted]."""
     store = store_of(store, tenant, tenants)
 
     async def main() -> int:
-        async with open_store(store, registry) as opened:
+        async with open_reader(store, registry, read_from=read_from) as opened:
             head = await opened.head_position()
             bar = Progress(
                 TextColumn("exporting"),

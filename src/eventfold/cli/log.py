@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 import typer
@@ -24,12 +24,12 @@ from eventfold.cli.common import (
     run,
     table,
 )
-from eventfold.cli.stores import RegistryOption, StoreOption, open_store
+from eventfold.cli.stores import ReadFromOption, RegistryOption, StoreOption, open_reader
 from eventfold.domain.decider import Decider
 from eventfold.domain.events import EventRegistry
 from eventfold.repository import Repository
 from eventfold.serialization.codec import Codec, decode_metadata
-from eventfold.store.api import RecordedEvent
+from eventfold.store.api import EventStore, RecordedEvent
 from eventfold.store.capabilities import Inspector, SQLReader, require
 
 app = typer.Typer()
@@ -68,12 +68,13 @@ def streams(
     store: StoreOption,
     category: Annotated[str | None, typer.Option(help="only this category")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
+    read_from: ReadFromOption = "replica",
     json: JsonOption = False,
 ) -> None:
     """List streams, most recently written first."""
 
     async def main() -> None:
-        async with open_store(store) as opened:
+        async with open_reader(store, read_from=read_from) as opened:
             found = await require(opened, Inspector).list_streams(category=category, limit=limit)
         if json:
             print_json(found)
@@ -89,11 +90,13 @@ def streams(
 
 
 @app.command()
-def categories(store: StoreOption, json: JsonOption = False) -> None:
+def categories(
+    store: StoreOption, read_from: ReadFromOption = "replica", json: JsonOption = False
+) -> None:
     """List categories with their stream and event counts."""
 
     async def main() -> None:
-        async with open_store(store) as opened:
+        async with open_reader(store, read_from=read_from) as opened:
             found = await require(opened, Inspector).list_categories()
         if json:
             print_json(found)
@@ -107,11 +110,13 @@ def categories(store: StoreOption, json: JsonOption = False) -> None:
 
 
 @app.command()
-def stats(store: StoreOption, json: JsonOption = False) -> None:
+def stats(
+    store: StoreOption, read_from: ReadFromOption = "replica", json: JsonOption = False
+) -> None:
     """Store statistics: events, streams, head position, time span, types, size."""
 
     async def main() -> None:
-        async with open_store(store) as opened:
+        async with open_reader(store, read_from=read_from) as opened:
             found = await require(opened, Inspector).stats()
         if json:
             print_json(found)
@@ -141,13 +146,14 @@ def show(
     to_version: Annotated[int | None, typer.Option("--to", min=0)] = None,
     backwards: Annotated[bool, typer.Option()] = False,
     limit: Annotated[int | None, typer.Option(min=0)] = None,
+    read_from: ReadFromOption = "replica",
     json: JsonOption = False,
 ) -> None:
     """Show a stream's events (decrypted where --registry names personal fields
     and their keys still exist)."""
 
     async def main() -> None:
-        async with open_store(store, registry) as opened:
+        async with open_reader(store, registry, read_from=read_from) as opened:
             found = [
                 r
                 async for r in opened.read_stream(
@@ -170,13 +176,18 @@ def show(
 
 
 @app.command()
-def history(stream: str, store: StoreOption, json: JsonOption = False) -> None:
+def history(
+    stream: str,
+    store: StoreOption,
+    read_from: ReadFromOption = "replica",
+    json: JsonOption = False,
+) -> None:
     """The audit timeline of a stream: when recorded, when it happened (if
     the application said), what, who, why, caused by what."""
 
     async def main() -> None:
         rows = []
-        async with open_store(store) as opened:
+        async with open_reader(store, read_from=read_from) as opened:
             async for r in opened.read_stream(stream):
                 meta = decode_metadata(r)
                 rows.append(
@@ -230,6 +241,7 @@ def at(
         str, typer.Option("--registry", help="module:attribute naming the EventRegistry")
     ],
     by: ClockOption = "recorded",
+    read_from: ReadFromOption = "replica",
     json: JsonOption = False,
 ) -> None:
     """The state of a stream as it was at a moment: as recorded by then, or
@@ -242,8 +254,9 @@ def at(
         raise typer.BadParameter("--decider must name a Decider and --registry an EventRegistry")
 
     async def main() -> None:
-        async with open_store(store, registry) as opened:
-            loaded = await Repository(opened, fold, Codec(events)).load(
+        async with open_reader(store, registry, read_from=read_from) as opened:
+            # A load only reads: the view stands in for the store.
+            loaded = await Repository(cast(EventStore, opened), fold, Codec(events)).load(
                 stream, as_of=moment, by=basis
             )
         state: Any = msgspec.to_builtins(loaded.state)
@@ -278,6 +291,7 @@ def tail(
         float | None,
         typer.Option("--for", help="stop after this many seconds (0: print what is there)"),
     ] = None,
+    read_from: ReadFromOption = "replica",
     json: Annotated[
         bool, typer.Option("--json", help="print each event as one line of JSON")
     ] = False,
@@ -286,7 +300,7 @@ def tail(
 
     async def main() -> None:
         out = console()
-        async with open_store(store) as opened:
+        async with open_reader(store, read_from=read_from) as opened:
             position = await opened.head_position() if from_position is None else from_position - 1
             loop = asyncio.get_running_loop()
             stop = None if seconds is None else loop.time() + seconds
@@ -324,12 +338,13 @@ def sql(
     store: StoreOption,
     limit: Annotated[int, typer.Option(min=1)] = 1000,
     timeout: Annotated[float, typer.Option(min=0.1)] = 30.0,
+    read_from: ReadFromOption = "replica",
     json: JsonOption = False,
 ) -> None:
     """Run one read-only SQL query over the event tables (events, snapshots)."""
 
     async def main() -> None:
-        async with open_store(store) as opened:
+        async with open_reader(store, read_from=read_from) as opened:
             result = await require(opened, SQLReader).sql(query, limit=limit, timeout=timeout)
         if json:
             print_json(

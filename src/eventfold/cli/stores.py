@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Protocol, cast
 
 import typer
 
@@ -14,7 +14,9 @@ from eventfold.domain.events import EventRegistry
 from eventfold.security.secrets import hex_key, read_secret
 from eventfold.serialization.crypto import EncryptingStore
 from eventfold.serialization.keys import KeyStore, open_key_store
-from eventfold.store.api import EventStore
+from eventfold.store.api import EventReader, EventStore
+from eventfold.store.capabilities import Capable
+from eventfold.store.routing import ROUTES, Route, check_route, route_reads
 from eventfold.store.url import connect
 
 StoreOption = Annotated[
@@ -46,6 +48,27 @@ MasterKeyOption = Annotated[
 ]
 
 
+ReadFromOption = Annotated[
+    str,
+    typer.Option(
+        "--read-from",
+        envvar="EVENTFOLD_READ_FROM",
+        help="replica: read a replica of the store where it has some (falling back to the "
+        "primary); primary: read the primary",
+    ),
+]
+
+
+class Reader(EventReader, Capable, Protocol):
+    """What inspection reads through: a store, or its view on a route."""
+
+
+def read_route(value: str) -> Route:
+    if value not in ROUTES:
+        raise typer.BadParameter(f"one of {', '.join(ROUTES)}", param_hint="--read-from")
+    return check_route(value)
+
+
 def master_key(env: str) -> bytes | None:
     return hex_key(read_secret(env=env), env)
 
@@ -73,3 +96,14 @@ async def open_store(
             yield wrapped
         finally:
             await wrapped.keys.close()
+
+
+@contextlib.asynccontextmanager
+async def open_reader(
+    url: str, registry: str | None = None, *, read_from: str = "replica"
+) -> AsyncIterator[Reader]:
+    """The store at ``url`` for reading only, on the ``--read-from`` route
+    (its replicas where it has some, else the store itself)."""
+    route = read_route(read_from)
+    async with open_store(url, registry) as store:
+        yield cast(Reader, route_reads(store, route))

@@ -18,7 +18,13 @@ is at or below the sequence, an event seen again is already in the table.
 
 A message that can never be applied (not an event, or an event that would
 break the log's order) is **parked** in ``eventfold_parked`` with the reason,
-still counting as taken in, and terminated on the bus: it is not retried."""
+still counting as taken in, and terminated on the bus: it is not retried.
+
+When the read model has replicas, ``reads("replica")`` is a view of the
+mirror that reads them (``eventfold.store.routing``): each read checks, in
+its own snapshot, that the replica's mirror reaches what the view has
+already seen (the mirror is a gap-free prefix of the log there too), else
+reads the primary."""
 
 from __future__ import annotations
 
@@ -33,7 +39,7 @@ from typing import Any, ClassVar, Self
 
 import msgspec
 
-from eventfold.errors import StoreError
+from eventfold.errors import InvalidArgument, StoreError
 from eventfold.messaging import mirror_inspect, parking
 from eventfold.messaging.intake import (
     Incoming,
@@ -56,10 +62,20 @@ from eventfold.store.base import LogReader
 from eventfold.store.capabilities import (
     Capabilities,
     CategoryInfo,
+    ReplicaReads,
     StoreStats,
     StreamInfo,
 )
 from eventfold.store.paging import Page
+from eventfold.store.routing import (
+    OnLag,
+    ReplicaHealth,
+    Route,
+    Served,
+    check_on_lag,
+    check_route,
+    poll_until,
+)
 from eventfold.subscriptions.readmodel import Connection, ReadModel
 
 __all__ = [
@@ -186,10 +202,10 @@ class MirrorStore(LogReader):
     """The mirror in ``read_model`` (see the module docstring). It is an
     ``EventStore`` that can only be read: hand it to a ``ProjectionRunner``
     or a ``Repository`` (to load a state, e.g. as of a time) in place of the
-    event store. ``take_in`` is how a consumer fills it. It declares no
-    optional capability."""
+    event store. ``take_in`` is how a consumer fills it. It declares one
+    optional capability, ``ReplicaReads``: its read model's replicas."""
 
-    capabilities: ClassVar[Capabilities] = frozenset()
+    capabilities: ClassVar[Capabilities] = frozenset({ReplicaReads})
     page_rows = _PAGE
 
     def __init__(self, read_model: ReadModel, *, poll_interval: float = 0.25) -> None:
@@ -198,6 +214,17 @@ class MirrorStore(LogReader):
         self.poll_interval = poll_interval
         self._ready = False
         self._changed = asyncio.Event()
+        # A routed view (reads()) shares its owner's read model and wake-ups.
+        self._owner = self
+        self.served: Served | None = None
+        self.route: Route = "primary"
+        self._token: int | None = None
+        self._wait = 0.0
+        self._on_lag: OnLag = "primary"
+        self._resolved = True
+        self._to_primary = False
+        self._stale = False
+        self._floor = 0
 
     async def setup(self) -> None:
         if not self._ready:
@@ -206,8 +233,88 @@ class MirrorStore(LogReader):
             self._ready = True
 
     async def _read(self, fn: Any) -> Any:
-        await self.setup()
-        return await self.read_model.read(fn)
+        await self._owner.setup()
+        if self.route == "primary" or not self.read_model.has_replicas:
+            result = await self.read_model.read(fn)
+            self.served = Served(route=self.route, source="primary", min_position=self._token)
+            return result
+        if not self._resolved:
+            await self._resolve()
+        floor, stale = self._floor, self._stale
+
+        def read(conn: Connection) -> tuple[int, Any]:
+            return int(conn.execute(_HEAD).fetchone()[0]), fn(conn)
+
+        found = await self.read_model.read_routed(
+            read,
+            route="primary" if self._to_primary else "replica",
+            accept=lambda got: stale or got[0] >= floor,
+        )
+        assert found is not None
+        (head, result), source = found
+        self.served = Served(
+            route=self.route,
+            source=source,
+            fell_back=source == "primary",
+            stale=stale and source != "primary",
+            min_position=self._token,
+            visible=head,
+        )
+        return result
+
+    # --- routed views (ReplicaReads) --------------------------------------------------
+
+    def reads(
+        self,
+        route: Route = "replica",
+        *,
+        min_position: int | None = None,
+        wait: float | None = None,
+        on_lag: OnLag | None = None,
+    ) -> MirrorStore:
+        """A view of this mirror whose reads go to ``route`` (the read
+        model's replicas where it has some): see eventfold.store.routing."""
+        check_route(route)
+        if min_position is not None and (
+            isinstance(min_position, bool) or not isinstance(min_position, int) or min_position < 0
+        ):
+            raise InvalidArgument("min_position must be an int >= 0", argument="min_position")
+        if wait is not None and (not isinstance(wait, int | float) or not 0 <= wait <= 86_400):
+            raise InvalidArgument("wait must be between 0 and 86400 seconds", argument="wait")
+        view = MirrorStore(self.read_model, poll_interval=self.poll_interval)
+        view._owner = self._owner
+        view.route = route
+        view._token = min_position
+        view._wait = self.read_model.replica_wait if wait is None else float(wait)
+        view._on_lag = check_on_lag(self.read_model.on_lag if on_lag is None else on_lag)
+        view._resolved = min_position is None or route == "primary"
+        return view
+
+    async def replica_health(self) -> list[ReplicaHealth]:
+        return await self.read_model.replica_health()
+
+    async def _resolve(self) -> None:
+        """A position token's first read: wait up to ``wait`` for a replica
+        whose mirror reaches it; past that, read the primary or answer stale."""
+        self._resolved = True
+        token = self._token
+        assert token is not None
+        answered = False
+
+        async def reached() -> bool:
+            nonlocal answered
+            found = await self.read_model.read_routed(
+                functools.partial(_fetch, _HEAD, ()), route="replica", primary=False
+            )
+            answered = answered or found is not None
+            return found is not None and int(found[0][0][0]) >= token
+
+        if await poll_until(reached, self._wait):
+            self._floor = token
+        elif self._on_lag == "stale" and answered:
+            self._stale = True
+        else:
+            self._to_primary = True
 
     # --- filling it -------------------------------------------------------------------
 
@@ -367,7 +474,10 @@ class MirrorStore(LogReader):
     ) -> Page:
         sql = _STREAM_BACK if backwards else _STREAM
         rows = await self._read(functools.partial(_fetch, sql, (stream_id, low, high, want)))
-        return [_record(row) for row in rows], len(rows) < want
+        records = [_record(row) for row in rows]
+        if records:
+            self._floor = max(self._floor, records[0].position, records[-1].position)
+        return records, len(rows) < want
 
     async def _log_page(
         self,
@@ -377,7 +487,10 @@ class MirrorStore(LogReader):
         want: int,
     ) -> Page:
         rows = await self._read(functools.partial(_log_rows, position, categories, types, want))
-        return [_record(row) for row in rows], len(rows) < want
+        records = [_record(row) for row in rows]
+        if records:
+            self._floor = max(self._floor, records[-1].position)
+        return records, len(rows) < want
 
     async def _stream_version(self, stream_id: str) -> int:
         rows = await self._read(functools.partial(_fetch, _VERSION, (stream_id,)))
@@ -385,14 +498,16 @@ class MirrorStore(LogReader):
 
     async def _head_position(self) -> int:
         rows = await self._read(functools.partial(_fetch, _HEAD, ()))
-        return int(rows[0][0])
+        head = int(rows[0][0])
+        self._floor = max(self._floor, head)
+        return head
 
     async def wait_for_events(self, after_position: int, timeout: float) -> bool:
         self.check_open()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            changed = self._changed
+            changed = self._owner._changed
             if await self.head_position() > after_position:
                 return True
             remaining = deadline - loop.time()
@@ -416,6 +531,8 @@ class MirrorStore(LogReader):
 
     async def close(self) -> None:
         self.closed = True
+        if self._owner is not self:
+            return  # a routed view: the mirror it views owns the read model
         self._changed.set()
         await self.read_model.close()
 

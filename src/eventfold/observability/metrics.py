@@ -86,6 +86,21 @@ MEASURED: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "Events in the store the relay has not published yet (capped at 10,000)",
         ("tenant",),
     ),
+    "replica_up": (
+        "gauge",
+        "1 while a PostgreSQL replica takes reads (up), else 0 (lagging, down, not checked)",
+        ("tenant", "side", "replica"),
+    ),
+    "replica_lag_seconds": (
+        "gauge",
+        "How long ago the primary wrote the oldest WAL a replica has not replayed (0: none)",
+        ("tenant", "side", "replica"),
+    ),
+    "replica_lag_bytes": (
+        "gauge",
+        "WAL the primary has written that a replica has not replayed",
+        ("tenant", "side", "replica"),
+    ),
     "store_head_position": (
         "gauge",
         "The log's head position, as this service sees it",

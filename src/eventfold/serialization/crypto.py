@@ -48,6 +48,7 @@ from eventfold.store.capabilities import (
     ChainReader,
     DataRow,
     Inspector,
+    ReplicaReads,
     SnapshotStore,
     SQLReader,
     StreamDataReader,
@@ -90,7 +91,9 @@ class EncryptingStore(DelegatingStore):
     fast fold read, and in snapshots. The hash chain, inspection and SQL see
     the data as stored (ciphertext)."""
 
-    passes = frozenset({SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader})
+    passes = frozenset(
+        {SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader, ReplicaReads}
+    )
 
     def __init__(
         self,

@@ -1,8 +1,9 @@
 """How a ``Runtime`` is observed: its stores wrapped in spans and metrics,
 its commands counted, and what it measures at each scrape of ``/metrics``
 (projections' positions, lag and state, the bus, parked messages, the relay,
-the command queue). Metrics need prometheus-client (the ``http`` extra);
-without it the runtime runs unobserved."""
+the command queue, each replica's state and lag). Metrics need
+prometheus-client (the ``http`` extra); without it the runtime runs
+unobserved."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventfold.services.records import CommandOutcome
 from eventfold.store.api import EventStore
+from eventfold.store.routing import replica_health
 
 if TYPE_CHECKING:
     from eventfold.observability.metrics import Sample
@@ -98,6 +100,29 @@ async def measure(runtime: Runtime) -> list[Sample]:
         if runtime.bus is not None and runtime.queue is not None:
             info = await runtime.bus.stream_info(runtime.topology.commands_stream)
             out.append(Sample("command_queue_depth", info.messages, tenant))
+    out += await _replicas(runtime, tenant)
+    return out
+
+
+async def _replicas(runtime: Runtime, tenant: dict[str, str]) -> list[Sample]:
+    """Each replica's state and lag, as ``/status`` shows them: ``side`` is
+    ``store`` for the event store's, ``query`` for the query side's."""
+    from eventfold.observability.metrics import Sample
+
+    sides: dict[str, Any] = {}
+    if runtime.store is not None:
+        sides["store"] = runtime.store
+    if runtime.query is not None and runtime.query.store is not runtime.store:
+        sides["query"] = runtime.query.store
+    out: list[Sample] = []
+    for side, store in sides.items():
+        for replica in await replica_health(store):
+            labels = {**tenant, "side": side, "replica": replica.name}
+            out.append(Sample("replica_up", 1.0 if replica.state == "up" else 0.0, labels))
+            if replica.lag_seconds is not None:
+                out.append(Sample("replica_lag_seconds", replica.lag_seconds, labels))
+            if replica.lag_bytes is not None:
+                out.append(Sample("replica_lag_bytes", replica.lag_bytes, labels))
     return out
 
 

@@ -14,7 +14,7 @@ import typing
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -26,8 +26,17 @@ from eventfold.errors import UnknownQuery as UnknownQuery
 from eventfold.repository import Repository
 from eventfold.serialization.codec import Codec
 from eventfold.services.cache import QueryCache
-from eventfold.store.api import EventStore
+from eventfold.store.api import EventReader, EventStore
 from eventfold.store.checks import category_of, validate_stream_id
+from eventfold.store.routing import (
+    OnLag,
+    ReplicaHealth,
+    Route,
+    Served,
+    replica_health,
+    route_reads,
+    served_by,
+)
 from eventfold.subscriptions.freshness import Freshness, ProjectionStatus
 from eventfold.subscriptions.runner import ProjectionRunner
 from eventfold.subscriptions.sqltemplate import check_name, expand_lists
@@ -191,7 +200,9 @@ class FreshnessInfo(msgspec.Struct, frozen=True):
     log's head (as the query side knows it) is ``head``; ``events_behind``
     events after ``position`` are not reflected yet, the oldest recorded
     ``seconds_behind`` seconds ago; ``bus_pending`` more still wait on the
-    bus. ``capped``: ``events_behind`` is at least that many."""
+    bus. ``capped``: ``events_behind`` is at least that many. ``served``:
+    which server answered, where reads go to replicas (a replica, or the
+    primary it fell back to, or a replica that says it is stale)."""
 
     position: int
     head: int
@@ -200,6 +211,7 @@ class FreshnessInfo(msgspec.Struct, frozen=True):
     bus_pending: int
     up_to_date: bool
     capped: bool = False
+    served: Served | None = None
 
 
 class QueryAnswer(msgspec.Struct, frozen=True):
@@ -237,10 +249,14 @@ class StateAnswer(msgspec.Struct, frozen=True):
 
 
 class StatusAnswer(msgspec.Struct, frozen=True):
+    """``replicas``: the state and lag of each replica the query side reads
+    (of the read-model database, or of the event store it reads directly)."""
+
     projections: list[ProjectionStatus]
     head: int
     bus_pending: int
     details: dict[str, Any] = {}
+    replicas: list[ReplicaHealth] = []
 
 
 _object = msgspec.json.Decoder(dict[str, Any])
@@ -250,7 +266,11 @@ class QueryService:
     """Answers ``queries`` from ``runner``'s projections and ``store``'s log.
     ``bus_pending()`` says how many events still wait on the bus; ``wait``
     bounds every wait for a position to ``max_wait`` seconds; ``cache``
-    (optional) keeps answers of named queries."""
+    (optional) keeps answers of named queries. History and states read the
+    store's replicas where it has some (``route``, ``on_lag``: see
+    eventfold.store.routing): a request with ``min_position`` waits for a
+    replica that can see it, then reads the primary or answers stale, and
+    its freshness says which."""
 
     def __init__(
         self,
@@ -263,6 +283,8 @@ class QueryService:
         details: Callable[[], Any] | None = None,
         max_wait: float = 10.0,
         default_wait: float = 5.0,
+        route: Route = "replica",
+        on_lag: OnLag | None = None,
     ) -> None:
         self.runner = runner
         self.store = store
@@ -273,6 +295,8 @@ class QueryService:
         self.details = details
         self.max_wait = max_wait
         self.default_wait = default_wait
+        self.route = route
+        self.on_lag = on_lag
 
     def _wait(self, wait: float | None) -> float:
         if wait is None:
@@ -281,7 +305,7 @@ class QueryService:
             raise InvalidArgument("wait must be >= 0 seconds", argument="wait")
         return min(wait, self.max_wait)
 
-    def _info(self, fresh: Freshness) -> FreshnessInfo:
+    def _info(self, fresh: Freshness, served: Served | None = None) -> FreshnessInfo:
         pending = self.bus_pending()
         return FreshnessInfo(
             position=fresh.position,
@@ -289,8 +313,9 @@ class QueryService:
             events_behind=fresh.events_behind,
             seconds_behind=round(fresh.seconds_behind, 3),
             bus_pending=pending,
-            up_to_date=fresh.events_behind == 0 and pending == 0,
+            up_to_date=fresh.events_behind == 0 and pending == 0 and not _stale(served),
             capped=fresh.capped,
+            served=served,
         )
 
     async def query(
@@ -319,23 +344,31 @@ class QueryService:
             flat,
             min_position=min_position,
             timeout=self._wait(wait),
+            route=self.route,
+            on_lag=self.on_lag,
         )
         assert result.freshness is not None
         answer = QueryAnswer(
             query=name,
             projection=query.projection,
             rows=result.dicts(),
-            freshness=self._info(result.freshness),
+            freshness=self._info(result.freshness, result.served),
         )
         if self.cache is not None:
             self.cache.put(key, answer, position=result.position, generation=generation)
         return answer
 
-    async def _reach(self, position: int | None, wait: float | None) -> int:
-        """Wait until the log (as the query side has it) reaches ``position``;
-        its head."""
-        head = await self.store.head_position()
-        if position is None or head >= position:
+    def _log_reads(self, min_position: int | None) -> EventReader:
+        """Where history and states are read: the store's replicas where it
+        has some, waiting for one that can see ``min_position``."""
+        return route_reads(self.store, self.route, min_position=min_position, on_lag=self.on_lag)
+
+    async def _reach(self, reads: EventReader, position: int | None, wait: float | None) -> int:
+        """Wait until the log (as ``reads`` has it) reaches ``position``; its
+        head. A replica that answers stale (``on_lag="stale"``) is not waited
+        for: the answer says it is stale."""
+        head = await reads.head_position()
+        if position is None or head >= position or _stale(served_by(reads)):
             return head
         timeout = self._wait(wait)
         loop = asyncio.get_running_loop()
@@ -344,12 +377,12 @@ class QueryService:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise ReadModelTimeout("event log", position, head, timeout)
-            await self.store.wait_for_events(head, remaining)
-            head = await self.store.head_position()
+            await reads.wait_for_events(head, remaining)
+            head = await reads.head_position()
         return head
 
-    def _log_freshness(self, head: int) -> FreshnessInfo:
-        return self._info(Freshness(head, head, 0, 0.0))
+    def _log_freshness(self, head: int, reads: EventReader) -> FreshnessInfo:
+        return self._info(Freshness(head, head, 0, 0.0), served_by(reads))
 
     async def history(
         self,
@@ -364,7 +397,8 @@ class QueryService:
         validate_stream_id(stream_id)
         if from_version < 1 or not 0 < limit <= 1000:
             raise InvalidArgument("from_version must be >= 1 and limit 1-1000")
-        head = await self._reach(min_position, wait)
+        reads = self._log_reads(min_position)
+        head = await self._reach(reads, min_position, wait)
         events = [
             EventView(
                 version=r.version,
@@ -375,9 +409,9 @@ class QueryService:
                 metadata=_object.decode(r.metadata),
                 recorded_at=r.recorded_at,
             )
-            async for r in self.store.read_stream(stream_id, from_version=from_version, limit=limit)
+            async for r in reads.read_stream(stream_id, from_version=from_version, limit=limit)
         ]
-        return HistoryAnswer(stream_id, events, self._log_freshness(head))
+        return HistoryAnswer(stream_id, events, self._log_freshness(head, reads))
 
     async def state(
         self,
@@ -396,13 +430,15 @@ class QueryService:
         decider = self.queries.states.get(category_of(stream_id))
         if decider is None:
             raise NoStateView(stream_id, sorted(self.queries.states))
-        head = await self._reach(min_position, wait)
-        loaded = await Repository(self.store, decider, self.codec).load(
+        reads = self._log_reads(min_position)
+        head = await self._reach(reads, min_position, wait)
+        # A load only reads: the routed view stands in for the store.
+        loaded = await Repository(cast(EventStore, reads), decider, self.codec).load(
             stream_id, version=version, as_of=as_of, by=by
         )
         state = msgspec.to_builtins(loaded.state)
         return StateAnswer(
-            stream_id, loaded.version, state, as_of, self._log_freshness(head), by=by
+            stream_id, loaded.version, state, as_of, self._log_freshness(head, reads), by=by
         )
 
     async def status(self) -> StatusAnswer:
@@ -414,4 +450,9 @@ class QueryService:
             head=await self.store.head_position(),
             bus_pending=self.bus_pending(),
             details=details if isinstance(details, dict) else {},
+            replicas=await replica_health(self.store),
         )
+
+
+def _stale(served: Served | None) -> bool:
+    return served is not None and served.stale

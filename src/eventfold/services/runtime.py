@@ -42,6 +42,7 @@ from eventfold.services.outcomes import OutcomeStore, open_outcomes
 from eventfold.services.queries import Queries, QueryAnswer, QueryService
 from eventfold.services.queue import CommandQueue, CommandWorkers
 from eventfold.store.api import EventStore
+from eventfold.store.routing import replica_health, route_reads
 from eventfold.store.url import connect, database_beside
 from eventfold.subscriptions.checkpoints import CheckpointStore
 from eventfold.subscriptions.checkpoints_sql import open_checkpoints
@@ -296,8 +297,9 @@ class Runtime:
             relay_checkpoints = MirrorCheckpoints(self.mirror)
         # The relay reads the log as stored: personal fields travel encrypted
         # on the bus, and the query side decrypts them with the subject keys.
+        # It follows the log on the store's replicas where it has some.
         relay = self.relay = Relay(
-            instrumented(raw),
+            route_reads(instrumented(raw)),
             bus,
             self.topology,
             checkpoints=relay_checkpoints,
@@ -421,4 +423,8 @@ class Runtime:
             out["cache"] = self.query.cache.stats()
         if self.relay is not None:
             out["relay"] = {"position": self.relay.position, "published": self.relay.published}
+        if self.store is not None:
+            replicas = await replica_health(self.store)
+            if replicas:
+                out["store_replicas"] = msgspec.to_builtins(replicas)
         return out

@@ -1,6 +1,7 @@
 """The store contract and its backends: the core (a reader and a writer,
 ``eventfold.store.api``), the optional capabilities a backend declares
-(``eventfold.store.capabilities``), ``connect(url)`` and the in-memory backend."""
+(``eventfold.store.capabilities``), reads on replicas (``eventfold.store.routing``),
+``connect(url)`` and the in-memory backend."""
 
 from eventfold.store.api import (
     ANY,
@@ -30,6 +31,7 @@ from eventfold.store.capabilities import (
     DataRow,
     DCBStore,
     Inspector,
+    ReplicaReads,
     SnapshotStore,
     SQLReader,
     SQLResult,
@@ -42,6 +44,14 @@ from eventfold.store.capabilities import (
 from eventfold.store.checks import category_of, validate_stream_id
 from eventfold.store.dcb import AppendCondition, Query, QueryItem
 from eventfold.store.memory import MemoryStore
+from eventfold.store.routing import (
+    OnLag,
+    ReplicaHealth,
+    Route,
+    RoutedReader,
+    Served,
+    route_reads,
+)
 from eventfold.store.url import connect, database_beside, register_backend
 from eventfold.store.wrapper import DelegatingStore
 
@@ -69,11 +79,17 @@ __all__ = [
     "JsonText",
     "MemoryStore",
     "NewEvent",
+    "OnLag",
     "Query",
     "QueryItem",
     "RecordedEvent",
+    "ReplicaHealth",
+    "ReplicaReads",
+    "Route",
+    "RoutedReader",
     "SQLReader",
     "SQLResult",
+    "Served",
     "Snapshot",
     "SnapshotStore",
     "StoreStats",
@@ -88,5 +104,6 @@ __all__ = [
     "database_beside",
     "register_backend",
     "require",
+    "route_reads",
     "validate_stream_id",
 ]

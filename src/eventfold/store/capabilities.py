@@ -27,6 +27,7 @@ import msgspec
 from eventfold.errors import UnsupportedCapability
 from eventfold.store.api import JsonText, NewEvent, RecordedEvent, Snapshot
 from eventfold.store.dcb import AppendCondition, Query
+from eventfold.store.routing import OnLag, ReplicaHealth, Route, RoutedReader
 
 C = TypeVar("C")
 
@@ -159,6 +160,32 @@ class SQLReader(Protocol):
         ...
 
 
+# --- reads on replicas ------------------------------------------------------------
+
+
+@runtime_checkable
+class ReplicaReads(Protocol):
+    """Reads routed to the store's replicas, with read-your-writes and
+    fallback (``eventfold.store.routing`` has the rule)."""
+
+    def reads(
+        self,
+        route: Route = "replica",
+        *,
+        min_position: int | None = None,
+        wait: float | None = None,
+        on_lag: OnLag | None = None,
+    ) -> RoutedReader:
+        """A read-only view whose reads go to ``route``. With
+        ``min_position``, its first read waits up to ``wait`` seconds (the
+        store's setting if None) for a replica that can see that position,
+        then reads the primary or answers stale as ``on_lag`` says."""
+        ...
+
+    async def replica_health(self) -> list[ReplicaHealth]:
+        """Each replica's state and lag as last checked (empty: none)."""
+
+
 # --- dynamic consistency boundaries ----------------------------------------------------
 
 
@@ -204,6 +231,7 @@ CAPABILITIES: tuple[type, ...] = (
     ChainReader,
     Inspector,
     SQLReader,
+    ReplicaReads,
     DCBStore,
 )
 """Every capability eventfold defines, in the order the docs list them."""

@@ -26,6 +26,7 @@ from eventfold.store.capabilities import (
     DataRow,
     DCBStore,
     Inspector,
+    ReplicaReads,
     SnapshotStore,
     SQLReader,
     SQLResult,
@@ -35,6 +36,7 @@ from eventfold.store.capabilities import (
     require,
 )
 from eventfold.store.dcb import AppendCondition, Query
+from eventfold.store.routing import OnLag, ReplicaHealth, Route, RoutedReader, Served
 
 C = TypeVar("C")
 
@@ -205,3 +207,110 @@ class DelegatingStore(LogWriter):
     ) -> int:
         self.check_open()
         return await self._inner(DCBStore).append_events(events, condition)
+
+    # --- ReplicaReads -----------------------------------------------------------------
+
+    def reads(
+        self,
+        route: Route = "replica",
+        *,
+        min_position: int | None = None,
+        wait: float | None = None,
+        on_lag: OnLag | None = None,
+    ) -> RoutedReader:
+        """The inner store's routed view, its records through this wrapper's
+        ``on_read`` and ``on_read_data``."""
+        view = self._inner(ReplicaReads).reads(
+            route, min_position=min_position, wait=wait, on_lag=on_lag
+        )
+        return DelegatedReads(self, view)
+
+    async def replica_health(self) -> list[ReplicaHealth]:
+        return await self._inner(ReplicaReads).replica_health()
+
+
+class DelegatedReads:
+    """A routed view of a wrapper's inner store, seen through the wrapper:
+    records pass ``outer.on_read``, fold rows ``outer.on_read_data``; the
+    capabilities are the view's that the wrapper passes."""
+
+    def __init__(self, outer: DelegatingStore, view: RoutedReader) -> None:
+        self.outer = outer
+        self.view = view
+        self.url = outer.url
+        self.capabilities: Capabilities = view.capabilities & outer.passes
+
+    @property
+    def served(self) -> Served | None:
+        return self.view.served
+
+    def _view(self, kind: Callable[..., C]) -> C:
+        require(self, kind)
+        return require(self.view, kind)
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        async for record in self.view.read_stream(
+            stream_id,
+            from_version=from_version,
+            to_version=to_version,
+            backwards=backwards,
+            limit=limit,
+        ):
+            yield await self.outer.on_read(record)
+
+    async def read_all(
+        self,
+        *,
+        from_position: int = 0,
+        categories: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        async for record in self.view.read_all(
+            from_position=from_position, categories=categories, types=types, limit=limit
+        ):
+            yield await self.outer.on_read(record)
+
+    async def stream_version(self, stream_id: str) -> int:
+        return await self.view.stream_version(stream_id)
+
+    async def head_position(self) -> int:
+        return await self.view.head_position()
+
+    async def wait_for_events(self, after_position: int, timeout: float) -> bool:
+        return await self.view.wait_for_events(after_position, timeout)
+
+    async def read_stream_data(
+        self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> AsyncIterator[DataPage]:
+        pages = self._view(StreamDataReader).read_stream_data(
+            stream_id, from_version=from_version, to_version=to_version
+        )
+        async for first, rows in pages:
+            yield first, await self.outer.on_read_data(stream_id, first, rows)
+
+    async def read_chain(self) -> AsyncIterator[ChainLink]:
+        async for link in self._view(ChainReader).read_chain():
+            yield link
+
+    async def list_streams(
+        self, *, category: str | None = None, limit: int = 100
+    ) -> list[StreamInfo]:
+        return await self._view(Inspector).list_streams(category=category, limit=limit)
+
+    async def list_categories(self) -> list[CategoryInfo]:
+        return await self._view(Inspector).list_categories()
+
+    async def stats(self) -> StoreStats:
+        return await self._view(Inspector).stats()
+
+    async def sql(self, query: str, *, limit: int = 1000, timeout: float = 30.0) -> SQLResult:
+        return await self._view(SQLReader).sql(query, limit=limit, timeout=timeout)

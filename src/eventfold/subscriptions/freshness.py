@@ -11,6 +11,7 @@ import msgspec
 
 from eventfold.serialization.codec import Codec
 from eventfold.store.api import EventReader
+from eventfold.store.routing import Served
 from eventfold.subscriptions.projection import Dispatch, Projection
 
 COUNT_LIMIT = 10_000
@@ -66,7 +67,7 @@ async def measure(
 
 class QueryResult(msgspec.Struct, frozen=True):
     """Rows of a read-model query, their column names, the build they came
-    from, and (from a runner) how fresh they are."""
+    from, and (from a runner) how fresh they are and who served them."""
 
     rows: list[Any]
     columns: list[str]
@@ -75,6 +76,7 @@ class QueryResult(msgspec.Struct, frozen=True):
     version: int
     position: int
     freshness: Freshness | None = None
+    served: Served | None = None
 
     def dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]

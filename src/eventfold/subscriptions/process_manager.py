@@ -19,6 +19,7 @@ from eventfold.observability.logs import logged
 from eventfold.repository import Handled, Repository
 from eventfold.serialization.codec import Codec, RawEvent
 from eventfold.store.api import EventReader
+from eventfold.store.routing import Route
 from eventfold.subscriptions.checkpoints import CheckpointStore
 from eventfold.subscriptions.lanes import Key
 from eventfold.subscriptions.retry import RetryPolicy
@@ -158,9 +159,11 @@ class ProcessManager:
         poll_interval: float = 1.0,
         start_at: Literal["beginning", "end"] = "beginning",
         lanes: int = 1,
+        route: Route = "replica",
     ) -> Subscription:
         """The subscription that runs this manager; ``lanes`` above 1 handles
-        events of different keys concurrently (see ``Subscription``)."""
+        events of different keys concurrently, and ``route`` picks the
+        servers it reads (see ``Subscription``)."""
         for cls in self._steps:
             codec.registry.of_class(cls)  # raises UnknownEventType if unregistered
         return Subscription(
@@ -177,6 +180,7 @@ class ProcessManager:
             start_at=start_at,
             lanes=lanes,
             key=self.key,
+            route=route,
         )
 
 

@@ -14,15 +14,17 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from eventfold.errors import ReadModelError
+from eventfold.store.routing import OnLag, ReplicaHealth, Route
 from eventfold.subscriptions.projection import Cursor
 from eventfold.subscriptions.sqltemplate import Dialect, render
 from eventfold.urls import SchemeRegistry
 
 T = TypeVar("T")
-Role = Literal["write", "read"]
+Role = str
+"""``write``, ``read`` (the primary), or ``replica:<host:port>``."""
 
 
 class Connection(abc.ABC):
@@ -215,6 +217,58 @@ class ReadModel(abc.ABC):
         """Run ``fn(conn)`` in a read-only transaction that sees one snapshot."""
         await self.setup()
         return await self._run("read", fn)
+
+    # --- replicas -----------------------------------------------------------------------
+
+    replica_wait: float = 1.0
+    """How long a query with a position token waits for a replica to reach it."""
+    on_lag: OnLag = "primary"
+    """Past ``replica_wait``: query the ``primary``, or answer ``stale``."""
+
+    @property
+    def has_replicas(self) -> bool:
+        return False
+
+    def _replica_roles(self) -> list[Role]:
+        """The roles of the replicas that take reads now, first choice first."""
+        return []
+
+    async def _replica_failed(self, role: Role, exc: Exception) -> bool:
+        """``exc`` came from replica ``role``: whether to read elsewhere
+        (a backend marks the replica down if its connection broke)."""
+        return False
+
+    async def read_routed(
+        self,
+        fn: Callable[[Connection], T],
+        *,
+        route: Route = "replica",
+        accept: Callable[[T], bool] | None = None,
+        primary: bool = True,
+    ) -> tuple[T, str] | None:
+        """``fn(conn)`` in a read-only transaction on a replica that is up
+        (the first that answers and whose result ``accept`` takes) where
+        ``route`` is ``replica``, else on the primary (unless ``primary`` is
+        False: then None); and who answered, ``primary`` or the replica's
+        ``host:port``."""
+        await self.setup()
+        if route == "replica":
+            for role in self._replica_roles():
+                try:
+                    result = await self._run(role, fn)
+                except Exception as exc:
+                    if await self._replica_failed(role, exc):
+                        continue
+                    raise
+                if accept is None or accept(result):
+                    return result, role.removeprefix("replica:")
+        if not primary:
+            return None
+        return await self._run("read", fn), "primary"
+
+    async def replica_health(self) -> list[ReplicaHealth]:
+        """Each replica's state and lag as last checked (none: empty)."""
+        return []
 
     # --- lifecycle ----------------------------------------------------------------------
 

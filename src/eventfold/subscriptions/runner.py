@@ -14,6 +14,7 @@ from typing import Any, Literal
 from eventfold.errors import InvalidArgument, ProjectionNotReady, ReadModelTimeout
 from eventfold.serialization.codec import Codec
 from eventfold.store.api import EventStore
+from eventfold.store.routing import OnLag, Route, Served, check_on_lag, route_reads
 from eventfold.subscriptions import builds
 from eventfold.subscriptions.builds import Build, Pause, drop_retired
 from eventfold.subscriptions.freshness import Freshness, ProjectionStatus, QueryResult, measure
@@ -35,7 +36,9 @@ class ProjectionRunner:
     applied in one transaction each, with the checkpoint; a failing handler is
     retried per ``retry`` and then stops its projection with ``ProjectionFailed``
     (``wait_for`` and ``query`` on it raise that error, ``run`` too).
-    ``count_limit`` caps how many log events a query reads to count its lag."""
+    ``count_limit`` caps how many log events a query reads to count its lag.
+    The log is read on the store's replicas where it has some (``route``;
+    see eventfold.store.routing): ``reads`` is what the lanes read."""
 
     def __init__(
         self,
@@ -48,6 +51,7 @@ class ProjectionRunner:
         retry: RetryPolicy | None = None,
         poll_interval: float = 1.0,
         count_limit: int = 1000,
+        route: Route = "replica",
     ) -> None:
         if isinstance(projections, ProjectionSet):
             codec = codec if codec is not None else projections.codec
@@ -60,6 +64,7 @@ class ProjectionRunner:
             raise InvalidArgument("batch_size must be an int >= 1", argument="batch_size")
         assert codec is not None
         self.store = store
+        self.reads = route_reads(store, route)
         self.read_model = read_model
         self.projections = projection_set
         self.codec = codec
@@ -129,7 +134,7 @@ class ProjectionRunner:
     ) -> BuildWorker:
         hold = functools.partial(self._hold, projection.name) if live else None
         return BuildWorker(
-            self.store,
+            self.reads,
             self.codec,
             self.read_model,
             projection,
@@ -144,7 +149,7 @@ class ProjectionRunner:
         )
 
     async def _resolve(self, projection: Projection, mode: Literal["run", "rebuild"]) -> Build:
-        head = await self.store.head_position()
+        head = await self.store.head_position()  # "now" is the primary's
         start = head if projection.effects_from == "now" else 0
         return await self.read_model.write(functools.partial(_resolve, projection, mode, start))
 
@@ -298,23 +303,46 @@ class ProjectionRunner:
         min_position: int | None = None,
         timeout: float = 5.0,
         freshness: bool = True,
+        route: Route = "replica",
+        on_lag: OnLag | None = None,
     ) -> QueryResult:
         """Query projection ``name``; the result carries its ``Freshness``
         (``freshness=False`` skips measuring it).
         With ``min_position`` (read-your-writes), wait until the read model
         has reached it, raising ``ReadModelTimeout`` after ``timeout``.
-        Without it, answer at once from whatever the read model holds."""
+        Without it, answer at once from whatever the read model holds.
+
+        On a read model with replicas the query runs on one (``route``); a
+        wait for ``min_position`` checks the replica, up to the read model's
+        ``replica_wait``, then queries the primary (``on_lag="primary"``) or
+        answers from the replica and says it is stale (``on_lag="stale"``):
+        ``served`` says which."""
         projection = self.projections.get(name)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        on_replica_until = loop.time() + min(self.read_model.replica_wait, timeout)
+        policy = check_on_lag(self.read_model.on_lag if on_lag is None else on_lag)
+        target = 0 if min_position is None else min_position
+        current, stale = route, False
         while True:
             changed = self._changed
-            result = await self.read_model.read(
-                functools.partial(run_query, name, sql, tuple(params))
+            found = await self.read_model.read_routed(
+                functools.partial(run_query, name, sql, tuple(params)), route=current
             )
-            target = 0 if min_position is None else min_position
+            assert found is not None
+            result, source = found
             if result is not None and result.position >= target:
                 break
+            if source != "primary":
+                if result is None:  # the replica has no build of it yet
+                    current = "primary"
+                    continue
+                if loop.time() >= on_replica_until:
+                    if policy == "stale":
+                        stale = True
+                        break
+                    current = "primary"
+                    continue
             if result is None and min_position is None:
                 raise ProjectionNotReady(name)
             self._check_failed(name)
@@ -327,13 +355,21 @@ class ProjectionRunner:
         fresh = None
         if freshness:
             fresh = await measure(
-                self.store,
+                self.reads,
                 projection,
                 self.codec,
                 result.position,
                 count_limit=self.count_limit,
                 dispatch=self._dispatch[name],
             )
+        served = Served(
+            route=route,
+            source=source,
+            fell_back=route == "replica" and source == "primary" and self.read_model.has_replicas,
+            stale=stale,
+            min_position=min_position,
+            visible=result.position,
+        )
         return QueryResult(
             rows=result.rows,
             columns=result.columns,
@@ -342,6 +378,7 @@ class ProjectionRunner:
             version=result.version,
             position=result.position,
             freshness=fresh,
+            served=served,
         )
 
     async def freshness(self, name: str) -> Freshness | None:
@@ -351,7 +388,7 @@ class ProjectionRunner:
         if reached is None:
             return None
         return await measure(
-            self.store,
+            self.reads,
             projection,
             self.codec,
             reached,
@@ -370,7 +407,7 @@ class ProjectionRunner:
             fresh = None
             if active is not None and declared:
                 fresh = await measure(
-                    self.store,
+                    self.reads,
                     self.projections.get(name),
                     self.codec,
                     active.position,

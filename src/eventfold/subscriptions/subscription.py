@@ -15,6 +15,7 @@ from eventfold.domain.events import Envelope
 from eventfold.errors import InvalidArgument, SubscriptionFailed
 from eventfold.serialization.codec import Codec
 from eventfold.store.api import EventReader, RecordedEvent
+from eventfold.store.routing import Route, route_reads
 from eventfold.subscriptions.checkpoints import CheckpointStore
 from eventfold.subscriptions.lanes import Key, Lanes, by_stream, check_lanes
 from eventfold.subscriptions.retry import RetryPolicy
@@ -78,7 +79,9 @@ class Subscription:
     ``retry``; when that runs out, the checkpoint is saved at the event before
     and ``SubscriptionFailed`` names the failing event. ``categories`` and
     ``types`` are passed to ``read_all``. ``start_at="end"`` makes a
-    subscription without a checkpoint skip the history.
+    subscription without a checkpoint skip the history. It reads the
+    store's replicas where it has some (``route="primary"`` to read the
+    primary; see eventfold.store.routing): ``store`` is then that view.
 
     With ``lanes`` above 1, events are handled concurrently across keys and
     in order within a key (``eventfold.subscriptions.lanes``): ``key(envelope)``
@@ -106,6 +109,7 @@ class Subscription:
         start_at: Literal["beginning", "end"] = "beginning",
         lanes: int = 1,
         key: Key | None = None,
+        route: Route = "replica",
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidArgument("batch_size must be an int >= 1", argument="batch_size")
@@ -113,7 +117,7 @@ class Subscription:
         self.key = key if key is not None else by_stream
         if not name:
             raise InvalidArgument("a subscription needs a name", argument="name")
-        self.store = store
+        self.store = route_reads(store, route)
         self.codec = codec
         self.name = name
         self.handler = handler

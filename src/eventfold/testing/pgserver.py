@@ -16,6 +16,16 @@ password (``pg_hba.conf`` says so for it, ahead of the ``trust`` lines) and
 a database it owns; the password travels in a SQL statement over the
 connection, never on a command line, and statements are not logged.
 
+``standby()`` makes a hot standby of a running server: ``pg_basebackup``
+(with a physical replication slot, ``-R`` for ``standby.signal`` and
+``primary_conninfo``) into a directory of its own, then streaming replication
+over loopback. ``wait_replayed(primary)`` waits until the standby has
+replayed everything the primary has written so far.
+
+    with PostgresServer() as primary, primary.standby() as standby:
+        standby.start()
+        standby.wait_replayed(primary)
+
 If ``EVENTFOLD_POSTGRES_URL`` is set, :func:`external_url` returns it so that
 callers can use that server instead of starting one.
 """
@@ -26,6 +36,7 @@ import contextlib
 import importlib.util
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -134,6 +145,10 @@ class PostgresServer:
         if os.geteuid() == 0:
             self._user = _ensure_user(SYSTEM_USER)
         self.log_file = self.data_dir / "server.log"
+        self.primary: PostgresServer | None = None
+        """The server this one is a standby of (``standby()``), else None."""
+        self.slot: str | None = None
+        """Its replication slot on the primary."""
 
     @property
     def _root_dir(self) -> Path:
@@ -247,17 +262,89 @@ class PostgresServer:
                 raise PostgresServerError(f"pg_hba.conf was not reloaded for role {role!r}")
             time.sleep(0.05)
 
+    def standby(self, *, settings: Mapping[str, str] | None = None) -> PostgresServer:
+        """A hot standby of this running server, not started yet: a base
+        backup taken with ``pg_basebackup`` over a physical replication slot
+        of its own (so the primary keeps the WAL it has not received while
+        it is down), configured by ``-R`` to stream from this server."""
+        standby = PostgresServer(settings=settings, start_timeout=self.start_timeout)
+        standby.primary = self
+        standby.slot = f"standby_{standby.port}"
+        standby._give_to_user(standby.data_dir.parent)
+        standby._run(
+            [
+                "pg_basebackup",
+                "--pgdata",
+                str(standby.data_dir),
+                "--dbname",
+                f"host=127.0.0.1 port={self.port} user={DB_USER}",
+                "--wal-method=stream",
+                "--checkpoint=fast",
+                "--create-slot",
+                "--slot",
+                standby.slot,
+                "--write-recovery-conf",
+                "--no-sync",
+            ]
+        )
+        return standby
+
+    def wait_replayed(self, primary: PostgresServer | None = None, timeout: float = 30.0) -> None:
+        """Wait until this standby has replayed all the WAL ``primary`` (by
+        default the server it was made from) has written by now."""
+        import psycopg
+
+        source = primary if primary is not None else self.primary
+        if source is None:
+            raise PostgresServerError("wait_replayed: this server is not a standby")
+        with psycopg.connect(source.url(), autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        target = row[0]
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.url(), autocommit=True, connect_timeout=10) as conn:
+            while True:
+                done = conn.execute(
+                    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [target]
+                ).fetchone()
+                if done is not None and done[0]:
+                    return
+                if time.monotonic() > deadline:
+                    raise PostgresServerError(
+                        f"standby on port {self.port} did not replay up to {target} in {timeout}s"
+                    )
+                time.sleep(0.005)
+
     def restart(self, mode: StopMode = "fast") -> str:
         self.stop(mode)
         return self.start()
 
     def cleanup(self) -> None:
-        """Stop the server (fast) and remove a temporary data directory."""
+        """Stop the server (fast) and remove a temporary data directory (a
+        standby also drops its replication slot on a primary still running)."""
         try:
             self.stop("immediate" if self._owns_dir else "fast")
         finally:
             if self._owns_dir and self._root is not None:
                 shutil.rmtree(self._root, ignore_errors=True)
+            if self.primary is not None and self.slot is not None:
+                self._drop_slot(self.primary, self.slot)
+
+    @staticmethod
+    def _drop_slot(primary: PostgresServer, slot: str) -> None:
+        import psycopg
+
+        if not re.fullmatch(r"[a-z0-9_]+", slot) or not primary.is_running():
+            return
+        with (
+            contextlib.suppress(psycopg.Error),
+            psycopg.connect(primary.url(), autocommit=True, connect_timeout=5) as conn,
+        ):
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = %s AND NOT active",
+                [slot],
+            )
 
     # --- helpers --------------------------------------------------------------------
 

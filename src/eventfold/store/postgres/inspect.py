@@ -86,6 +86,8 @@ async def run_sql(conn: Conn, names: Names, query: str, limit: int, timeout: flo
         raise ReadOnlyViolation(f"only reading queries are allowed: {exc}") from None
     except psycopg.errors.QueryCanceled:
         raise InvalidArgument(f"the query ran longer than {timeout}s", argument="query") from None
+    except (psycopg.OperationalError, psycopg.InterfaceError):
+        raise  # the connection, not the query: the caller's to handle
     except psycopg.Error as exc:
         raise InvalidArgument(f"SQL error: {exc}", argument="query") from None
     return SQLResult(columns, [tuple(r) for r in rows[:limit]], len(rows) > limit)

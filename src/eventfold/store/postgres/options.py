@@ -15,9 +15,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from eventfold.errors import ConfigurationError
+from eventfold.store.routing import check_on_lag
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are truncated
 
@@ -40,6 +41,17 @@ class PostgresOptions:
     max_batch_events: int = 5_000
     notify: bool = True
     poll_interval: float = 1.0
+    replicas: tuple[str, ...] = ()
+    """Hot standbys to read from: ``host:port`` (the primary's URL with that
+    host and port) or a whole ``postgresql://`` URL each."""
+    replica_wait: float = 1.0
+    """How long a read with a position token waits for a replica to see it."""
+    on_lag: str = "primary"
+    """Past ``replica_wait``: read the ``primary``, or answer ``stale``."""
+    replica_max_lag: float = 5.0
+    """A replica further behind than this many seconds gets no reads."""
+    replica_check_interval: float = 1.0
+    """Seconds between checks of each replica's health and lag."""
     create: bool = True
 
 
@@ -50,6 +62,13 @@ _FALSE = {"0", "false", "no", "off"}
 
 def _coerce(name: str, value: Any) -> Any:
     kind = _FIELDS[name].type
+    if kind == "tuple[str, ...]":  # a comma-separated list, or a list of strings
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ConfigurationError(
+                f"{name} must be a list of strings, not {value!r}", setting=name
+            )
+        return tuple(item.strip() for item in items if item.strip())
     if kind == "str":
         if not isinstance(value, str):
             raise ConfigurationError(f"{name} must be a string, not {value!r}", setting=name)
@@ -120,14 +139,52 @@ def _validate(options: PostgresOptions) -> PostgresOptions:
         "statement_timeout",
         "idle_in_transaction_session_timeout",
         "poll_interval",
+        "replica_wait",
+        "replica_max_lag",
+        "replica_check_interval",
     ):
         value = getattr(options, name)
         if value < 0 or value > 86_400:
             raise ConfigurationError(f"{name} must be between 0 and 86400 seconds", setting=name)
-    for name in ("pool_timeout", "connect_timeout", "poll_interval"):
+    for name in ("pool_timeout", "connect_timeout", "poll_interval", "replica_check_interval"):
         if getattr(options, name) == 0:
             raise ConfigurationError(f"{name} must be > 0", setting=name)
+    check_on_lag(options.on_lag)
     return options
+
+
+def replica_conninfo(primary: str, replica: str) -> str:
+    """The connection string of ``replica`` (``host[:port]``, or a whole
+    ``postgresql://`` URL) for a store whose primary is ``primary``: the
+    primary's user, password, database and libpq settings, on the replica's
+    host and port."""
+    if "://" in replica:
+        scheme = urlsplit(replica).scheme.lower().split("+", 1)[0]
+        if scheme not in ("postgresql", "postgres"):
+            raise ConfigurationError(
+                f"not a PostgreSQL replica URL: {replica!r}", setting="replicas"
+            )
+        conninfo = urlunsplit(("postgresql", *urlsplit(replica)[1:]))
+    else:
+        host, sep, port = replica.rpartition(":")
+        if not sep:
+            host, port = replica, ""
+        if not host or (port and not port.isdigit()):
+            raise ConfigurationError(
+                f"a replica is host:port or a postgresql:// URL, not {replica!r}",
+                setting="replicas",
+            )
+        extra = {"host": host.strip("[]")}
+        if port:
+            extra["port"] = port
+        conninfo = make_conninfo(primary, **extra)
+    try:
+        conninfo_to_dict(conninfo)
+    except psycopg.Error as exc:
+        raise ConfigurationError(
+            f"invalid replica {replica!r}: {exc}", setting="replicas"
+        ) from None
+    return conninfo
 
 
 def parse(url: str, options: Mapping[str, Any]) -> tuple[str, PostgresOptions]:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from itertools import starmap
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from eventfold.errors import (
     ConditionFailed,
@@ -28,21 +28,16 @@ from eventfold.errors import (
     StoreError,
 )
 from eventfold.store.api import AppendResult, NewEvent, RecordedEvent, Snapshot, StreamAppend
-from eventfold.store.base import DCBPages, LogReader, LogWriter, StreamDataPages
+from eventfold.store.base import DCBPages, LogWriter
 from eventfold.store.capabilities import (
     Capabilities,
-    CategoryInfo,
-    ChainLink,
     ChainReader,
-    DataRow,
     DCBStore,
     Inspector,
+    ReplicaReads,
     SnapshotStore,
     SQLReader,
-    SQLResult,
-    StoreStats,
     StreamDataReader,
-    StreamInfo,
 )
 from eventfold.store.checks import (
     replayed_result,
@@ -59,7 +54,6 @@ from eventfold.store.dcb import (
 )
 from eventfold.store.lazy import StoredEvent
 from eventfold.store.paging import INT64_MAX, Page
-from eventfold.store.postgres import inspect
 from eventfold.store.postgres import options as _options
 from eventfold.store.postgres.batch import (
     INT32_MAX,
@@ -79,12 +73,13 @@ from eventfold.store.postgres.errors import RETRYABLE, is_connection_failure, tr
 from eventfold.store.postgres.groupcommit import GroupCommitter
 from eventfold.store.postgres.notify import Listener
 from eventfold.store.postgres.queries import Queries, configurer, describe
-from eventfold.store.postgres.reads import GROUP_ROWS, GroupedPages, PageRequest
+from eventfold.store.postgres.reads import Conn, PostgresReads
+from eventfold.store.postgres.routed import Replicas, RoutedReads, health_of
 from eventfold.store.postgres.schema import Names, migrate
+from eventfold.store.routing import OnLag, ReplicaHealth, Route, check_on_lag, check_route
 
-Conn: TypeAlias = psycopg.AsyncConnection[tuple[Any, ...]]
+T = TypeVar("T")
 
-PAGE = 1000
 _RETRIES = 4
 
 
@@ -92,17 +87,22 @@ def _connect_timeout(settings: _options.PostgresOptions) -> int:
     return max(1, round(settings.connect_timeout))  # libpq counts whole seconds
 
 
-_CHUNK = 250  # rows turned into records at a time (see _fetch_records)
-
-
-class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
+class PostgresStore(PostgresReads, LogWriter, DCBPages):
     """An event store in a PostgreSQL schema; open with
-    ``await connect("postgresql://user@host/db", schema="eventfold")``."""
+    ``await connect("postgresql://user@host/db", schema="eventfold")``.
+    With ``replicas=[...]`` (hot standbys), ``reads("replica")`` reads there."""
 
     capabilities: ClassVar[Capabilities] = frozenset(
-        {SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader, DCBStore}
+        {
+            SnapshotStore,
+            StreamDataReader,
+            ChainReader,
+            Inspector,
+            SQLReader,
+            DCBStore,
+            ReplicaReads,
+        }
     )
-    page_rows = PAGE
 
     def __init__(
         self,
@@ -138,12 +138,7 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
         self._written = 0
         self._bound_seen = 0
         self._q = Queries(names)
-        self._pages = GroupedPages(
-            self._fetch_rows,
-            one=self._q.stream_forward,
-            many=self._q.stream_pages,
-            flushers=2,
-        )
+        self._replicas: Replicas | None = None
 
     # --- opening and closing ----------------------------------------------------------
 
@@ -187,7 +182,38 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
         except Exception as exc:
             await pool.close()
             raise StoreError(f"cannot open a connection pool to {where}: {exc}") from None
-        return cls(url, conninfo, settings, pool, names, offset)
+        store = cls(url, conninfo, settings, pool, names, offset)
+        if settings.replicas:
+            await store._open_replicas(
+                [_options.replica_conninfo(conninfo, r) for r in settings.replicas], configure
+            )
+        return store
+
+    async def _open_replicas(self, conninfos: list[str], configure: Any) -> None:
+        """A pool per replica (opened once it is found up: a replica that is
+        down does not keep the store from opening) and their monitor."""
+        settings = self.options
+
+        async def connect(conninfo: str) -> Conn:
+            conn = await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, connect_timeout=_connect_timeout(settings)
+            )
+            await configure(conn)
+            return conn
+
+        pool_kwargs: dict[str, Any] = {
+            "min_size": settings.pool_min_size,
+            "max_size": settings.pool_max_size,
+            "kwargs": {"autocommit": True, "connect_timeout": _connect_timeout(settings)},
+            "configure": configure,
+            "timeout": settings.pool_timeout,
+        }
+        self._replicas = Replicas(self, conninfos, pool_kwargs, connect)
+        try:
+            await self._replicas.start()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self.closed:
@@ -197,6 +223,8 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
         await self._events_committer.drain()
         if self._listener is not None:
             await self._listener.close()
+        if self._replicas is not None:
+            await self._replicas.close()
         await self._pool.close()
 
     @property
@@ -476,52 +504,26 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
         records = starmap(StoredEvent, rows)
         return {record.event_id: record for record in records}
 
-    # --- reading ---------------------------------------------------------------------
+    # --- reading (the primary; RoutedReads for replicas) ------------------------------
 
-    async def _stream_page(
-        self, stream_id: str, low: int, high: int, backwards: bool, want: int
-    ) -> Page:
-        if not backwards and want <= GROUP_ROWS:
-            return await self._pages.page(PageRequest(stream_id, low, high, want))
-        query = self._q.stream_backward if backwards else self._q.stream_forward
-        page = await self._fetch_records(query, [stream_id, low, high, want], "read_stream")
-        return page, len(page) < want
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]], what: str) -> T:
+        try:
+            async with self._pool.connection() as conn:
+                return await fn(conn)
+        except psycopg.Error as exc:
+            raise translate(exc, what) from None
+        except PoolTimeout as exc:
+            raise translate(exc, what) from None
 
-    async def _stream_data_page(
-        self, stream_id: str, low: int, high: int
-    ) -> tuple[list[DataRow], bool]:
-        params = [stream_id, low, high, PAGE]
-        rows: list[Any] = await self._fetch(self._q.stream_data, params, "read_stream", binary=True)
-        return rows, len(rows) < PAGE
+    async def _waker(self) -> Listener | None:
+        return await self._ensure_listener()
 
     async def _before_log_read(self) -> None:
         await self._see_own_writes()
 
-    async def _log_page(
-        self,
-        position: int,
-        categories: tuple[str, ...] | None,
-        types: tuple[str, ...] | None,
-        want: int,
-    ) -> Page:
-        query = self._q.log(categories is not None, types is not None)
-        params: list[Any] = [position, self._offset]
-        if categories is not None:
-            params.append(list(categories))
-        if types is not None:
-            params.append(list(types))
-        params.append(want)
-        page = await self._fetch_records(query, params, "read_all")
-        return page, len(page) < want
-
-    async def _stream_version(self, stream_id: str) -> int:
-        rows = await self._fetch(self._q.stream_version, [stream_id], "stream_version")
-        return int(rows[0][0]) if rows else 0
-
     async def _head_position(self) -> int:
         await self._see_own_writes()
-        rows = await self._fetch(self._q.head, [self._offset], "head_position")
-        return int(rows[0][0])
+        return await super()._head_position()
 
     async def _see_own_writes(self) -> None:
         """Wait (briefly) until what this store wrote is visible to whole-log
@@ -538,75 +540,42 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    async def read_chain(self) -> AsyncIterator[ChainLink]:
-        """Every stored event as the hash chain sees it (the payload text as
-        stored, the digest), by stream then version; see
-        eventfold.compliance.chain.verify."""
+    # --- replicas (ReplicaReads) ------------------------------------------------------
+
+    def reads(
+        self,
+        route: Route = "replica",
+        *,
+        min_position: int | None = None,
+        wait: float | None = None,
+        on_lag: OnLag | None = None,
+    ) -> RoutedReads:
+        """A read-only view whose reads go to ``route`` (see
+        eventfold.store.routing for the rule). With ``min_position``, its
+        first read waits up to ``wait`` seconds (``replica_wait``) for a
+        replica that can see that position; past it, it reads the primary
+        (``on_lag="primary"``, the default from ``on_lag``) or answers from
+        the replica and says it is stale (``on_lag="stale"``)."""
         self.check_open()
-        stream_id, version = "", 0
-        while True:
-            params = [stream_id, version, PAGE]
-            rows = await self._fetch(self._q.chain, params, "read_chain", binary=True)
-            for row in rows:
-                yield ChainLink(*row)
-            if len(rows) < PAGE:
-                return
-            stream_id, version = rows[-1][0], rows[-1][1]
+        check_route(route)
+        if min_position is not None and (
+            isinstance(min_position, bool) or not isinstance(min_position, int) or min_position < 0
+        ):
+            raise InvalidArgument("min_position must be an int >= 0", argument="min_position")
+        if wait is not None and (not isinstance(wait, int | float) or not 0 <= wait <= 86_400):
+            raise InvalidArgument("wait must be between 0 and 86400 seconds", argument="wait")
+        return RoutedReads(
+            self,
+            route,
+            min_position=min_position,
+            wait=self.options.replica_wait if wait is None else float(wait),
+            on_lag=check_on_lag(self.options.on_lag if on_lag is None else on_lag),
+        )
 
-    async def _fetch(
-        self, query: str, params: Sequence[Any], what: str, *, binary: bool = False
-    ) -> list[tuple[Any, ...]]:
-        """Rows of ``query``. Event rows come in binary: PostgreSQL sends uuid
-        and timestamptz as 16 and 8 bytes, payloads as the jsonb's text, and
-        psycopg's binary loaders turn them into UUID, datetime and str fastest
-        (jsonb itself is never parsed on the client)."""
-        try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(query, params, binary=binary)
-                return await cur.fetchall()
-        except psycopg.Error as exc:
-            raise translate(exc, what) from None
-
-    async def _fetch_rows(self, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        return await self._fetch(query, params, "read_stream", binary=True)
-
-    async def _fetch_records(
-        self, query: str, params: Sequence[Any], what: str
-    ) -> list[RecordedEvent]:
-        """Records of an event query. Rows become records a chunk at a time, so
-        that the row tuples (tracked by the garbage collector; records are not)
-        die young instead of a page of them surviving into older generations."""
-        records: list[RecordedEvent] = []
-        try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(query, params, binary=True)
-                while chunk := await cur.fetchmany(_CHUNK):
-                    records += starmap(StoredEvent, chunk)
-        except psycopg.Error as exc:
-            raise translate(exc, what) from None
-        return records
-
-    async def wait_for_events(self, after_position: int, timeout: float) -> bool:
+    async def replica_health(self) -> list[ReplicaHealth]:
+        """Each replica's state and lag as last checked (empty: no replicas)."""
         self.check_open()
-        deadline = time.monotonic() + max(timeout, 0.0)
-        listener = await self._ensure_listener()
-        delay = 0.001
-        while True:
-            generation = listener.generation if listener is not None else 0
-            if await self.head_position() > after_position:
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.closed:
-                return False
-            if listener is None:
-                await asyncio.sleep(min(self.options.poll_interval, remaining))
-            elif listener.notified > after_position:
-                # Committed but not visible yet: an older transaction is still
-                # running. It ends without a notification: look again shortly.
-                await listener.wait(generation, min(delay, remaining))
-                delay = min(delay * 2, 0.05)
-            else:
-                await listener.wait(generation, min(self.options.poll_interval, remaining))
+        return health_of(self._replicas)
 
     async def _ensure_listener(self) -> Listener | None:
         if not self.options.notify:
@@ -659,35 +628,6 @@ class PostgresStore(LogReader, LogWriter, StreamDataPages, DCBPages):
             return None
         version, schema_version, state = rows[0]
         return Snapshot(stream_id, name, int(version), int(schema_version), bytes(state))
-
-    # --- inspection (Inspector, SQLReader) ----------------------------------------
-
-    async def _inspect(self, fn: Any, *args: Any) -> Any:
-        self.check_open()
-        try:
-            async with self._pool.connection() as conn:
-                return await fn(conn, self._names, *args)
-        except psycopg.Error as exc:
-            raise translate(exc, "inspecting the store") from None
-
-    async def list_streams(
-        self, *, category: str | None = None, limit: int = 100
-    ) -> list[StreamInfo]:
-        found: list[StreamInfo] = await self._inspect(inspect.list_streams, category, limit)
-        return found
-
-    async def list_categories(self) -> list[CategoryInfo]:
-        found: list[CategoryInfo] = await self._inspect(inspect.list_categories)
-        return found
-
-    async def stats(self) -> StoreStats:
-        found: StoreStats = await self._inspect(inspect.stats, await self.head_position())
-        return found
-
-    async def sql(self, query: str, *, limit: int = 1000, timeout: float = 30.0) -> SQLResult:
-        """One read-only query over the store's tables (see store/postgres/inspect.py)."""
-        found: SQLResult = await self._inspect(inspect.run_sql, query, limit, timeout)
-        return found
 
 
 def _check_snapshot_name(name: object) -> None:

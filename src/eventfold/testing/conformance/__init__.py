@@ -7,8 +7,8 @@ The suite is a core plus one mixin per optional capability
 - ``StoreConformance``: the core, reading (``ReaderConformance``) and
   writing (``WriterConformance``) together;
 - ``SnapshotConformance``, ``StreamDataConformance``, ``ChainConformance``,
-  ``InspectorConformance``, ``SQLConformance``, ``DCBConformance``: one per
-  capability.
+  ``InspectorConformance``, ``SQLConformance``, ``DCBConformance``,
+  ``ReplicaReadsConformance``: one per capability.
 
 A backend's test class composes the core with the mixins of the capabilities
 it declares, and provides a ``store_url`` fixture naming a fresh, empty store
@@ -36,6 +36,7 @@ from eventfold.testing.conformance.mixins import (
     StreamDataConformance,
 )
 from eventfold.testing.conformance.reader import ReaderConformance
+from eventfold.testing.conformance.replicas import ReplicaReadsConformance
 from eventfold.testing.conformance.support import (
     Conformance,
     Opening,
@@ -53,6 +54,7 @@ __all__ = [
     "InspectorConformance",
     "Opening",
     "ReaderConformance",
+    "ReplicaReadsConformance",
     "SQLConformance",
     "SnapshotConformance",
     "StoreConformance",

@@ -71,8 +71,8 @@ class StoreConformance(ReaderConformance, WriterConformance):
     """The core contract every backend passes. A backend's test class adds
     the mixin of each capability it declares (``SnapshotConformance``,
     ``StreamDataConformance``, ``ChainConformance``, ``InspectorConformance``,
-    ``SQLConformance``); ``test_declared_capabilities_match_the_mixins``
-    checks that the two agree."""
+    ``SQLConformance``, ``ReplicaReadsConformance``);
+    ``test_declared_capabilities_match_the_mixins`` checks that the two agree."""
 
     async def test_repository_load_folds_long_mixed_streams(self, open_store: Any) -> None:
         """Repository.load (a backend's fast fold path, where it declares
