@@ -42,6 +42,9 @@ class Sizes:
     log: int  # scenarios 5 and 6: events in the log
     log_streams: int  # ... spread over this many streams
     repeat: int  # runs per cell; the median is reported
+    workload_seconds: float  # workloads: measured time per shape and side
+    workload_warmup: float  # ... after this much warm-up
+    transfers: int  # the transfer workload: transfers requested
     dcb_fill: int = 1_000_000  # scenarios 7 and 8: events stored first (PostgreSQL)
     dcb_appends: int = 1_600  # scenario 7: conditional appends per run, over all writers
     dcb_reads: int = 100  # scenario 8: query reads timed
@@ -58,6 +61,9 @@ FULL = Sizes(
     log=100_000,
     log_streams=1_000,
     repeat=3,
+    workload_seconds=5.0,
+    workload_warmup=1.0,
+    transfers=1_000,
 )
 QUICK = Sizes(
     single=500,
@@ -70,6 +76,9 @@ QUICK = Sizes(
     log=10_000,
     log_streams=100,
     repeat=1,
+    workload_seconds=1.0,
+    workload_warmup=0.3,
+    transfers=200,
     dcb_fill=20_000,
     dcb_appends=320,
     dcb_reads=40,

@@ -29,13 +29,25 @@ from typing import Any
 
 import psycopg
 
-from bench import dcb, report, side_bounds, side_eventfold, side_peer, side_raw
+from bench import (
+    dcb,
+    report,
+    side_bounds,
+    side_eventfold,
+    side_peer,
+    side_raw,
+    transfers,
+    workloads,
+)
 from bench.backends import Backend, make_tmpdir
 from bench.common import FULL, QUICK, Measure, Sizes, summarise
+from bench.workload_sides import EventfoldSide, PeerSide, RawSide
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK_START = "<!-- bench:table:start -->"
 MARK_END = "<!-- bench:table:end -->"
+WORKLOADS_START = "<!-- bench:workloads:start -->"
+WORKLOADS_END = "<!-- bench:workloads:end -->"
 
 
 def log(message: str) -> None:
@@ -102,6 +114,8 @@ class Runner:
         self.repeat = repeat
         self.scenarios = scenarios
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
+        self.workloads: dict[str, dict[str, dict[str, Any]]] = {}
+        self.transfers: dict[str, dict[str, Any]] = {}
         self.errors: list[str] = []
 
     def record(self, backend: str, key: str, side: str, runs: list[Measure]) -> None:
@@ -188,6 +202,8 @@ class Runner:
                 self.interleaved(b, "6_projection", ready, lambda side: side.projection())
         if b == "postgres" and ("7" in self.scenarios or "8" in self.scenarios):
             self.run_dcb(backend)
+        if "workloads" in self.scenarios:
+            self.run_workloads(backend)
 
     def run_dcb(self, backend: Backend) -> None:
         """Scenarios 7 and 8 (bench/dcb.py): DCB on PostgreSQL, both stores
@@ -212,6 +228,58 @@ class Runner:
         if "8" in self.scenarios:
             self.interleaved("postgres", "8_dcb_reads", ready, lambda side: side.reads(s.dcb_reads))
 
+    def run_workloads(self, backend: Backend) -> None:
+        """The standard workloads (bench/workloads.py), then the transfers."""
+        s, b = self.sizes, backend.kind
+        env = side_peer.Side(backend).env("es_workloads")
+        sides: list[Any] = []
+        for side in (EventfoldSide(backend), PeerSide(backend, env), RawSide(backend)):
+            events = workloads.STREAMS * workloads.PER_STREAM
+            log(f"  {b}: writing {events:,} events for {side.name}")
+            before = len(self.errors)
+            self.attempt(f"{b} workloads prepare {side.name}", side.prepare)
+            if len(self.errors) == before:
+                sides.append(side)
+        for number, shape in enumerate(workloads.SHAPES):
+            for side in sides:
+                what = f"{b} {shape.name} {side.name}"
+                run = self.attempt(
+                    what, side.run, shape, s.workload_warmup, s.workload_seconds, number + 1
+                )
+                if run is None:
+                    continue
+                cell = run.summary()
+                self.workloads.setdefault(b, {}).setdefault(shape.name, {})[side.name] = cell
+                log(
+                    f"  {b:8} {shape.name:36} {side.name:13} {cell['events_per_s']:>10,.0f} ev/s"
+                    f"  p50 {cell['p50_us'] / 1000:.3f}  p99 {cell['p99_us'] / 1000:.3f}"
+                    f"  p99.9 {cell['p999_us'] / 1000:.3f} ms"
+                )
+        for lanes in (1, 8):
+            cell = self.attempt(
+                f"{b} transfers {lanes} lanes", transfers.run, backend, lanes, s.transfers
+            )
+            if cell is not None:
+                self.transfers.setdefault(b, {})[str(lanes)] = cell
+                log(
+                    f"  {b:8} transfers, {lanes} lanes  {cell['transfers_per_s']:,.1f}/s"
+                    f"  completed {cell['completed']}  failed {cell['failed']}"
+                    f"  exactly once: {cell['exactly_once']}"
+                )
+                if not cell["exactly_once"]:
+                    self.errors.append(f"{b} transfers {lanes} lanes: {cell['problems']}")
+
+
+def _replace(docs: Path, start: str, end: str, text: str) -> None:
+    """Put ``text`` between the markers ``start`` and ``end`` of ``docs``."""
+    page = docs.read_text()
+    if start not in page or end not in page:
+        log(f"{docs} has no {start} marker: table not written there")
+        return
+    head, rest = page.split(start, 1)
+    _, tail = rest.split(end, 1)
+    docs.write_text(f"{head}{start}\n{text}{end}{tail}")
+
 
 def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
@@ -223,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=None)
     parser.add_argument("--pg-url", default=os.environ.get("EVENTFOLD_POSTGRES_URL", ""))
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,workloads")
     parser.add_argument(
         "--docs", action="store_true", help="update docs/benchmarks.md and the chart"
     )
@@ -281,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ratio = report.ratios(runner.results)
     checks = report.check_targets(ratio, runner.results)
+    workload_checks = workloads.check_targets(runner.workloads)
     document |= {
         "settings": settings,
         "duration_s": round(time.time() - started, 1),
@@ -288,34 +357,47 @@ def main(argv: list[str] | None = None) -> int:
         "results": runner.results,
         "ratios": ratio,
         "targets": checks,
+        "workloads": runner.workloads,
+        "workload_targets": workload_checks,
+        "transfers": runner.transfers,
         "errors": runner.errors,
     }
     out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"{mode}.json"
     report.write_json(out, document)
-    table = report.markdown(runner.results, ratio)
-    targets = report.targets_markdown(checks)
-    bounds = report.bounds_markdown(runner.results, ratio)
-    print(table)
-    print(targets)
-    print(bounds)
-    chart_path = ROOT / "docs" / "benchmarks.png" if args.docs else out.with_suffix(".png")
-    title = (
-        f"eventfold {document['versions']['eventfold']} vs eventsourcing "
-        f"{document['versions']['eventsourcing']} and raw drivers "
-        f"({mode} run, {document['machine']['cores']} cores)"
-    )
-    report.chart(chart_path, ratio, title)
-    if args.docs:
-        docs = ROOT / "docs" / "benchmarks.md"
-        text = docs.read_text()
-        if MARK_START in text and MARK_END in text:
-            head, rest = text.split(MARK_START, 1)
-            _, tail = rest.split(MARK_END, 1)
-            text = f"{head}{MARK_START}\n{table}\n{targets}\n{bounds}{MARK_END}{tail}"
-            docs.write_text(text)
-        else:
-            log(f"{docs} has no {MARK_START} marker: table not written there")
-    log(f"wrote {out} and {chart_path} in {document['duration_s']:.0f} s")
+    docs = ROOT / "docs" / "benchmarks.md"
+    if runner.results:
+        table = report.markdown(runner.results, ratio)
+        targets = report.targets_markdown(checks)
+        bounds = report.bounds_markdown(runner.results, ratio)
+        print(table)
+        print(targets)
+        print(bounds)
+        chart_path = ROOT / "docs" / "benchmarks.png" if args.docs else out.with_suffix(".png")
+        title = (
+            f"eventfold {document['versions']['eventfold']} vs eventsourcing "
+            f"{document['versions']['eventsourcing']} and raw drivers "
+            f"({mode} run, {document['machine']['cores']} cores)"
+        )
+        report.chart(chart_path, ratio, title)
+        if args.docs:
+            _replace(docs, MARK_START, MARK_END, f"{table}\n{targets}\n{bounds}")
+    if runner.workloads or runner.transfers:
+        command = " ".join(["python -m bench.run", *(argv or sys.argv[1:])])
+        load = document["machine"]["load_average_at_start"]
+        run_note = (
+            f"Run: `{command}`, {document['started']}, {mode} sizes"
+            f" ({sizes.workload_seconds:g} s per shape and side after"
+            f" {sizes.workload_warmup:g} s of warm-up), load average {load} at the start.\n"
+        )
+        text = (
+            f"{run_note}\n{workloads.markdown(runner.workloads)}\n"
+            f"{workloads.targets_markdown(workload_checks)}\n"
+            f"{workloads.transfers_markdown(runner.transfers)}"
+        )
+        print(text)
+        if args.docs:
+            _replace(docs, WORKLOADS_START, WORKLOADS_END, text)
+    log(f"wrote {out} in {document['duration_s']:.0f} s")
     if runner.errors:
         log("errors:\n  " + "\n  ".join(runner.errors))
         return 1

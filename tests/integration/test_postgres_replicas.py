@@ -22,6 +22,7 @@ from eventfold.errors import ConfigurationError
 from eventfold.services import Queries, QueryService
 from eventfold.store import DelegatingStore, RecordedEvent
 from eventfold.store.capabilities import DataRow, ReplicaReads, StreamDataReader, require
+from eventfold.store.lazy import StoredEvent
 from eventfold.store.postgres import PostgresStore
 from eventfold.store.postgres.options import parse, replica_conninfo
 from eventfold.subscriptions import ProjectionRunner
@@ -106,6 +107,41 @@ async def test_routed_reads_go_to_the_standby_and_say_so(
         primary = store.reads("primary")
         assert await primary.head_position() == written.position
         assert primary.served is not None and primary.served.source == "primary"
+
+
+async def test_a_replica_view_reads_lazy_records_and_shares_small_reads(
+    replication: Replication, pg_schema: str
+) -> None:
+    async with await eventfold.connect(replication.store_url(pg_schema)) as store:
+        assert isinstance(store, PostgresStore)
+        for i in range(8):
+            tagged = [
+                msgspec.structs.replace(codec.encode(x), tags=(f"g:{i}",)) for x in _added(i + 3)
+            ]
+            await store.append(f"g-{i}", tagged)
+        head = await store.head_position()
+        view = store.reads("replica", min_position=head, wait=30.0)
+        primary = [r async for r in store.reads("primary").read_all()]
+        replica = [r async for r in view.read_all()]
+        assert view.served is not None and view.served.source == standby_name(replication)
+        assert replica == primary
+        assert {type(r) for r in replica} == {StoredEvent}
+        assert [r.event_id for r in replica] == [r.event_id for r in primary]
+        assert all(r.recorded_at.tzinfo is not None for r in replica)
+
+        async def page(i: int) -> list[RecordedEvent]:
+            return [r async for r in view.read_stream(f"g-{i}", limit=20)]
+
+        # Small reads at once on one view share statements, on the standby.
+        for _ in range(20):
+            for i, records in enumerate(await asyncio.gather(*(page(i) for i in range(8)))):
+                assert [type(r) for r in records] == [StoredEvent] * (i + 3)
+                assert [r.version for r in records] == list(range(1, i + 4))
+                assert {(r.stream_id, r.tags) for r in records} == {(f"g-{i}", (f"g:{i}",))}
+            if view._pages.statements > 0:
+                break
+        assert view._pages.statements > 0
+        assert view.served.source == standby_name(replication)
 
 
 class Tagging(DelegatingStore):

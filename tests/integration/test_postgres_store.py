@@ -697,3 +697,32 @@ async def test_append_within_must_be_the_first_write(pg_url: str) -> None:
             with pytest.raises(InvalidArgument, match="first write"):
                 await store.append_within(conn, [StreamAppend("t-1", numbered(1))])
         assert await store.stream_version("t-1") == 0
+
+
+# --- small reads share statements -------------------------------------------------------
+
+
+async def test_concurrent_small_reads_share_statements_and_each_gets_its_own_page(
+    pg_url: str,
+) -> None:
+    async with await open_store(pg_url) as store:
+        for i in range(12):
+            await store.append(f"g-{i}", numbered(20 + i))
+
+        async def page(i: int, start: int, limit: int | None) -> tuple[int, list[int]]:
+            stream = f"g-{i}" if i < 12 else f"missing-{i}"
+            records = await collect(store.read_stream(stream, from_version=start, limit=limit))
+            assert all(r.stream_id == stream for r in records)
+            return i, numbers(records)
+
+        # Several rounds of 14 readers at once, each reading a different
+        # range; two streams do not exist.
+        for start, limit in [(1, 10), (5, 50), (19, 3), (1, None)]:
+            found = await asyncio.gather(*(page(i, start, limit) for i in range(14)))
+            for i, got in found:
+                last = 20 + i if i < 12 else 0
+                top = last if limit is None else min(last, start - 1 + limit)
+                assert got == list(range(start - 1, top)), (i, start, limit)
+        assert store._pages.statements > 0  # some reads went out together
+        versions = [r.version async for r in store.read_stream("g-3", from_version=10, limit=5)]
+        assert versions == [10, 11, 12, 13, 14]

@@ -132,9 +132,10 @@ class CrashingRepository(Repository[Any, Any, Any]):
         return await super().handle(*args, **kw)
 
 
+@pytest.mark.parametrize("lanes", [1, 4])
 @pytest.mark.parametrize("crash_after", [1, 2, 3])
 async def test_saga_under_duplicate_delivery_and_restarts_issues_each_command_once(
-    tmp_path: Path, crash_after: int
+    tmp_path: Path, crash_after: int, lanes: int
 ) -> None:
     store = DuplicatingStore()
     checkpoints = open_checkpoints(f"sqlite:///{tmp_path / 'saga.db'}")
@@ -149,15 +150,15 @@ async def test_saga_under_duplicate_delivery_and_restarts_issues_each_command_on
     healthy = shop.stock
     shop.checkout = checkout_saga(shop.orders, CrashingRepository(healthy, crash_after))
     with pytest.raises(SubscriptionFailed) as caught:
-        await run_saga(shop, checkpoints, retry=RetryPolicy(attempts=1))
+        await run_saga(shop, checkpoints, retry=RetryPolicy(attempts=1), lanes=lanes)
     assert isinstance(caught.value.cause, Crash)
 
     # Restarted (new process: fresh objects, same checkpoint), every event
     # delivered twice; then everything delivered again from the start.
     shop.checkout = checkout_saga(shop.orders, healthy)
-    await run_saga(shop, checkpoints)
+    await run_saga(shop, checkpoints, lanes=lanes)
     await checkpoints.save("process:checkout", 0)
-    await run_saga(shop, checkpoints)
+    await run_saga(shop, checkpoints, lanes=lanes)
 
     async def counted(stream: str) -> Counter[str]:
         return Counter(type(e).__name__ for e in await events_of(store, stream))

@@ -4,6 +4,10 @@
 
 Modes:
 
+In ``race`` and ``disjoint`` modes the writer prints ``ready`` once
+connected and starts when a line arrives on its stdin, so that writers
+started one after another still run at the same time.
+
 - ``race``: COUNT operations. Three in four read a query over one or two
   random keys of six (``k:0`` .. ``k:5``, sometimes with a type) and append
   two ``Claimed`` events with the condition of what they read, recording in
@@ -124,6 +128,8 @@ async def main(url: str, writer: int, mode: str, count: int) -> None:
         if mode == "crash":
             await crash(store, writer)
         else:
+            print("ready", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)  # the start signal
             await race(store, writer, count, mode == "disjoint")
     finally:
         await store.close()

@@ -17,8 +17,10 @@
 from __future__ import annotations
 
 import asyncio
+import selectors
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +49,26 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def run_writers(url: str, mode: str, writers: int, count: int) -> list[tuple[int, int]]:
-    """Run writer processes to the end; (ok, failed) of each."""
+    """Run writer processes to the end, started together once every one is
+    connected (a process takes far longer to start than to run its appends:
+    started one by one they would not overlap); (ok, failed) of each."""
     procs = [
         subprocess.Popen(
             [sys.executable, str(WRITER), url, str(w), mode, str(count)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for w in range(writers)
     ]
+    deadline = time.monotonic() + 120
+    for proc in procs:
+        _wait_ready(proc, deadline, procs)
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
@@ -65,6 +77,21 @@ def run_writers(url: str, mode: str, writers: int, count: int) -> list[tuple[int
         assert len(done) == 1, out
         results.append((int(done[0][2]), int(done[0][3])))
     return results
+
+
+def _wait_ready(proc: subprocess.Popen[str], deadline: float, procs: list[Any]) -> None:
+    """Wait (until ``deadline``) for the writer's ``ready`` line; on none,
+    stop every writer and fail with what it wrote to stderr."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        seen = selector.select(timeout=max(0.0, deadline - time.monotonic()))
+    line = proc.stdout.readline() if seen else ""
+    if line != "ready\n":
+        for each in procs:
+            each.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"a writer did not start: {line!r} {err}")
 
 
 def pairs_whole(records: list[RecordedEvent]) -> None:

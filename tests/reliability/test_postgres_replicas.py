@@ -9,8 +9,9 @@
 - Read-your-writes under write load: a read carrying a write's position
   always sees that write, from the standby or from the primary.
 - Replay paused: a read with a token falls back to the primary, or answers
-  from the standby saying it is stale, as configured, within its bound; a
-  subscription keeps delivering from the primary once the standby lags.
+  from the standby saying it is stale, as configured, within its bound
+  (reads that start together on a fresh view included); a subscription
+  keeps delivering from the primary once the standby lags.
 """
 
 from __future__ import annotations
@@ -297,6 +298,23 @@ async def test_with_replay_paused_a_tokened_read_falls_back_or_says_it_is_stale(
             served = stale.served
             assert served is not None and served.source == standby and served.stale
             assert served.visible is not None and served.visible < written.position
+
+
+async def test_with_replay_paused_concurrent_first_reads_of_a_tokened_view_see_the_write(
+    replication: Replication, pg_schema: str
+) -> None:
+    """Reads that start together on a fresh view all wait for its token to be
+    resolved: none of them goes to the standby that cannot see the write."""
+    async with await connect(replication.store_url(pg_schema)) as store:
+        assert isinstance(store, PostgresStore)
+        await store.append("order-1", [numbered(0)])
+        async with replay_paused(replication):
+            written = await store.append("order-1", [numbered(1)])
+            view = store.reads("replica", min_position=written.position, wait=0.3)
+            reads = (positions(view.read_stream("order-1", limit=10)) for _ in range(8))
+            seen = await asyncio.wait_for(asyncio.gather(*reads), BOUND)
+            assert [found[-1] for found in seen] == [written.position] * 8
+            assert view.served is not None and view.served.source == "primary"
 
 
 async def positions(records: AsyncIterator[RecordedEvent]) -> list[int]:

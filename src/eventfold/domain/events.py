@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -178,6 +179,11 @@ class EventRegistry:
 
     def of_name(self, name: str) -> EventType | None:
         return self._by_name.get(name)
+
+    @property
+    def entries(self) -> Mapping[str, EventType]:
+        """Every registered name and alias with its type, read-only and live."""
+        return MappingProxyType(self._by_name)
 
     def __contains__(self, item: object) -> bool:
         return item in self._by_cls or item in self._by_name

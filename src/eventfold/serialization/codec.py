@@ -12,6 +12,12 @@ import msgspec
 from eventfold.domain.clocks import check_not_ahead
 from eventfold.domain.events import Envelope, EventRegistry, Metadata
 from eventfold.errors import SerializationError, UnknownEventType
+from eventfold.serialization.envelopes import (
+    EMPTY_METADATA,
+    NO_METADATA,
+    LazyEnvelope,
+    metadata_of,
+)
 from eventfold.serialization.roundtrip import check_round_trip
 from eventfold.serialization.upcasting import upcast
 from eventfold.store.api import JsonText, NewEvent, RecordedEvent
@@ -20,11 +26,8 @@ from eventfold.store.ids import new_event_id
 from eventfold.store.payloads import depth_error
 
 _encoder = msgspec.json.Encoder()
+_astuple = msgspec.structs.astuple
 _metadata_decoder = msgspec.json.Decoder(Metadata)
-
-_EMPTY_METADATA = Metadata()
-_KNOWN_KEYS = ("correlation_id", "causation_id", "actor", "occurred_at")
-_NO_METADATA = (b"{}", "{}")
 
 
 class RawEvent(msgspec.Struct, frozen=True):
@@ -40,6 +43,7 @@ class Codec:
 
     def __init__(self, registry: EventRegistry) -> None:
         self.registry = registry
+        self._entry = registry.entries.get
         # A subclass that overrides decode_fields decodes its own way.
         self._plain = type(self).decode_fields is Codec.decode_fields
 
@@ -118,35 +122,49 @@ class Codec:
     def decode(
         self, record: RecordedEvent, *, unknown: Literal["raise", "raw"] = "raise"
     ) -> Envelope[Any]:
-        """The event with its envelope. With ``unknown="raw"`` an unregistered
-        type gives a ``RawEvent`` instead of raising ``UnknownEventType``."""
+        """The event with its envelope: a ``LazyEnvelope``, whose metadata,
+        id and time are decoded when first read. With ``unknown="raw"`` an
+        unregistered type gives a ``RawEvent`` instead of raising
+        ``UnknownEventType``."""
         # The common case inline (a registered type in its current shape):
-        # reading the log spends most of its Python time here.
-        entry = self.registry.of_name(record.type)
+        # reading the log spends most of its Python time here. The fields
+        # come as stored (astuple reads the slots), so nothing is decoded
+        # that the envelope does not need yet.
+        (
+            stream_id,
+            version,
+            position,
+            event_id,
+            type_name,
+            schema_version,
+            data,
+            metadata,
+            at,
+            tags,
+        ) = _astuple(record)
+        entry = self._entry(type_name)
         if entry is None:
             if unknown != "raw":
-                raise UnknownEventType(
-                    record.type, stream_id=record.stream_id, version=record.version
-                )
+                raise UnknownEventType(type_name, stream_id=stream_id, version=version)
             event: Any = RawEvent(record)
-        elif record.schema_version == entry.version and self._plain:
+        elif schema_version == entry.version and self._plain:
             try:
-                event = entry.decoder.decode(record.data)
+                event = entry.decoder.decode(data)
             except NOT_JSON:
                 event = self.decode_event(record)  # raises the typed error
         else:
             event = self.decode_event(record)
-        return Envelope(
+        return LazyEnvelope(
             event,
-            record.stream_id,
-            record.version,
-            record.position,
-            record.event_id,
-            record.type,
-            record.schema_version,
-            decode_metadata(record),
-            record.recorded_at,
-            tuple(record.tags),
+            stream_id,
+            version,
+            position,
+            event_id,
+            type_name,
+            schema_version,
+            EMPTY_METADATA if metadata in NO_METADATA else metadata,
+            at,
+            tuple(tags),
         )
 
 
@@ -161,27 +179,9 @@ def _encode(value: Any, what: str, event_type: str) -> bytes:
 
 
 def decode_metadata(record: RecordedEvent) -> Metadata:
-    raw = record.metadata
-    if raw in _NO_METADATA:
-        return _EMPTY_METADATA
-    try:
-        # Unknown keys written by other tools are kept under ``extra``.
-        data = msgspec.json.decode(raw, type=dict[str, Any])
-    except NOT_JSON as exc:
-        raise SerializationError(
-            f"metadata of {record.type}: {exc}", event_type=record.type
-        ) from None
-    known: dict[str, Any] = {k: data.pop(k) for k in _KNOWN_KEYS if k in data}
-    nested = data.pop("extra", {})
-    extra: dict[str, Any] = nested if isinstance(nested, dict) else {"extra": nested}
-    extra.update(data)
-    try:
-        known["extra"] = extra
-        return msgspec.convert(known, Metadata)
-    except msgspec.ValidationError as exc:
-        raise SerializationError(
-            f"metadata of {record.type}: {exc}", event_type=record.type
-        ) from None
+    """A record's metadata as ``Metadata`` (``SerializationError`` if it is
+    not a JSON object of that shape)."""
+    return metadata_of(record.metadata, record.type)
 
 
 def occurred_at(record: RecordedEvent) -> datetime:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import msgspec
 
 from eventfold.errors import ProjectionSuperseded, ReadModelError
+from eventfold.subscriptions.batching import BatchingTx
 from eventfold.subscriptions.projection import Projection
 from eventfold.subscriptions.readmodel import BuildTx, Connection
 from eventfold.subscriptions.sqltemplate import check_name
@@ -99,11 +100,15 @@ class Build(msgspec.Struct, frozen=True):
     def physical(self, logical: str) -> str:
         return f"{check_name(logical, 'table')}_{self.suffix}"
 
-    def tx(self, conn: Connection, rendered: dict[str, str] | None = None) -> BuildTx:
+    def tx(
+        self, conn: Connection, rendered: dict[str, str] | None = None, *, batched: bool = False
+    ) -> BuildTx:
         """SQL over this build's tables. ``rendered`` is a template cache to
-        reuse across transactions on the same kind of connection."""
+        reuse across transactions on the same kind of connection; ``batched``
+        gives a ``BatchingTx`` (eventfold.subscriptions.batching)."""
         tables = {t: conn.quote(self.physical(t)) for t in self.tables}
-        return BuildTx(conn, tables, f"projection {self.name!r} build {self.build}", rendered)
+        kind = BatchingTx if batched else BuildTx
+        return kind(conn, tables, f"projection {self.name!r} build {self.build}", rendered)
 
     @property
     def frozen_as_of(self) -> bool:

@@ -9,7 +9,7 @@ take effect once, however often the event is delivered."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, Literal, TypeVar
 
 from eventfold.domain.events import Envelope, Metadata
@@ -21,6 +21,7 @@ from eventfold.serialization.codec import Codec, RawEvent
 from eventfold.store.api import EventReader
 from eventfold.store.routing import Route
 from eventfold.subscriptions.checkpoints import CheckpointStore
+from eventfold.subscriptions.lanes import Key
 from eventfold.subscriptions.retry import RetryPolicy
 from eventfold.subscriptions.sqltemplate import check_name
 from eventfold.subscriptions.subscription import Subscription
@@ -99,11 +100,21 @@ class ProcessManager:
     """``checkout = ProcessManager("checkout", categories=["order"])`` then
     ``@checkout.on(OrderSubmitted) async def _(ctx, envelope): ...``.
     ``subscribe(store, codec, checkpoints)`` gives the ``Subscription`` that
-    runs it; the checkpoint moves after each event."""
+    runs it; the checkpoint moves after each event.
 
-    def __init__(self, name: str, *, categories: Sequence[str] | None = None) -> None:
+    ``key(envelope)`` names what must be handled in order (default: the
+    event's stream); with ``subscribe(..., lanes=8)`` events of different
+    keys are handled concurrently, those of one key one after another (a
+    transfer saga keys its events by transfer id, so that each transfer's
+    steps run in order while many transfers progress at once). Events the
+    manager has no step for are keyed by their stream."""
+
+    def __init__(
+        self, name: str, *, categories: Sequence[str] | None = None, key: Key | None = None
+    ) -> None:
         self.name = check_name(name, "process manager name")
         self.categories = list(categories) if categories is not None else None
+        self._key = key
         self._steps: dict[type[Any], Step] = {}
 
     def on(self, *event_types: type[Any]) -> Callable[[F], F]:
@@ -123,6 +134,12 @@ class ProcessManager:
     def event_types(self) -> list[type[Any]]:
         return list(self._steps)
 
+    def key(self, envelope: Envelope[Any]) -> Hashable:
+        """The key ordering ``envelope`` among the manager's events."""
+        if self._key is None or type(envelope.event) not in self._steps:
+            return envelope.stream_id
+        return self._key(envelope)
+
     async def handle(self, envelope: Envelope[Any]) -> None:
         """React to one event (events it has no handler for are ignored)."""
         if isinstance(envelope.event, RawEvent):
@@ -141,8 +158,12 @@ class ProcessManager:
         retry: RetryPolicy | None = None,
         poll_interval: float = 1.0,
         start_at: Literal["beginning", "end"] = "beginning",
+        lanes: int = 1,
         route: Route = "replica",
     ) -> Subscription:
+        """The subscription that runs this manager; ``lanes`` above 1 handles
+        events of different keys concurrently, and ``route`` picks the
+        servers it reads (see ``Subscription``)."""
         for cls in self._steps:
             codec.registry.of_class(cls)  # raises UnknownEventType if unregistered
         return Subscription(
@@ -157,6 +178,8 @@ class ProcessManager:
             poll_interval=poll_interval,
             checkpoint_every_event=True,
             start_at=start_at,
+            lanes=lanes,
+            key=self.key,
             route=route,
         )
 

@@ -15,6 +15,8 @@ import msgspec
 from eventfold.domain.events import Envelope
 from eventfold.errors import InvalidArgument, RegistrationError, UnknownProjection
 from eventfold.serialization.codec import Codec
+from eventfold.store.api import RecordedEvent
+from eventfold.subscriptions.lanes import Key, by_stream, check_lanes
 from eventfold.subscriptions.sqltemplate import check_name
 
 
@@ -84,7 +86,10 @@ class Projection:
     queries. ``categories`` limits the events read to those stream categories.
     ``effects_from="now"`` runs effects only for events appended after the
     projection first started; ``"beginning"`` runs them for the whole history
-    once."""
+    once. Effects run in ``lanes`` concurrent lanes keyed by ``key(envelope)``
+    (default: the stream): concurrently across keys, in order within a key
+    (``eventfold.subscriptions.lanes``). The read-model changes themselves are
+    applied in batches, one transaction each, in log order."""
 
     def __init__(
         self,
@@ -96,6 +101,8 @@ class Projection:
         categories: Sequence[str] | None = None,
         effects_from: Literal["now", "beginning"] = "now",
         description: str = "",
+        lanes: int = 1,
+        key: Key | None = None,
     ) -> None:
         self.name = check_name(name, "projection name")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -122,6 +129,8 @@ class Projection:
             raise InvalidArgument("effects_from must be 'now' or 'beginning'")
         self.effects_from = effects_from
         self.description = description
+        self.lanes = check_lanes(lanes)
+        self.key: Key = key if key is not None else by_stream
         self._handlers: dict[type[Any], Handler] = {}
         self._effects: dict[type[Any], list[Effect]] = {}
 
@@ -213,6 +222,8 @@ class Dispatch:
         self.projection = projection
         self.codec = codec
         self._cache: dict[str, tuple[Handler | None, list[Effect]]] = {}
+        self.handlers: dict[str, Handler | None] = {}
+        """Each type name looked up so far and its handler (None: none)."""
 
     def _entry(self, type_name: str) -> tuple[Handler | None, list[Effect]]:
         entry = self._cache.get(type_name)
@@ -227,7 +238,20 @@ class Dispatch:
         return entry
 
     def handler(self, type_name: str) -> Handler | None:
-        return self._entry(type_name)[0]
+        handler = self.handlers[type_name] = self._entry(type_name)[0]
+        return handler
+
+    def wanted(self, records: Sequence[RecordedEvent]) -> list[RecordedEvent]:
+        """Those of ``records`` a handler applies (``handlers`` then knows
+        each one's type)."""
+        known = self.handlers
+        out = []
+        for record in records:
+            name = record.type
+            handler = known[name] if name in known else self.handler(name)
+            if handler is not None:
+                out.append(record)
+        return out
 
     def effects(self, type_name: str) -> list[Effect]:
         return self._entry(type_name)[1]

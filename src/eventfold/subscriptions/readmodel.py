@@ -54,6 +54,12 @@ class Connection(abc.ABC):
     def quote(self, physical: str) -> str:
         """The quoted identifier of a generated (checked) table or index name."""
 
+    @property
+    def pipelined(self) -> bool:
+        """Whether the current transaction sends statements without waiting
+        for each result (``begin(..., pipeline=True)`` on a backend that can)."""
+        return False
+
     @abc.abstractmethod
     def begin(self, role: Role, *, pipeline: bool = False) -> None:
         """Begin a transaction. ``pipeline``: the backend may send statements

@@ -86,6 +86,10 @@ class _PostgresConnection(Connection):
                     self.raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
             self.raw.execute(sql.SQL("SET search_path TO {}").format(ident))
 
+    @property
+    def pipelined(self) -> bool:
+        return self._pipeline is not None
+
     def raw_execute(self, sql_text: str, params: Sequence[Any] = ()) -> Cursor:
         cur = self.raw.execute(sql_text, params)
         if self._pipeline is not None:

@@ -17,6 +17,7 @@ from eventfold.serialization.codec import Codec
 from eventfold.store.api import EventReader, RecordedEvent
 from eventfold.store.routing import Route, route_reads
 from eventfold.subscriptions.checkpoints import CheckpointStore
+from eventfold.subscriptions.lanes import Key, Lanes, by_stream, check_lanes
 from eventfold.subscriptions.retry import RetryPolicy
 
 EventHandler = Callable[[Envelope[Any]], Awaitable[None]]
@@ -80,7 +81,16 @@ class Subscription:
     ``types`` are passed to ``read_all``. ``start_at="end"`` makes a
     subscription without a checkpoint skip the history. It reads the
     store's replicas where it has some (``route="primary"`` to read the
-    primary; see eventfold.store.routing): ``store`` is then that view."""
+    primary; see eventfold.store.routing): ``store`` is then that view.
+
+    With ``lanes`` above 1, events are handled concurrently across keys and
+    in order within a key (``eventfold.subscriptions.lanes``): ``key(envelope)``
+    names an event's key, its stream by default. The checkpoint then follows
+    the lanes' watermark, saved as soon as it moves (one save at a time): the
+    lowest position not yet handled in any lane, less one, so that it is
+    exact whatever order the lanes finish in. A failure stops every lane,
+    lets the events being handled finish, and saves the checkpoint at the
+    watermark before ``SubscriptionFailed`` names the failing event."""
 
     def __init__(
         self,
@@ -97,10 +107,14 @@ class Subscription:
         poll_interval: float = 1.0,
         checkpoint_every_event: bool = False,
         start_at: Literal["beginning", "end"] = "beginning",
+        lanes: int = 1,
+        key: Key | None = None,
         route: Route = "replica",
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidArgument("batch_size must be an int >= 1", argument="batch_size")
+        self.lanes = check_lanes(lanes)
+        self.key = key if key is not None else by_stream
         if not name:
             raise InvalidArgument("a subscription needs a name", argument="name")
         self.store = route_reads(store, route)
@@ -121,16 +135,23 @@ class Subscription:
         """Set once a read came back short: everything visible was handled."""
         self._stop = asyncio.Event()
         self._loaded = False
+        self._lanes: Lanes | None = None
 
     def stop(self) -> None:
-        """Ask ``run`` to return after the event it is handling."""
+        """Ask ``run`` to return after the event (in lanes: the events) it
+        is handling."""
         self._stop.set()
+        if self._lanes is not None:
+            self._lanes.stop()
 
     async def run(self, *, until_caught_up: bool = False) -> None:
         """Handle events until ``stop()`` (or, with ``until_caught_up``, until
         everything visible now has been handled)."""
         self._stop.clear()
         await self._load()
+        if self.lanes > 1:
+            await self._run_in_lanes(until_caught_up)
+            return
         while not self._stop.is_set():
             records, scanned, short = await read_batch(
                 self.store,
@@ -186,6 +207,102 @@ class Subscription:
                 await self._save(handled)
         if handled > self.position:
             await self._save(handled)
+
+    # --- in keyed lanes ---------------------------------------------------------------
+
+    async def _run_in_lanes(self, until_caught_up: bool) -> None:
+        lanes = Lanes(
+            self.handler,
+            lanes=self.lanes,
+            key=self.key,
+            retry=self.retry,
+            failure=self._lane_failure,
+            start=self.position,
+            window=max(2 * self.batch_size, 4 * self.lanes),
+        )
+        self._lanes = lanes
+        saver = asyncio.ensure_future(self._follow(lanes))
+        read_upto = self.position
+        try:
+            while not self._stop.is_set():
+                if saver.done():
+                    saver.result()  # a failed save ends the run
+                records, scanned, short = await read_batch(
+                    self.store,
+                    read_upto,
+                    limit=self.batch_size,
+                    categories=self.categories,
+                    types=self.types,
+                )
+                for record in records:
+                    if self._stop.is_set():
+                        break
+                    await lanes.put(self.codec.decode(record, unknown="raw"))
+                else:
+                    lanes.skip_to(scanned)
+                    read_upto = max(read_upto, scanned)
+                if not short or self._stop.is_set():
+                    continue
+                if lanes.idle:  # everything visible is handled
+                    self.caught_up.set()
+                    if until_caught_up:
+                        return
+                    await wait_or_stop(self.store, read_upto, self.poll_interval, self._stop)
+                else:
+                    # Events are being handled, and may append events this
+                    # subscription reads (a process manager's next steps):
+                    # read again as soon as there are some, or all is done.
+                    await self._wait_for_work(lanes, read_upto)
+        finally:
+            self._lanes = None
+            try:
+                await lanes.close()
+            finally:
+                saver.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await saver
+                if lanes.watermark > self.position:
+                    await self._save(lanes.watermark)
+
+    async def _wait_for_work(self, lanes: Lanes, read_upto: int) -> None:
+        """Until the lanes are idle, an event past ``read_upto`` is visible,
+        ``poll_interval`` passes, or ``stop()``; the lanes' failure is raised."""
+        drained = asyncio.ensure_future(lanes.drain())
+        others = {
+            asyncio.ensure_future(self.store.wait_for_events(read_upto, self.poll_interval)),
+            asyncio.ensure_future(self._stop.wait()),
+        }
+        try:
+            await asyncio.wait({drained, *others}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (drained, *others):
+                if not task.done():
+                    task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if drained.done() and not drained.cancelled():
+            drained.result()  # raises the lanes' failure
+
+    async def _follow(self, lanes: Lanes) -> None:
+        """Save the checkpoint at the lanes' watermark as it moves."""
+        while True:
+            if lanes.watermark > self.position:
+                await self._save(lanes.watermark)
+            else:
+                await lanes.changed()
+
+    def _lane_failure(
+        self, envelope: Envelope[Any], exc: Exception, attempts: int
+    ) -> SubscriptionFailed:
+        return SubscriptionFailed(
+            self.name,
+            stream_id=envelope.stream_id,
+            version=envelope.version,
+            position=envelope.position,
+            type=envelope.type,
+            cause=exc,
+            attempts=attempts,
+        )
 
     def _failure(self, record: RecordedEvent, exc: Exception, attempts: int) -> SubscriptionFailed:
         return SubscriptionFailed(

@@ -5,6 +5,7 @@ when a new build has caught up, and run effects for events seen live."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -19,9 +20,11 @@ from eventfold.observability import tracing
 from eventfold.serialization.codec import Codec, occurred_at
 from eventfold.store.api import EventReader, RecordedEvent
 from eventfold.subscriptions import builds
+from eventfold.subscriptions.batching import BatchingTx
 from eventfold.subscriptions.builds import Build
+from eventfold.subscriptions.lanes import Lanes
 from eventfold.subscriptions.projection import Dispatch, Projection
-from eventfold.subscriptions.readmodel import Connection, ReadModel
+from eventfold.subscriptions.readmodel import BuildTx, Connection, ReadModel
 from eventfold.subscriptions.retry import RetryPolicy
 from eventfold.subscriptions.subscription import read_batch, wait_or_stop
 
@@ -29,6 +32,7 @@ Progress = Callable[[int, int, int], None]
 """``progress(position, head, handled)`` after each committed batch."""
 
 Outcome = Literal["caught_up", "retired", "stopped"]
+_Batch = tuple[int, list[RecordedEvent], int, bool]
 
 Hold = Callable[[asyncio.Event], Awaitable[bool]]
 """``await hold(stop)``: if the projection is paused, wait (a while, or until
@@ -40,6 +44,16 @@ class _EventFailed(Exception):
         super().__init__(index, cause)
         self.index = index
         self.cause = cause
+
+
+class _EffectFailed(Exception):
+    def __init__(self, cause: Exception, attempts: int) -> None:
+        super().__init__(cause, attempts)
+        self.cause = cause
+        self.attempts = attempts
+
+
+_ONCE = RetryPolicy(attempts=1)
 
 
 class _PipelineFailed(Exception):
@@ -131,55 +145,80 @@ class BuildWorker:
     async def _loop(self) -> Outcome:
         if self.build.state == "active":
             await self._catch_up_effects()
-        while not self._stop.is_set():
-            if self.hold is not None and await self.hold(self._stop):
-                continue
-            head = await self.store.head_position()
-            if self.stop_position is not None:
-                head = min(head, self.stop_position)
-            records, scanned, short = await read_batch(
-                self.store,
-                self.position,
-                limit=self.batch_size,
-                categories=self.projection.categories,
-            )
-            if self.stop_position is not None:
-                records = [r for r in records if r.position <= self.stop_position]
-                scanned = min(scanned, self.stop_position)
-                short = short or scanned >= self.stop_position
-            if self.stop_time is not None:
-                cutoff = self.stop_time
-                if self.stop_clock == "occurred":
-                    records = [r for r in records if occurred_at(r) <= cutoff]
-                else:
-                    records = [r for r in records if r.recorded_at <= cutoff]
-            wanted = [r for r in records if self.dispatch.handler(r.type) is not None]
-            if self.progress is not None and not self._reported and records:
-                # The baseline: positions need not start at 1 (they are sparse on PostgreSQL).
-                self.progress(records[0].position - 1, max(head, self.position), 0)
-                self._reported = True
-            if wanted or scanned > self.position:
-                try:
-                    await self._commit(wanted, scanned)
-                except _Paused:
-                    continue  # held at the top of the loop until resumed
-                if self.progress is not None:
-                    self.progress(self.position, max(head, self.position), self.handled)
-                if self.build.state == "active" and self.projection.has_effects:
-                    await self._run_effects(records)
-            if short:
-                if self.build.state == "building":
-                    self.build = await self.read_model.write(
-                        functools.partial(_activate, self.build)
-                    )
-                    if self.on_commit is not None:
-                        self.on_commit()
-                    if self.live and self.projection.has_effects:
-                        await self._catch_up_effects()
-                if not self.live:
-                    return "caught_up"
-                await wait_or_stop(self.store, self.position, self.poll_interval, self._stop)
-        return "stopped"
+        ahead: asyncio.Future[_Batch] | None = None
+        try:
+            while not self._stop.is_set():
+                if self.hold is not None and await self.hold(self._stop):
+                    if ahead is not None:
+                        ahead.cancel()  # read before the pause: read again after it
+                        ahead = None
+                    continue
+                batch = await (ahead if ahead is not None else self._read(self.position))
+                ahead = None
+                head, records, scanned, short = batch
+                wanted = self.dispatch.wanted(records)
+                if self.progress is not None and not self._reported and records:
+                    # The baseline: positions need not start at 1 (sparse on PostgreSQL).
+                    self.progress(records[0].position - 1, max(head, self.position), 0)
+                    self._reported = True
+                if wanted or scanned > self.position:
+                    if not short:
+                        # Read the next batch while this one is written.
+                        ahead = asyncio.ensure_future(self._read(scanned))
+                    try:
+                        await self._commit(wanted, scanned)
+                    except _Paused:
+                        if ahead is not None:
+                            ahead.cancel()  # read from where the checkpoint is not
+                            ahead = None
+                        continue  # held at the top of the loop until resumed
+                    if self.position != scanned and ahead is not None:
+                        ahead.cancel()  # read from a place the checkpoint is not at
+                        ahead = None
+                    if self.progress is not None:
+                        self.progress(self.position, max(head, self.position), self.handled)
+                    if self.build.state == "active" and self.projection.has_effects:
+                        await self._run_effects(records)
+                if short:
+                    if self.build.state == "building":
+                        self.build = await self.read_model.write(
+                            functools.partial(_activate, self.build)
+                        )
+                        if self.on_commit is not None:
+                            self.on_commit()
+                        if self.live and self.projection.has_effects:
+                            await self._catch_up_effects()
+                    if not self.live:
+                        return "caught_up"
+                    await wait_or_stop(self.store, self.position, self.poll_interval, self._stop)
+            return "stopped"
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
+
+    async def _read(self, after: int) -> _Batch:
+        """The next batch after ``after``: the head, the records (cut at the
+        stop position and time), how far the log was looked at, and whether
+        the read came back short."""
+        head = await self.store.head_position()
+        if self.stop_position is not None:
+            head = min(head, self.stop_position)
+        records, scanned, short = await read_batch(
+            self.store, after, limit=self.batch_size, categories=self.projection.categories
+        )
+        if self.stop_position is not None:
+            records = [r for r in records if r.position <= self.stop_position]
+            scanned = min(scanned, self.stop_position)
+            short = short or scanned >= self.stop_position
+        if self.stop_time is not None:
+            cutoff = self.stop_time
+            if self.stop_clock == "occurred":
+                records = [r for r in records if occurred_at(r) <= cutoff]
+            else:
+                records = [r for r in records if r.recorded_at <= cutoff]
+        return head, records, scanned, short
 
     # --- applying a batch -------------------------------------------------------------
 
@@ -188,14 +227,14 @@ class BuildWorker:
         transaction. When an event fails, the events before it are committed
         on their own, and the failing one is retried per the policy."""
         failures = 0
-        pipeline = self.read_model.pipelines
+        batched = True
         while True:
             try:
-                await self._write(records, upto, pipeline)
+                await self._write(records, upto, batched)
                 return
             except _PipelineFailed:
                 # Run the batch again statement by statement to find the event.
-                pipeline = False
+                batched = False
                 continue
             except _EventFailed as failed:
                 if failed.index > 0:
@@ -219,7 +258,10 @@ class BuildWorker:
                     ) from cause
                 await asyncio.sleep(self.retry.delay(failures))
 
-    async def _write(self, records: list[RecordedEvent], upto: int, pipeline: bool) -> None:
+    async def _write(self, records: list[RecordedEvent], upto: int, batched: bool) -> None:
+        """Apply ``records`` in one transaction, in a span; ``batched``: the
+        handlers' statements may be batched (``eventfold.subscriptions.batching``)
+        and pipelined, so that an error cannot be pinned on its event."""
         attributes = {
             "eventfold.projection": self.projection.name,
             "eventfold.build": self.build.build,
@@ -229,14 +271,15 @@ class BuildWorker:
         with tracing.span(f"apply {self.projection.name}", attributes=attributes) as batch:
             traced = tracing.carrier_of(batch) if batch is not None else None
             apply = functools.partial(
-                self._apply, self.build, self.position, records, upto, pipeline, traced
+                self._apply, self.build, self.position, records, upto, batched, traced
             )
+            pipeline = batched and self.read_model.pipelines
             try:
                 state = await self.read_model.write(apply, pipeline=pipeline)
             except (_Fenced, _EventFailed, _Paused):
                 raise
             except Exception as exc:
-                if pipeline:
+                if batched:
                     raise _PipelineFailed() from exc
                 raise
         self.position = upto
@@ -251,7 +294,7 @@ class BuildWorker:
         expected: int,
         records: list[RecordedEvent],
         upto: int,
-        pipeline: bool,
+        batched: bool,
         traced: dict[str, str] | None,
         conn: Connection,
     ) -> builds.State:
@@ -264,10 +307,11 @@ class BuildWorker:
             raise _Fenced(current)
         if self.hold is not None and builds.is_paused(conn, build.name):
             raise _Paused()
-        tx = current.tx(conn, self._rendered)
-        decode, dispatch = self._codec.decode, self.dispatch
+        tx = current.tx(conn, self._rendered, batched=batched)
+        decode, dispatch, handlers = self._codec.decode, self.dispatch, self.dispatch.handlers
         for index, record in enumerate(records):
-            handler = dispatch.handler(record.type)
+            name = record.type
+            handler = handlers[name] if name in handlers else dispatch.handler(name)
             if handler is None:
                 continue
             try:
@@ -276,9 +320,15 @@ class BuildWorker:
                 else:
                     self._traced(handler, tx, decode(record), traced)
             except Exception as exc:
-                if pipeline:  # the error may belong to an earlier event's statement
+                if batched and not _own_failure(tx, conn):
+                    # The error may belong to an earlier event's statement.
                     raise _PipelineFailed() from exc
                 raise _EventFailed(index, exc) from exc
+        if isinstance(tx, BatchingTx):
+            try:
+                tx.flush()
+            except Exception as exc:
+                raise _PipelineFailed() from exc
         builds.advance(conn, current, upto, len(records))
         return current.state
 
@@ -338,42 +388,80 @@ class BuildWorker:
             await self._run_effects(records)
 
     async def _run_effects(self, records: list[RecordedEvent]) -> None:
+        """The effects of ``records`` applied but not yet run, in the
+        projection's lanes (one lane: one event after another); the effects
+        position moves to the lanes' watermark, also when one fails."""
         at = await self._effects_position()
         pending = [r for r in records if r.position > at and r.position <= self.position]
         if not pending:
             return
-        for record in pending:
-            effects = self.dispatch.effects(record.type)
-            if not effects:
-                continue
-            envelope = self._codec.decode(record)
-            for effect in effects:
-                failures = 0
-                while True:
-                    try:
-                        await effect(envelope)
-                        break
-                    except Exception as exc:
-                        failures += 1
-                        if not self.retry.should_retry(exc, failures):
-                            await self._mark_effects(record.position - 1)
-                            raise ProjectionFailed(
-                                self.projection.name,
-                                stream_id=record.stream_id,
-                                version=record.version,
-                                position=record.position,
-                                type=record.type,
-                                cause=exc,
-                                attempts=failures,
-                            ) from exc
-                        await asyncio.sleep(self.retry.delay(failures))
-        await self._mark_effects(pending[-1].position)
+        lanes = Lanes(
+            self._effects_of,
+            lanes=self.projection.lanes,
+            key=self.projection.key,
+            retry=_ONCE,  # each effect is retried on its own, in _effects_of
+            failure=self._effect_failed,
+            start=at,
+            window=len(pending),
+        )
+        try:
+            for record in pending:
+                if self.dispatch.effects(record.type):
+                    await lanes.put(self._codec.decode(record))
+            lanes.skip_to(pending[-1].position)
+            await lanes.drain()
+        finally:
+            try:
+                await lanes.close()
+            finally:
+                await self._mark_effects(lanes.watermark)
+
+    async def _effects_of(self, envelope: Envelope[Any]) -> None:
+        for effect in self.dispatch.effects(envelope.type):
+            failures = 0
+            while True:
+                try:
+                    await effect(envelope)
+                    break
+                except Exception as exc:
+                    failures += 1
+                    if not self.retry.should_retry(exc, failures):
+                        raise _EffectFailed(exc, failures) from exc
+                    await asyncio.sleep(self.retry.delay(failures))
+
+    def _effect_failed(self, envelope: Envelope[Any], exc: Exception, _: int) -> ProjectionFailed:
+        cause, attempts = (exc.cause, exc.attempts) if isinstance(exc, _EffectFailed) else (exc, 1)
+        failed = ProjectionFailed(
+            self.projection.name,
+            stream_id=envelope.stream_id,
+            version=envelope.version,
+            position=envelope.position,
+            type=envelope.type,
+            cause=cause,
+            attempts=attempts,
+        )
+        failed.__cause__ = cause
+        return failed
 
     async def _mark_effects(self, position: int) -> None:
         if position <= (self._effects_at or 0):
             return
         await self.read_model.write(functools.partial(_advance_effects, self.build, position))
         self._effects_at = position
+
+
+def _own_failure(tx: BuildTx, conn: Connection) -> bool:
+    """After a handler raised in a batched write: whether the error is its
+    event's own. It is unless statements of earlier events may have run with
+    it: in a pipeline (whose errors surface late) or in what the handler
+    sent. Sending what earlier events left pending tells those apart."""
+    if conn.pipelined or not isinstance(tx, BatchingTx):
+        return False
+    try:
+        tx.flush()
+    except Exception:
+        return False
+    return True
 
 
 def _activate(build: Build, conn: Connection) -> Build:

@@ -26,6 +26,18 @@ RETRYABLE = (
 )
 
 
+RETRIES = 4
+"""Times an append is tried while it keeps failing with one of RETRYABLE."""
+
+
+def unknown_outcome(exc: BaseException) -> StoreError:
+    """The error of an append whose connection failed mid-statement."""
+    return StoreError(
+        f"append: the connection failed, the outcome is unknown ({exc}); "
+        "retrying with the same event ids is safe"
+    )
+
+
 def is_connection_failure(exc: BaseException) -> bool:
     """True if the outcome of the statement is unknown (the connection broke)."""
     if isinstance(exc, PoolTimeout | TooManyRequests):

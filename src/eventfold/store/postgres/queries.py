@@ -15,9 +15,11 @@ from psycopg.types.array import ArrayBinaryLoader
 from eventfold.store.postgres.options import PostgresOptions
 from eventfold.store.postgres.schema import POSITION_BITS, Names
 
+# The id and time leave the server as their binary wire form (16 and 8
+# bytes), which records keep until they are read (eventfold.store.lazy).
 COLUMNS = (
-    "stream_id, version, position, event_id, type, schema_version,"
-    " data::text, metadata::text, recorded_at, tags"
+    "stream_id, version, position, uuid_send(event_id), type, schema_version,"
+    " data::text, metadata::text, timestamptz_send(recorded_at), tags"
 )
 # The bound below which a reader may look: rows of transactions older than the
 # oldest one still running. Written once here; %s is the xid offset.
@@ -164,6 +166,16 @@ class Queries:
             "SELECT {columns} FROM {events}"
             " WHERE stream_id = %s AND version >= %s AND version <= %s"
             " ORDER BY version DESC LIMIT %s"
+        )
+        # Many forward pages in one statement: one lateral scan per request,
+        # rows tagged with the request's ordinal.
+        self.stream_pages = q(
+            "SELECT r.i, e.* FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[])"
+            " WITH ORDINALITY AS r(stream_id, low, high, lim, i)"
+            " CROSS JOIN LATERAL (SELECT {columns} FROM {events} AS x"
+            " WHERE x.stream_id = r.stream_id AND x.version >= r.low AND x.version <= r.high"
+            " ORDER BY x.version LIMIT r.lim) AS e"
+            " ORDER BY r.i, e.version"
         )
         self.stream_data = q(
             "SELECT type, schema_version, data::text FROM {events}"

@@ -15,6 +15,7 @@ import abc
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import cached_property
 from itertools import starmap
 from typing import Any, TypeAlias, TypeVar
 
@@ -30,8 +31,10 @@ from eventfold.store.capabilities import (
     StoreStats,
     StreamInfo,
 )
+from eventfold.store.lazy import StoredEvent
 from eventfold.store.paging import Page
 from eventfold.store.postgres import inspect
+from eventfold.store.postgres.grouped import GROUP_ROWS, GroupedPages, PageRequest
 from eventfold.store.postgres.notify import Listener
 from eventfold.store.postgres.options import PostgresOptions
 from eventfold.store.postgres.queries import Queries
@@ -46,7 +49,9 @@ _CHUNK = 250  # rows turned into records at a time (see _fetch_records)
 
 class PostgresReads(LogReader, StreamDataPages):
     """Streams, the log, the hash chain and inspection over connections
-    that ``_run`` provides."""
+    that ``_run`` provides. Event rows become lazy records
+    (``eventfold.store.lazy.StoredEvent``: the id and time stay in their
+    binary wire form until read) whichever server answered."""
 
     page_rows = PAGE
     options: PostgresOptions
@@ -65,9 +70,19 @@ class PostgresReads(LogReader, StreamDataPages):
 
     # --- reading --------------------------------------------------------------------
 
+    @cached_property
+    def _pages(self) -> GroupedPages:
+        """Small forward stream pages read at once share statements (see
+        grouped.py); they run through ``_run`` like every other read."""
+        return GroupedPages(
+            self._fetch_rows, one=self._q.stream_forward, many=self._q.stream_pages, flushers=2
+        )
+
     async def _stream_page(
         self, stream_id: str, low: int, high: int, backwards: bool, want: int
     ) -> Page:
+        if not backwards and want <= GROUP_ROWS:
+            return await self._pages.page(PageRequest(stream_id, low, high, want))
         query = self._q.stream_backward if backwards else self._q.stream_forward
         page = await self._fetch_records(query, [stream_id, low, high, want], "read_stream")
         return page, len(page) < want
@@ -133,6 +148,9 @@ class PostgresReads(LogReader, StreamDataPages):
 
         return await self._run(fetch, what)
 
+    async def _fetch_rows(self, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        return await self._fetch(query, params, "read_stream", binary=True)
+
     async def _fetch_records(
         self, query: str, params: Sequence[Any], what: str
     ) -> list[RecordedEvent]:
@@ -144,7 +162,7 @@ class PostgresReads(LogReader, StreamDataPages):
             records: list[RecordedEvent] = []
             cur = await conn.execute(query, params, binary=True)
             while chunk := await cur.fetchmany(_CHUNK):
-                records += starmap(RecordedEvent, chunk)
+                records += starmap(StoredEvent, chunk)
             return records
 
         return await self._run(fetch, what)

@@ -23,6 +23,7 @@ from its last position without skipping or repeating an event.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -167,6 +168,7 @@ class RoutedReads(PostgresReads):
         self.served: Served | None = None
         self._floor = min_position if min_position is not None and route == "primary" else 0
         self._resolved = min_position is None or route == "primary"
+        self._resolving = asyncio.Lock()  # reads that start together resolve once
         self._pinned: Replica | None = None  # on_lag="stale": answer from this replica
         self._to_primary = route == "primary"
         self._current: Replica | None = None
@@ -233,7 +235,10 @@ class RoutedReads(PostgresReads):
 
     async def _run(self, fn: Callable[[Conn], Awaitable[T]], what: str) -> T:
         if not self._resolved:
-            await self._resolve()
+            async with self._resolving:
+                if not self._resolved:
+                    await self._resolve()
+                    self._resolved = True
         replicas = self._store._replicas
         if not self._to_primary and replicas is not None:
             if self._pinned is not None:
@@ -317,7 +322,6 @@ class RoutedReads(PostgresReads):
     async def _resolve(self) -> None:
         """A position token's first read: wait up to ``wait`` for a replica
         that can see it; past that, read the primary or answer stale."""
-        self._resolved = True
         replicas = self._store._replicas
         token = self.min_position
         assert token is not None

@@ -14,20 +14,19 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from itertools import starmap
 from typing import Any, ClassVar, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from eventfold.errors import (
-    ConditionFailed,
-    DuplicateEventId,
     EventfoldError,
     InvalidArgument,
     StoreError,
 )
-from eventfold.store.api import AppendResult, NewEvent, RecordedEvent, Snapshot, StreamAppend
-from eventfold.store.base import DCBPages, LogWriter
+from eventfold.store.api import AppendResult, RecordedEvent, Snapshot, StreamAppend
+from eventfold.store.base import LogWriter
 from eventfold.store.capabilities import (
     Capabilities,
     ChainReader,
@@ -44,14 +43,8 @@ from eventfold.store.checks import (
     validate_snapshot,
     validate_stream_id,
 )
-from eventfold.store.dcb import (
-    AppendCondition,
-    Query,
-    arms,
-    replayed_position,
-    validate_append,
-)
-from eventfold.store.paging import INT64_MAX, Page
+from eventfold.store.lazy import StoredEvent
+from eventfold.store.paging import INT64_MAX
 from eventfold.store.postgres import options as _options
 from eventfold.store.postgres.batch import (
     INT32_MAX,
@@ -59,15 +52,20 @@ from eventfold.store.postgres.batch import (
     Outcome,
     Request,
     as_stored,
-    check_event_limits,
     check_limits,
     decode,
     encode,
-    encode_events,
     encode_one,
     shares_event_ids,
 )
-from eventfold.store.postgres.errors import RETRYABLE, is_connection_failure, translate
+from eventfold.store.postgres.dcb import PostgresDCB
+from eventfold.store.postgres.errors import (
+    RETRIES,
+    RETRYABLE,
+    is_connection_failure,
+    translate,
+    unknown_outcome,
+)
 from eventfold.store.postgres.groupcommit import GroupCommitter
 from eventfold.store.postgres.notify import Listener
 from eventfold.store.postgres.queries import Queries, configurer, describe
@@ -78,14 +76,12 @@ from eventfold.store.routing import OnLag, ReplicaHealth, Route, check_on_lag, c
 
 T = TypeVar("T")
 
-_RETRIES = 4
-
 
 def _connect_timeout(settings: _options.PostgresOptions) -> int:
     return max(1, round(settings.connect_timeout))  # libpq counts whole seconds
 
 
-class PostgresStore(PostgresReads, LogWriter, DCBPages):
+class PostgresStore(PostgresReads, LogWriter, PostgresDCB):
     """An event store in a PostgreSQL schema; open with
     ``await connect("postgresql://user@host/db", schema="eventfold")``.
     With ``replicas=[...]`` (hot standbys), ``reads("replica")`` reads there."""
@@ -266,143 +262,6 @@ class PostgresStore(PostgresReads, LogWriter, DCBPages):
             raise outcome
         return outcome
 
-    async def _append_events(
-        self, events: list[NewEvent], condition: AppendCondition | None
-    ) -> int:
-        check_event_limits(events)
-        request = EventsRequest(events, condition)
-        if self.options.group_commit:
-            position = await self._events_committer.submit(request)
-        else:
-            outcome = await self._events_alone(request)
-            if isinstance(outcome, BaseException):
-                raise outcome
-            position = outcome
-        self._written = max(self._written, position)
-        return position
-
-    async def append_events_within(
-        self,
-        conn: psycopg.AsyncConnection[Any],
-        events: Sequence[NewEvent],
-        condition: AppendCondition | None = None,
-    ) -> int:
-        """A DCB append inside the caller's open transaction on ``conn`` (it
-        must be the transaction's first write): its locks are held, and its
-        events become visible, when the caller commits."""
-        checked, rule = validate_append(events, condition)
-        self.check_open()
-        check_event_limits(checked)
-        try:
-            (outcome,) = await self._events_on(conn, [EventsRequest(checked, rule)])
-        except psycopg.Error as exc:
-            raise translate(exc, "append_events") from None
-        if outcome is None:
-            raise StoreError("append_events: stored event ids vanished during the append")
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
-    async def _run_events(self, requests: list[EventsRequest]) -> list[int | BaseException]:
-        """A group of DCB appends in one statement (one transaction): each
-        request checked against the store and the requests before it."""
-        if len(requests) == 1 or _shares_ids(requests):
-            return [await self._events_alone(request) for request in requests]
-        try:
-            async with self._pool.connection() as conn:
-                outcomes = await self._events_on(conn, requests)
-        except Exception as exc:
-            if is_connection_failure(exc):
-                error = _unknown_outcome(exc)
-                return [error for _ in requests]
-            if not isinstance(exc, psycopg.Error | EventfoldError):
-                raise
-            # Something one request did broke the shared statement: each alone.
-            return [await self._events_alone(request) for request in requests]
-        return [
-            await self._events_alone(request) if outcome is None else outcome
-            for request, outcome in zip(requests, outcomes, strict=True)
-        ]
-
-    async def _events_alone(self, request: EventsRequest) -> int | BaseException:
-        """One DCB append in a statement of its own, retried after a conflict
-        with a concurrent transaction storing the same event ids."""
-        error: psycopg.Error | None = None
-        for _attempt in range(_RETRIES):
-            try:
-                async with self._pool.connection() as conn:
-                    (outcome,) = await self._events_on(conn, [request])
-            except Exception as exc:
-                if is_connection_failure(exc):
-                    return _unknown_outcome(exc)
-                if isinstance(exc, EventfoldError):
-                    return exc
-                if not isinstance(exc, psycopg.Error):
-                    raise
-                error = exc
-                if not isinstance(exc, RETRYABLE):
-                    break
-                continue
-            if outcome is not None:  # None: the stored ids vanished; append anew
-                return outcome
-        if error is None:
-            return StoreError("append_events: the event ids kept changing under it")
-        return translate(error, "append_events")
-
-    async def _events_on(
-        self, conn: Conn, requests: list[EventsRequest]
-    ) -> list[int | BaseException | None]:
-        """Run ``append_events`` for ``requests`` on ``conn``: per request the
-        position of its last event (the original one for a retry), its
-        error, or None if ids it found stored are gone."""
-        cur = await conn.execute(self._q.append_events, encode_events(requests, self._channel))
-        rows = await cur.fetchall()
-        if len(rows) != len(requests):
-            raise StoreError(f"append_events returned {len(rows)} rows for {len(requests)}")
-        outcomes: list[int | BaseException | None] = []
-        for request, (_, status, position) in zip(requests, rows, strict=True):
-            condition = request.condition
-            if status == 0:
-                outcomes.append(int(position))
-            elif status == 1 and condition is not None:
-                outcomes.append(ConditionFailed(condition.query, condition.after, int(position)))
-            else:  # some ids are stored: a retry, or a conflict
-                ids = [event.event_id for event in request.events]
-                stored = await self._fetch_by_ids(ids, conn)
-                try:
-                    outcomes.append(replayed_position(request.events, stored))
-                except DuplicateEventId as exc:
-                    outcomes.append(exc)
-        return outcomes
-
-    async def _before_query_read(self) -> None:
-        await self._see_own_writes()
-
-    async def _query_page(self, query: Query, position: int, backwards: bool, want: int) -> Page:
-        sql, params = self.query_statement(query, position, backwards, want)
-        page = await self._fetch_records(sql, params, "read")
-        return page, len(page) < want
-
-    def query_statement(
-        self, query: Query, position: int, backwards: bool, want: int
-    ) -> tuple[str, list[Any]]:
-        """The statement (and its parameters) that reads a page of ``want``
-        events of ``query`` from ``position`` (inclusive): the one
-        ``read(query)`` runs, for EXPLAIN (docs/dcb.md shows its plans)."""
-        if query.match_all:
-            return self._q.dcb_all[backwards], [position, self._offset, want]
-        scans = arms(query)
-        by_type = [arm for arm in scans if arm.by == "type"]
-        by_tag = [arm for arm in scans if arm.by == "tag"]
-        params: list[Any] = []
-        for arm in by_type:
-            params += [arm.key, position, self._offset, want]
-        for arm in by_tag:
-            types = list(arm.types)
-            params += [arm.key, position, self._offset, types, types, list(arm.tags), want]
-        params.append(want)
-        return self._q.dcb(len(by_type), len(by_tag), backwards), params
-
     async def _run_batch(self, requests: list[Request]) -> list[Outcome]:
         """Run a group of requests in one statement (one transaction)."""
         if len(requests) == 1 or shares_event_ids(requests):
@@ -413,7 +272,7 @@ class PostgresStore(PostgresReads, LogWriter, DCBPages):
                 rows = await cur.fetchall()
         except Exception as exc:
             if is_connection_failure(exc):
-                error = _unknown_outcome(exc)
+                error = unknown_outcome(exc)
                 return [error for _ in requests]
             if not isinstance(exc, psycopg.Error | EventfoldError):
                 raise
@@ -431,13 +290,13 @@ class PostgresStore(PostgresReads, LogWriter, DCBPages):
         """One request in its own statement, retried after a conflict with a
         concurrent transaction (which is then committed and visible)."""
         error: BaseException | None = None
-        for _attempt in range(_RETRIES):
+        for _attempt in range(RETRIES):
             try:
                 async with self._pool.connection() as conn:
                     return await self._execute_one(conn, request)
             except Exception as exc:
                 if is_connection_failure(exc):
-                    return _unknown_outcome(exc)
+                    return unknown_outcome(exc)
                 if isinstance(exc, EventfoldError):
                     return exc
                 if not isinstance(exc, psycopg.Error):
@@ -499,7 +358,8 @@ class PostgresStore(PostgresReads, LogWriter, DCBPages):
         else:
             cur = await conn.execute(self._q.by_ids, [ids], binary=True)
             rows = await cur.fetchall()
-        return {row[3]: RecordedEvent(*row) for row in rows}
+        records = starmap(StoredEvent, rows)
+        return {record.event_id: record for record in records}
 
     # --- reading (the primary; RoutedReads for replicas) ------------------------------
 
@@ -638,17 +498,3 @@ def _check_snapshot_ranges(snapshot: Snapshot) -> None:
         raise InvalidArgument("snapshot version must be < 2**63", argument="version")
     if snapshot.schema_version > INT32_MAX:
         raise InvalidArgument("snapshot schema_version must be < 2**31", argument="schema_version")
-
-
-def _unknown_outcome(exc: BaseException) -> StoreError:
-    return StoreError(
-        f"append: the connection failed, the outcome is unknown ({exc}); "
-        "retrying with the same event ids is safe"
-    )
-
-
-def _shares_ids(requests: list[EventsRequest]) -> bool:
-    """Two DCB appends of a group carry the same event id (the group then runs
-    one at a time, so that the second one sees the first as stored)."""
-    ids = [event.event_id for request in requests for event in request.events]
-    return len(set(ids)) != len(ids)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from itertools import repeat
 from typing import Any, TypeVar
 
 import msgspec
 
 from eventfold.store.api import RecordedEvent, Snapshot
 from eventfold.store.capabilities import ChainLink, DataRow
+from eventfold.store.lazy import StoredEvent
 
 T = TypeVar("T")
 
@@ -25,13 +26,14 @@ _CHUNK = 250
 MAX_CATEGORY_ARMS = 32
 """Up to this many categories are read as a merge of per-category index scans."""
 
+# A stream's rows leave out the stream id: the caller has it.
 _STREAM_FORWARD = (
-    "SELECT stream_id, version, position, event_id, type, schema_version, "
+    "SELECT version, position, event_id, type, schema_version, "
     "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags FROM events "
     "WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version LIMIT ?"
 )
 _STREAM_BACKWARD = (
-    "SELECT stream_id, version, position, event_id, type, schema_version, "
+    "SELECT version, position, event_id, type, schema_version, "
     "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags FROM events "
     "WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version DESC LIMIT ?"
 )
@@ -92,39 +94,15 @@ _SNAPSHOT = (
     "WHERE stream_id = ? AND name = ?"
 )
 
-_UUIDS = list[uuid.UUID]
-_TIMES = list[datetime]
-
 
 def decode(rows: Sequence[Any]) -> list[RecordedEvent]:
     """Rows (columns as the queries here select them) to records, column by
-    column in C: msgspec turns 16-byte ids into UUIDs and epoch seconds into
-    aware UTC datetimes."""
+    column in C: the id and time stay as stored until read
+    (``eventfold.store.lazy``); the tags column becomes tuples."""
     if not rows:
         return []
-    columns = zip(*rows, strict=False)
-    streams, versions, positions, ids, types, schemas, data, meta, micros, tags = columns
-    event_ids = msgspec.convert(ids, _UUIDS)
-    # Exact: microsecond values below 2**53 survive the division, msgspec rounds.
-    if micros.count(micros[0]) == len(micros):  # one commit, one timestamp
-        times = msgspec.convert([micros[0] / 1e6], _TIMES, strict=False) * len(micros)
-    else:
-        times = msgspec.convert([m / 1e6 for m in micros], _TIMES, strict=False)
-    return list(
-        map(
-            RecordedEvent,
-            streams,
-            versions,
-            positions,
-            event_ids,
-            types,
-            schemas,
-            data,
-            meta,
-            times,
-            split_tags(tags),
-        )
-    )
+    *columns, tags = zip(*rows, strict=True)
+    return list(map(StoredEvent, *columns, split_tags(tags)))
 
 
 _NO_TAGS: tuple[str, ...] = ()
@@ -150,11 +128,12 @@ def _page(
     chunk_rows: int,
     build: Callable[[list[Any]], list[T]],
     payload_bytes: Callable[[list[Any]], int],
+    max_bytes: int = PAGE_BYTES,
 ) -> tuple[list[T], bool]:
     """Up to ``limit`` rows, fetched ``chunk_rows`` at a time and each chunk
     turned into items by ``build``; fewer once the chunks' ``payload_bytes``
-    pass PAGE_BYTES. Returns (items, exhausted): exhausted means the query ran
-    out of rows."""
+    pass ``max_bytes``. Returns (items, exhausted): exhausted means the query
+    ran out of rows."""
     cursor = con.execute(sql, params)
     items: list[T] = []
     size = 0
@@ -165,8 +144,10 @@ def _page(
             items += build(chunk)
             if len(chunk) < want:
                 return items, True
+            if len(items) >= limit:
+                break
             size += payload_bytes(chunk)
-            if size >= PAGE_BYTES:
+            if size >= max_bytes:
                 break
     finally:
         cursor.close()
@@ -177,20 +158,42 @@ def _record_bytes(chunk: list[Any]) -> int:
     return sum(len(row[6]) + len(row[7]) for row in chunk)
 
 
+def _stream_record_bytes(chunk: list[Any]) -> int:
+    return sum(len(row[5]) + len(row[6]) for row in chunk)
+
+
 def fetch_records(
-    con: sqlite3.Connection, sql: str, params: Sequence[Any], limit: int
+    con: sqlite3.Connection,
+    sql: str,
+    params: Sequence[Any],
+    limit: int,
+    max_bytes: int = PAGE_BYTES,
 ) -> tuple[list[RecordedEvent], bool]:
     """A page of records. Rows are turned into records a chunk at a time, so
     that the row tuples (which the garbage collector tracks; records are not
     tracked) die young."""
-    return _page(con, sql, params, limit, _CHUNK, decode, _record_bytes)
+    return _page(con, sql, params, limit, _CHUNK, decode, _record_bytes, max_bytes)
 
 
 def stream_page(
-    con: sqlite3.Connection, stream_id: str, low: int, high: int, backwards: bool, limit: int
+    con: sqlite3.Connection,
+    stream_id: str,
+    low: int,
+    high: int,
+    backwards: bool,
+    limit: int,
+    max_bytes: int = PAGE_BYTES,
 ) -> tuple[list[RecordedEvent], bool]:
     sql = _STREAM_BACKWARD if backwards else _STREAM_FORWARD
-    return fetch_records(con, sql, (stream_id, low, high, limit), limit)
+
+    def build(chunk: list[Any]) -> list[RecordedEvent]:
+        if not chunk:
+            return []
+        *columns, tags = zip(*chunk, strict=True)
+        return list(map(StoredEvent, repeat(stream_id), *columns, split_tags(tags)))
+
+    params = (stream_id, low, high, limit)
+    return _page(con, sql, params, limit, _CHUNK, build, _stream_record_bytes, max_bytes)
 
 
 def _as_is(chunk: list[Any]) -> list[Any]:
@@ -202,14 +205,19 @@ def _data_bytes(chunk: list[Any]) -> int:
 
 
 def stream_data_page(
-    con: sqlite3.Connection, stream_id: str, low: int, high: int, limit: int
+    con: sqlite3.Connection,
+    stream_id: str,
+    low: int,
+    high: int,
+    limit: int,
+    max_bytes: int = PAGE_BYTES,
 ) -> tuple[list[DataRow], bool]:
     """``(type, schema_version, data)`` rows of one stream from version ``low``
-    up: up to ``limit``, fewer once their payloads pass PAGE_BYTES. A stream's
-    versions are contiguous, so row ``i`` is version ``low + i``. Returns
-    (rows, exhausted)."""
+    up: up to ``limit``, fewer once their payloads pass ``max_bytes``. A
+    stream's versions are contiguous, so row ``i`` is version ``low + i``.
+    Returns (rows, exhausted)."""
     params = (stream_id, low, high, limit)
-    return _page(con, _STREAM_DATA, params, limit, _CHUNK * 4, _as_is, _data_bytes)
+    return _page(con, _STREAM_DATA, params, limit, _CHUNK * 4, _as_is, _data_bytes, max_bytes)
 
 
 def category_sql(arms: int) -> str:
@@ -223,6 +231,7 @@ def log_page(
     categories: tuple[str, ...] | None,
     types: str | None,
     limit: int,
+    max_bytes: int = PAGE_BYTES,
 ) -> tuple[list[RecordedEvent], bool]:
     """A page of the log; ``types`` is a JSON array of type names or None."""
     sql: str
@@ -240,7 +249,7 @@ def log_page(
         for category in categories:
             params += (category, from_position, types, types, limit)
         params.append(limit)
-    return fetch_records(con, sql, params, limit)
+    return fetch_records(con, sql, params, limit, max_bytes)
 
 
 def head_position(con: sqlite3.Connection) -> int:

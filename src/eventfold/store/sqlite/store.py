@@ -33,7 +33,7 @@ from eventfold.store.dcb import AppendCondition, Query
 from eventfold.store.paging import Page
 from eventfold.store.sqlite import dcb, inspect, rows
 from eventfold.store.sqlite.options import SQLiteOptions, parse_sqlite_url
-from eventfold.store.sqlite.readers import ReadPool
+from eventfold.store.sqlite.readers import INLINE_BYTES, INLINE_ROWS, ReadPool
 from eventfold.store.sqlite.schema import open_writer
 from eventfold.store.sqlite.writer import (
     PRAGMAS,
@@ -45,7 +45,7 @@ from eventfold.store.sqlite.writer import (
     SnapshotRequest,
 )
 
-_DATA_PAGE_ROWS = 5000  # narrow rows: fewer, larger pages for read_stream_data
+_DATA_PAGE_ROWS = 4 * INLINE_ROWS  # narrow rows: larger pages for read_stream_data
 POLL_INTERVAL = 0.05
 """How often ``wait_for_events`` looks for appends made by other processes."""
 
@@ -67,7 +67,7 @@ class SQLiteStore(LogReader, LogWriter, StreamDataPages, DCBPages):
     capabilities: ClassVar[Capabilities] = frozenset(
         {SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader, DCBStore}
     )
-    page_rows = rows.PAGE_ROWS
+    page_rows = INLINE_ROWS
 
     def __init__(self, url: str, options: SQLiteOptions, connection: sqlite3.Connection) -> None:
         self.url = url
@@ -167,15 +167,23 @@ class SQLiteStore(LogReader, LogWriter, StreamDataPages, DCBPages):
 
     # --- reading ------------------------------------------------------------------
 
+    # Pages of records are small by construction (page_rows, INLINE_BYTES):
+    # they are read on the caller's thread, each after giving other tasks a
+    # turn (ReadPool.small).
+
     async def _stream_page(
         self, stream_id: str, low: int, high: int, backwards: bool, want: int
     ) -> Page:
-        return await self._readers.run(rows.stream_page, stream_id, low, high, backwards, want)
+        return await self._readers.small(
+            rows.stream_page, stream_id, low, high, backwards, want, INLINE_BYTES
+        )
 
     async def _stream_data_page(
         self, stream_id: str, low: int, high: int
     ) -> tuple[list[DataRow], bool]:
-        return await self._readers.run(rows.stream_data_page, stream_id, low, high, _DATA_PAGE_ROWS)
+        return await self._readers.small(
+            rows.stream_data_page, stream_id, low, high, _DATA_PAGE_ROWS, INLINE_BYTES
+        )
 
     async def _log_page(
         self,
@@ -185,16 +193,23 @@ class SQLiteStore(LogReader, LogWriter, StreamDataPages, DCBPages):
         want: int,
     ) -> Page:
         kinds = None if types is None else msgspec.json.encode(types).decode()
+        if types is None and (categories is None or len(categories) <= rows.MAX_CATEGORY_ARMS):
+            # An index walk: the page costs about its own rows.
+            return await self._readers.small(
+                rows.log_page, position, categories, kinds, want, INLINE_BYTES
+            )
+        # A filter SQLite checks row by row may pass over much of the log
+        # to fill one page: on a read thread, never the caller's.
         return await self._readers.run(rows.log_page, position, categories, kinds, want)
 
     async def _query_page(self, query: Query, position: int, backwards: bool, want: int) -> Page:
         return await self._readers.run(dcb.query_page, query, position, backwards, want)
 
     async def _stream_version(self, stream_id: str) -> int:
-        return await self._readers.run(rows.stream_version, stream_id)
+        return await self._readers.small(rows.stream_version, stream_id)
 
     async def _head_position(self) -> int:
-        head = await self._readers.run(rows.head_position)
+        head = await self._readers.small(rows.head_position)
         self._known_head = max(self._known_head, head)
         return head
 
@@ -229,7 +244,7 @@ class SQLiteStore(LogReader, LogWriter, StreamDataPages, DCBPages):
 
     async def load_snapshot(self, stream_id: str, name: str) -> Snapshot | None:
         self.check_open()
-        return await self._readers.run(rows.load_snapshot, stream_id, name)
+        return await self._readers.small(rows.load_snapshot, stream_id, name)
 
     async def read_chain(self) -> AsyncIterator[ChainLink]:
         """Every stored event as the hash chain sees it, by stream then version
