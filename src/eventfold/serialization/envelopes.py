@@ -14,6 +14,7 @@ A malformed metadata object raises ``SerializationError`` when read.
 
 from __future__ import annotations
 
+import operator
 import uuid
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -104,19 +105,13 @@ class LazyEnvelope(Envelope[E], Generic[E], frozen=True):
         return materialized(self).__rich_repr__()
 
 
+_ATTRIBUTES = operator.attrgetter(*Envelope.__struct_fields__)
+
+
 def _fields(envelope: Envelope[Any]) -> tuple[Any, ...]:
-    return (
-        envelope.event,
-        envelope.stream_id,
-        envelope.version,
-        envelope.position,
-        envelope.event_id,
-        envelope.type,
-        envelope.schema_version,
-        envelope.metadata,
-        envelope.recorded_at,
-        envelope.tags,
-    )
+    """Every field of ``envelope`` as its attributes give it, in order."""
+    fields: tuple[Any, ...] = _ATTRIBUTES(envelope)
+    return fields
 
 
 def materialized(envelope: Envelope[E]) -> Envelope[E]:

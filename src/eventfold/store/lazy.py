@@ -18,6 +18,7 @@ a field not yet decoded: pass such code ``materialized(record)``.
 
 from __future__ import annotations
 
+import operator
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -116,20 +117,14 @@ class StoredEvent(RecordedEvent, frozen=True, gc=False):
         return materialized(self).__rich_repr__()
 
 
+_ATTRIBUTES = operator.attrgetter(*RecordedEvent.__struct_fields__)
+
+
 def fields_of(record: RecordedEvent) -> tuple[Any, ...]:
-    """Every field of ``record`` as its attributes give it, in order."""
-    return (
-        record.stream_id,
-        record.version,
-        record.position,
-        record.event_id,
-        record.type,
-        record.schema_version,
-        record.data,
-        record.metadata,
-        record.recorded_at,
-        record.tags,
-    )
+    """Every field of ``record`` as its attributes give it, in order (read
+    through the attributes, so the lazy ones are decoded)."""
+    fields: tuple[Any, ...] = _ATTRIBUTES(record)
+    return fields
 
 
 def materialized(record: RecordedEvent) -> RecordedEvent:
