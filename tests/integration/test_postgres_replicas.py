@@ -250,6 +250,39 @@ async def test_queries_run_on_the_read_model_standby_and_their_waits_check_it(
         assert answer.freshness.served.source == standby
 
 
+async def test_concurrent_first_reads_of_a_tokened_mirror_view_see_the_write(
+    replication: Replication, pg_schema: str
+) -> None:
+    """The query side's mirror on a read model with a standby: reads that
+    start together on a fresh view with a position token all wait for the
+    token to be resolved; none reads the standby that cannot see the write."""
+    from eventfold.messaging import MirrorStore
+    from tests.conformance.test_mirror import FedMirror
+
+    reads = PostgresReadModel.from_url(
+        replication.primary_url, schema=f"{pg_schema}_mirror", replicas=standby_name(replication)
+    )
+    mirror = MirrorStore(reads, poll_interval=0.01)
+    await mirror.setup()
+    fed = FedMirror(mirror, await eventfold.connect("memory://"))
+    try:
+        await fed.append("order-1", [codec.encode(x) for x in _added(1)])
+        async with replay_paused(replication):
+            written = await fed.append("order-1", [codec.encode(x) for x in _added(1)])
+            view = mirror.reads("replica", min_position=written.position, wait=0.3)
+
+            async def last_position() -> int:
+                return [r.position async for r in view.read_stream("order-1")][-1]
+
+            seen = await asyncio.wait_for(
+                asyncio.gather(*(last_position() for _ in range(8))), BOUND
+            )
+            assert seen == [written.position] * 8
+            assert view.served is not None and view.served.source == "primary"
+    finally:
+        await fed.close()
+
+
 async def test_status_shows_each_replicas_health(replication: Replication, pg_schema: str) -> None:
     reads = PostgresReadModel.from_url(
         f"{replication.primary_url}?schema={pg_schema}_reads"

@@ -222,6 +222,7 @@ class MirrorStore(LogReader):
         self._wait = 0.0
         self._on_lag: OnLag = "primary"
         self._resolved = True
+        self._resolving = asyncio.Lock()
         self._to_primary = False
         self._stale = False
         self._floor = 0
@@ -239,7 +240,10 @@ class MirrorStore(LogReader):
             self.served = Served(route=self.route, source="primary", min_position=self._token)
             return result
         if not self._resolved:
-            await self._resolve()
+            async with self._resolving:  # reads that start together resolve once
+                if not self._resolved:
+                    await self._resolve()
+                    self._resolved = True
         floor, stale = self._floor, self._stale
 
         def read(conn: Connection) -> tuple[int, Any]:
@@ -296,7 +300,6 @@ class MirrorStore(LogReader):
     async def _resolve(self) -> None:
         """A position token's first read: wait up to ``wait`` for a replica
         whose mirror reaches it; past that, read the primary or answer stale."""
-        self._resolved = True
         token = self._token
         assert token is not None
         answered = False
