@@ -305,7 +305,9 @@ def validate_read_all(
     for name, seq in (("categories", categories), ("types", types)):
         if seq is None:
             continue
-        if isinstance(seq, str | bytes) or not all(isinstance(s, str) for s in seq):
+        if not isinstance(seq, Sequence) or isinstance(seq, str | bytes):
+            raise InvalidArgument(f"{name} must be a sequence of strings", argument=name)
+        if not all(isinstance(s, str) for s in seq):
             raise InvalidArgument(f"{name} must be a sequence of strings", argument=name)
 
 

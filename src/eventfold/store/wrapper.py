@@ -50,17 +50,22 @@ def all_about(
     from_position: int, categories: Sequence[str] | None, types: Sequence[str] | None
 ) -> dict[str, Any]:
     """What a ``read_all`` asked for, as ``read_through`` is told it."""
+    # Said before the inner store checks the arguments: malformed ones are its to refuse.
     about: dict[str, Any] = {"eventfold.from_position": from_position}
-    if categories is not None:
+    if isinstance(categories, list | tuple):
         about["eventfold.category"] = list(categories)
-    if types is not None:
+    if isinstance(types, list | tuple):
         about["eventfold.event.types"] = list(types)
     return about
 
 
 def query_about(query: Query, from_position: int | None) -> dict[str, Any]:
     """What a DCB ``read`` asked for, as ``read_through`` is told it."""
-    about: dict[str, Any] = {"eventfold.query.items": len(query.items)}
+    # Said before the inner store checks the query: a malformed one is its to refuse.
+    items = getattr(query, "items", None)
+    about: dict[str, Any] = {
+        "eventfold.query.items": len(items) if isinstance(items, list | tuple) else 0
+    }
     if from_position is not None:
         about["eventfold.from_position"] = from_position
     return about

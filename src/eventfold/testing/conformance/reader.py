@@ -205,6 +205,8 @@ class ReaderConformance(Conformance):
             {"types": "Placed"},
             {"categories": [1]},
             {"categories": b"order"},
+            {"categories": 5},
+            {"types": object()},
         ],
     )
     async def test_malformed_log_reads_are_rejected(
