@@ -48,6 +48,7 @@ class Sizes:
     dcb_fill: int = 1_000_000  # scenarios 7 and 8: events stored first (PostgreSQL)
     dcb_appends: int = 1_600  # scenario 7: conditional appends per run, over all writers
     dcb_reads: int = 100  # scenario 8: query reads timed
+    batch_log: int = 1_000_000  # batches: events in the log when the last batch is timed
 
 
 FULL = Sizes(
@@ -82,6 +83,7 @@ QUICK = Sizes(
     dcb_fill=20_000,
     dcb_appends=320,
     dcb_reads=40,
+    batch_log=50_000,
 )
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 
 from bench import (
+    batches,
     dcb,
     report,
     side_bounds,
@@ -116,6 +117,7 @@ class Runner:
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
         self.workloads: dict[str, dict[str, dict[str, Any]]] = {}
         self.transfers: dict[str, dict[str, Any]] = {}
+        self.batches: dict[str, dict[str, dict[str, Any]]] = {}
         self.errors: list[str] = []
 
     def record(self, backend: str, key: str, side: str, runs: list[Measure]) -> None:
@@ -204,6 +206,24 @@ class Runner:
             self.run_dcb(backend)
         if "workloads" in self.scenarios:
             self.run_workloads(backend)
+        if "batches" in self.scenarios:
+            self.run_batches(backend)
+
+    def run_batches(self, backend: Backend) -> None:
+        """Batches of 1,000 events over 10 streams as the log grows (bench/batches.py)."""
+        b, total = backend.kind, self.sizes.batch_log
+        for make in batches.SIDES:
+            side = make(backend)
+            log(f"  {b}: batches up to {total:,} events for {side.name}")
+            times = self.attempt(f"{b} batches {side.name}", side.grow, total)
+            if times:
+                cell = batches.windows(times)
+                self.batches.setdefault(b, {})[side.name] = cell
+                log(
+                    f"  {b:8} batches {side.name:13} {cell['early_events_per_s']:>10,.0f} ev/s"
+                    f" at {cell['early_events']:,}, {cell['late_events_per_s']:>10,.0f} ev/s"
+                    f" at {cell['late_events']:,}"
+                )
 
     def run_dcb(self, backend: Backend) -> None:
         """Scenarios 7 and 8 (bench/dcb.py): DCB on PostgreSQL, both stores
@@ -291,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=None)
     parser.add_argument("--pg-url", default=os.environ.get("EVENTFOLD_POSTGRES_URL", ""))
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,workloads")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,workloads,batches")
     parser.add_argument(
         "--docs", action="store_true", help="update docs/benchmarks.md and the chart"
     )
@@ -350,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = report.ratios(runner.results)
     checks = report.check_targets(ratio, runner.results)
     workload_checks = workloads.check_targets(runner.workloads)
+    workload_checks += batches.check_targets(runner.batches)
     document |= {
         "settings": settings,
         "duration_s": round(time.time() - started, 1),
@@ -360,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         "workloads": runner.workloads,
         "workload_targets": workload_checks,
         "transfers": runner.transfers,
+        "batches": runner.batches,
         "errors": runner.errors,
     }
     out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"{mode}.json"
@@ -381,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         report.chart(chart_path, ratio, title)
         if args.docs:
             _replace(docs, MARK_START, MARK_END, f"{table}\n{targets}\n{bounds}")
-    if runner.workloads or runner.transfers:
+    if runner.workloads or runner.transfers or runner.batches:
         command = " ".join(["python -m bench.run", *(argv or sys.argv[1:])])
         load = document["machine"]["load_average_at_start"]
         run_note = (
@@ -392,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         text = (
             f"{run_note}\n{workloads.markdown(runner.workloads)}\n"
             f"{workloads.targets_markdown(workload_checks)}\n"
-            f"{workloads.transfers_markdown(runner.transfers)}"
+            f"{workloads.transfers_markdown(runner.transfers)}\n"
+            f"{batches.markdown(runner.batches)}"
         )
         print(text)
         if args.docs:

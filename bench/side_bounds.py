@@ -135,6 +135,7 @@ class Side:
                     chained,
                     b"{}",
                     data,
+                    None,  # no tags
                 ),
             )
             con.execute("COMMIT")
@@ -152,17 +153,9 @@ class Side:
             started = time.perf_counter()
             for i in range(n):
                 t0 = time.perf_counter()
-                data = encode_json(Deposited(i, NOTE)).decode()
-                args: list[Any] = [
-                    stream,
-                    i,  # the exact expected version
-                    "{" + new_event_id().hex + "}",
-                    "{Deposited}",
-                    "{1}",
-                    '{"' + data.replace("\\", "\\\\").replace('"', '\\"') + '"}',
-                    '{"{}"}',
-                    "eventfold_bound",  # NOTIFY on commit, as eventfold's default does
-                ]
+                event = NewEvent("Deposited", encode_json(Deposited(i, NOTE)))
+                # eventfold's own argument encoding; NOTIFY on commit, as its default does
+                args = encode_one(Request([StreamAppend(stream, [event], i)]), "eventfold_bound")
                 cur = await conn.execute(query, args, prepare=True)
                 row = await cur.fetchone()
                 if row is None or row[1] != 0:
@@ -214,6 +207,7 @@ class Side:
                         chained,
                         b"{}",
                         data,
+                        None,  # no tags
                     )
                 )
             con.executemany(_SQLITE_INSERT, rows)
