@@ -155,3 +155,59 @@ async def test_kill_9_during_truncations_loses_and_duplicates_nothing(store_url:
             assert [r.version for r in await collect(store.read_stream(f"t-{s}"))] == [6, 7, 8]
         report = await verify(store, key=key)
         assert report.clean and report.events == 3 * streams
+
+
+async def test_kill_9_during_scavenge_then_a_rerun_finishes_it(store_url: str) -> None:
+    """``eventfold scavenge`` killed while it truncates: every stream is
+    whole or cut at its limit, with at most one cut; running the command
+    again cuts the rest, adds no second cut, and the chain verifies."""
+    streams = 400
+    async with eventfold.connect(store_url) as store:
+        await store.append_many([StreamAppend(f"order-{s}", numbered(5)) for s in range(streams)])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+        "CHAIN_KEY": KEY,
+    }
+    command = [
+        sys.executable,
+        "-c",
+        "from eventfold.cli import main; main()",
+        "scavenge",
+        "--store",
+        store_url,
+        "--category",
+        "order",
+        "--max-count",
+        "2",
+        "--key-env",
+        "CHAIN_KEY",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    async with eventfold.connect(store_url) as store:
+
+        async def some_cut() -> bool:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            return len(await collect(store.read_cuts())) >= 5
+
+        await _until(some_cut, [])
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        cuts = await collect(store.read_cuts())
+        assert 5 <= len(cuts) < streams, "killed after it had finished"
+        cut = {c.stream_id for c in cuts}
+        assert len(cut) == len(cuts)
+        for s in range(streams):
+            versions = [r.version for r in await collect(store.read_stream(f"order-{s}"))]
+            assert versions == ([4, 5] if f"order-{s}" in cut else [1, 2, 3, 4, 5])
+        assert (await verify(store, key=KEY.encode())).clean
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=DEADLINE)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"from {streams - len(cuts)} streams" in rerun.stdout
+    async with eventfold.connect(store_url) as store:
+        cuts = await collect(store.read_cuts())
+        assert sorted(c.stream_id for c in cuts) == sorted(f"order-{s}" for s in range(streams))
+        report = await verify(store, key=KEY.encode())
+        assert report.clean and report.events == 2 * streams
