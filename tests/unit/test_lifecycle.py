@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 import eventfold
-from eventfold import Codec, Envelope, EventRegistry
+from eventfold import Codec, Decider, Envelope, EventRegistry, Repository
 from eventfold.compliance.chain import take_heads, verify
 from eventfold.errors import ConfigurationError, InvalidArgument
 from eventfold.serialization.crypto import REDACTED, EncryptingStore
@@ -276,3 +276,19 @@ def test_a_policy_file_is_checked(tmp_path: Path) -> None:
             read_policy(bad)
     with pytest.raises(ConfigurationError):
         read_policy(tmp_path / "missing.toml")
+
+
+async def test_a_repository_goes_on_with_a_soft_deleted_stream(store_url: str) -> None:
+    counter: Decider[int, Ticked, int] = Decider(
+        lambda command, state: [Ticked(state + command)], lambda state, e: e.n, int
+    )
+    async with eventfold.connect(store_url) as store:
+        repository = Repository(store, counter, codec)
+        await repository.handle("count-1", 1)
+        await repository.handle("count-1", 2)
+        await store.delete_stream("count-1")
+        loaded = await repository.load("count-1")
+        assert (loaded.state, loaded.version) == (0, 2)
+        handled = await repository.handle("count-1", 5)
+        assert handled.version == 3
+        assert [codec.decode_event(r) async for r in store.read_stream("count-1")] == [Ticked(5)]
