@@ -315,7 +315,7 @@ class MemoryStore(LogReader, LogWriter, DCBPages):
     ) -> list[StreamInfo]:
         self.check_open()
         streams = [
-            StreamInfo(sid, len(events), events[-1].position, events[-1].recorded_at)
+            StreamInfo(sid, events[-1].version, events[-1].position, events[-1].recorded_at)
             for sid, events in self._streams.items()
             if category is None or category_of(sid) == category
         ]

@@ -61,8 +61,10 @@ def all_about(
 
 
 def query_about(query: Query, from_position: int | None) -> dict[str, Any]:
-    """What a DCB ``read`` asked for, as ``read_through`` is told it."""
-    about: dict[str, Any] = {"eventfold.query.items": len(query.items)}
+    """What a DCB ``read`` asked for, as ``read_through`` is told it (a
+    malformed query, refused by the inner store's checks, counts no items)."""
+    valid = isinstance(query, Query) and isinstance(query.items, tuple)
+    about: dict[str, Any] = {"eventfold.query.items": len(query.items) if valid else 0}
     if from_position is not None:
         about["eventfold.from_position"] = from_position
     return about

@@ -65,6 +65,12 @@ class LifecycleConformance(Conformance):
             ]
             assert numbers([r for r in log if r.stream_id == "order-2"]) == [100, 101]
             assert await store.stream_version("order-1") == 5
+            if Inspector in store.capabilities:
+                infos = {s.stream_id: s.version for s in await store.list_streams()}
+                assert infos == {"order-1": 5, "order-2": 2}
+                assert [
+                    (c.category, c.streams, c.events) for c in await store.list_categories()
+                ] == [("order", 2, 5)]
             assert await collect(store.read_cuts()) == [cut]
             assert await collect(store.read_cuts("order-2")) == []
             # a repeated truncation (a resumed one) is a no-op
@@ -121,6 +127,9 @@ class LifecycleConformance(Conformance):
             if Inspector in store.capabilities:
                 assert [s.stream_id for s in await store.list_streams()] == ["order-2"]
                 assert (await store.stats()).events == 1
+                assert [
+                    (c.category, c.streams, c.events) for c in await store.list_categories()
+                ] == [("order", 1, 1)]
             assert await store.delete_stream("order-1") is None  # nothing left to delete
             with pytest.raises(WrongExpectedVersion):
                 await store.append("order-1", numbered(1), expected_version=NO_STREAM)
