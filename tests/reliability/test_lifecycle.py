@@ -24,7 +24,7 @@ from eventfold.testing.conformance import collect, numbered
 WORKER = Path(__file__).with_name("lifecycle_worker.py")
 SRC = Path(__file__).resolve().parents[2] / "src"
 KEY = "a chain key for the tests"
-ROUNDS = 12
+ROUNDS = 8
 DEADLINE = 120.0
 
 
@@ -127,7 +127,7 @@ async def test_kill_9_during_truncations_loses_and_duplicates_nothing(store_url:
     """A process truncating stream after stream is killed: each stream is
     either whole or truncated with exactly one cut, never half; running the
     truncations again finishes the rest and adds no second cut."""
-    streams = 150
+    streams = 100
     async with eventfold.connect(store_url) as store:
         await store.append_many([StreamAppend(f"t-{s}", numbered(8)) for s in range(streams)])
     worker = Worker("truncate", store_url, str(streams))
@@ -161,7 +161,7 @@ async def test_kill_9_during_scavenge_then_a_rerun_finishes_it(store_url: str) -
     """``eventfold scavenge`` killed while it truncates: every stream is
     whole or cut at its limit, with at most one cut; running the command
     again cuts the rest, adds no second cut, and the chain verifies."""
-    streams = 400
+    streams = 200
     async with eventfold.connect(store_url) as store:
         await store.append_many([StreamAppend(f"order-{s}", numbered(5)) for s in range(streams)])
     env = {

@@ -10,10 +10,10 @@ marker's canonical body (``""`` if no key was given). ``verify``
 (``eventfold.compliance.chain``) starts the stream's chain at the latest
 cut: version ``before_version``, previous hash ``anchor``.
 
-A stream's state after its cuts (``StreamCut``): its events below the latest
-cut's ``before_version`` are gone, its version goes on from where it was (a
-soft-deleted stream at version 5 takes version 6 next), and a ``tombstoned``
-one is never written again.
+After its cuts, a stream's events below its latest cut's ``before_version``
+are gone, its version goes on from where it was (a soft-deleted stream at
+version 5 takes version 6 next), and a ``tombstoned`` one is never written
+again.
 """
 
 from __future__ import annotations
