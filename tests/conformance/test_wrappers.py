@@ -22,6 +22,7 @@ from eventfold.testing import (
     ChainConformance,
     DCBConformance,
     InspectorConformance,
+    LifecycleConformance,
     Opening,
     SnapshotConformance,
     SQLConformance,
@@ -48,7 +49,12 @@ class TestEncryptingStoreOverSQLite(
 
 
 class TestAuditingStoreOverMemory(
-    StoreConformance, SnapshotConformance, ChainConformance, InspectorConformance, DCBConformance
+    StoreConformance,
+    SnapshotConformance,
+    ChainConformance,
+    InspectorConformance,
+    DCBConformance,
+    LifecycleConformance,
 ):
     @pytest.fixture
     def open_store(self) -> Any:

@@ -33,8 +33,10 @@ from eventfold.store.capabilities import (
     StoreStats,
     StreamDataReader,
     StreamInfo,
+    StreamLifecycle,
     require,
 )
+from eventfold.store.cuts import Cut, CutReason
 from eventfold.store.dcb import AppendCondition, Query
 from eventfold.store.routing import OnLag, ReplicaHealth, Route, RoutedReader, Served
 
@@ -207,6 +209,32 @@ class DelegatingStore(LogWriter):
     ) -> int:
         self.check_open()
         return await self._inner(DCBStore).append_events(events, condition)
+
+    # --- StreamLifecycle --------------------------------------------------------------
+
+    async def truncate_stream(
+        self,
+        stream_id: str,
+        before_version: int,
+        *,
+        reason: CutReason = "truncated",
+        archive: str = "",
+        key: bytes | None = None,
+    ) -> Cut | None:
+        self.check_open()
+        return await self._inner(StreamLifecycle).truncate_stream(
+            stream_id, before_version, reason=reason, archive=archive, key=key
+        )
+
+    async def delete_stream(
+        self, stream_id: str, *, hard: bool = False, key: bytes | None = None
+    ) -> Cut | None:
+        self.check_open()
+        return await self._inner(StreamLifecycle).delete_stream(stream_id, hard=hard, key=key)
+
+    async def read_cuts(self, stream_id: str | None = None) -> AsyncIterator[Cut]:
+        async for cut in self._inner(StreamLifecycle).read_cuts(stream_id):
+            yield cut
 
     # --- ReplicaReads -----------------------------------------------------------------
 
