@@ -75,9 +75,9 @@ def test_dry_run_then_run_then_list_show_and_verify(url: str, tmp_path: Path) ->
 
     segment = next(Path(root).glob("seg-*"))
     lines = zstandard.ZstdDecompressor().decompressobj().decompress(segment.read_bytes())
-    segment.write_bytes(
-        zstandard.ZstdCompressor(write_checksum=True).compress(lines.replace(b'{\\"n\\":2}', b'{\\"n\\":9}'))
-    )
+    edited = lines.replace(b'{\\"n\\":2}', b'{\\"n\\":9}')
+    assert edited != lines
+    segment.write_bytes(zstandard.ZstdCompressor(write_checksum=True).compress(edited))
     code, out = _invoke("verify", *common, "--json")
     assert code == 1
     findings = msgspec.json.decode(out)["findings"]
