@@ -6,6 +6,7 @@ repeating anything; forget still works on archived events."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -430,3 +431,42 @@ async def test_a_bad_selection_is_refused_before_anything_moves(
     with pytest.raises(InvalidArgument):
         await Archiver(store, root).run(selection)
     assert root.locations() == [] and await store.head_position() == 48
+
+
+class _WatchedRoot(ArchiveRoot):
+    """An archive root that says when a segment has been written."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.written = asyncio.Event()
+
+    def write(self, location: str, header: Any, events: Any) -> None:
+        super().write(location, header, events)
+        self.written.set()
+
+
+@pytest.mark.parametrize("read", ["all", "stream"])
+async def test_a_read_under_way_misses_nothing_an_archive_run_moves(
+    tmp_path: Path, read: str
+) -> None:
+    root = _WatchedRoot(tmp_path / "archive")
+    store = MemoryStore()
+    await _fill(store)
+    answers = await _answers(store)
+    archived = ArchivedStore(store, root)
+    if read == "all":
+        reader = archived.read_all()
+        before = [_as_tuple(r) async for r in store.read_all()]
+    else:
+        reader = archived.read_stream("order-1")
+        before = [_as_tuple(r) async for r in store.read_stream("order-1")]
+    seen = [_as_tuple(await anext(reader))]
+    # The run writes its segment, then waits for the read to end before truncating.
+    run = asyncio.create_task(Archiver(store, root).run(Selection(streams=("order-1", "cart-1"))))
+    await asyncio.wait_for(root.written.wait(), 60)
+    assert [c async for c in store.read_cuts()] == []
+    seen += [_as_tuple(r) async for r in reader]
+    assert seen == before
+    outcome = await asyncio.wait_for(run, 60)
+    assert outcome.events == 24
+    assert await _answers(archived) == answers

@@ -48,10 +48,10 @@ class Move(msgspec.Struct, frozen=True):
 
 
 class Selection(msgspec.Struct, frozen=True):
-    """Which events to move. ``streams``: these streams whole; ``category``
-    with ``idle_since``: that category's streams not written since then,
-    whole; ``older_than``: every event recorded before then (of
-    ``category`` only, if given), a prefix of each stream."""
+    """Which events to move: of the streams named in ``streams``, else of
+    every stream (of ``category`` only, if given; not written since
+    ``idle_since`` only, if given), every event, or with ``older_than``
+    those recorded before then (a prefix of each stream)."""
 
     streams: tuple[str, ...] = ()
     category: str | None = None
@@ -216,12 +216,13 @@ class Archiver:
         location = self.root.new_location(events[0].position)
         self.root.write(location, header, events)
         outcome.segments.append(location)
-        for move, _, _ in batch:
-            await self._truncate(move.stream_id, move.before, location)
-            outcome.streams += 1
-            outcome.events += move.events
-            if progress is not None:
-                progress(outcome.events)
+        async with self.root.locked(exclusive=True):
+            for move, _, _ in batch:
+                await self._truncate(move.stream_id, move.before, location)
+                outcome.streams += 1
+                outcome.events += move.events
+                if progress is not None:
+                    progress(outcome.events)
 
     async def _truncate(self, stream_id: str, before: int, location: str) -> Cut | None:
         return await self.lifecycle.truncate_stream(
@@ -240,14 +241,17 @@ class Archiver:
                 named.add((cut.stream_id, cut.archive))
         for location in self.root.locations():
             header = self.root.header(location)
-            for stream_id, part in sorted(header.streams.items()):
-                if (stream_id, location) in named:
-                    continue
-                floor, anchor = await floor_of(self.lifecycle, stream_id)
-                version = await self.store.stream_version(stream_id)
-                if floor != part.first or anchor.hex() != part.prev or version < part.last:
-                    continue  # those events went another way: this part stays unread
-                await self._truncate(stream_id, part.last + 1, location)
-                outcome.resumed += 1
-                outcome.events += part.last - part.first + 1
+            pending = sorted(s for s in header.streams if (s, location) not in named)
+            if not pending:
+                continue
+            async with self.root.locked(exclusive=True):
+                for stream_id in pending:
+                    part = header.streams[stream_id]
+                    floor, anchor = await floor_of(self.lifecycle, stream_id)
+                    version = await self.store.stream_version(stream_id)
+                    if floor != part.first or anchor.hex() != part.prev or version < part.last:
+                        continue  # those events went another way: this part stays unread
+                    await self._truncate(stream_id, part.last + 1, location)
+                    outcome.resumed += 1
+                    outcome.events += part.last - part.first + 1
         return outcome

@@ -7,16 +7,23 @@ without following a symbolic link, so nothing outside the root is ever read
 or written. A segment is written to a temporary file, flushed to disk, and
 renamed into place (then the directory is flushed): a crash leaves either
 no segment or a whole one, never half of one.
+
+The root's lock file (``.lock``) keeps reads back and truncations apart:
+a read through the archive holds it shared, an archive run holds it
+exclusively while it truncates, so a read never misses events a run moves
+while it is under way (on one host: ``flock``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import os
 import re
 import stat
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -25,6 +32,7 @@ from eventfold.errors import ArchiveError, UnsafeArchivePath
 
 _NAME = re.compile(r"seg-[0-9a-z-]{1,80}" + re.escape(SUFFIX))
 _TEMP = ".tmp-"
+_LOCK = ".lock"
 
 
 class ArchiveRoot:
@@ -47,6 +55,22 @@ class ArchiveRoot:
         if not isinstance(location, str) or not _NAME.fullmatch(location):
             raise UnsafeArchivePath(str(location), "not the name of a segment in the archive root")
         return self.path / location
+
+    @asynccontextmanager
+    async def locked(self, *, exclusive: bool) -> AsyncIterator[None]:
+        """Hold the root's lock, shared (reads) or exclusive (truncations),
+        waiting for it in a thread; released when the block ends (or the
+        process dies)."""
+        try:
+            fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise ArchiveError(str(self.path), f"cannot open the lock file ({exc})") from None
+        try:
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            await asyncio.to_thread(fcntl.flock, fd, mode)
+            yield
+        finally:
+            os.close(fd)
 
     def new_location(self, first_position: int) -> str:
         """A fresh segment name, ordered by the first position it holds."""

@@ -9,7 +9,9 @@ the live events and pays nothing for it.
 
 An archived event is read back only if a cut of its stream names its
 segment and lies above its version: a segment written by a run that was
-killed before its truncation is never read, so no event is read twice.
+killed before its truncation is never read, so no event is read twice. A
+read holds the archive root's lock shared (``ArchiveRoot.locked``), so an
+archive run does not truncate while it is under way: none is missed.
 Fast fold reads, DCB queries, SQL and replica views are not passed through
 (they would see only the live events); ``Inspector`` and ``ChainReader``
 are, and describe the live store.
@@ -52,8 +54,13 @@ class Archived:
                 streams[cut.stream_id] = max(streams.get(cut.stream_id, 0), cut.before_version)
         return cls(visible)
 
-    def of(self, stream_id: str) -> list[str]:
-        return sorted(loc for loc, streams in self.visible.items() if stream_id in streams)
+    def of(self, stream_id: str, from_version: int = 1) -> list[str]:
+        """The segments with readable events of the stream at or above ``from_version``."""
+        return sorted(
+            location
+            for location, streams in self.visible.items()
+            if streams.get(stream_id, 0) > from_version
+        )
 
     def events(self, root: ArchiveRoot, location: str) -> Iterator[ArchivedEvent]:
         """The segment's readable events, by position."""
@@ -81,14 +88,15 @@ class ArchivedStore(DelegatingStore):
         self.check_open()
         return await Archived.load(self.lifecycle)
 
-    async def archived_stream(self, stream_id: str) -> list[RecordedEvent]:
-        """The stream's archived events, by version."""
+    async def archived_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+        """The stream's archived events from ``from_version`` on, by version
+        (no segment is opened if none holds any)."""
         index = await self.archived()
         found = [
             event.record()
-            for location in index.of(stream_id)
+            for location in index.of(stream_id, from_version)
             for event in index.events(self.root, location)
-            if event.stream_id == stream_id
+            if event.stream_id == stream_id and event.version >= from_version
         ]
         return sorted(found, key=lambda r: r.version)
 
@@ -101,8 +109,22 @@ class ArchivedStore(DelegatingStore):
         backwards: bool = False,
         limit: int | None = None,
     ) -> AsyncIterator[RecordedEvent]:
+        async with self.root.locked(exclusive=False):
+            async for record in self._read_stream(
+                stream_id, from_version, to_version, backwards, limit
+            ):
+                yield record
+
+    async def _read_stream(
+        self,
+        stream_id: str,
+        from_version: int,
+        to_version: int | None,
+        backwards: bool,
+        limit: int | None,
+    ) -> AsyncIterator[RecordedEvent]:
         top = to_version if to_version is not None else 1 << 62
-        old = [r for r in await self.archived_stream(stream_id) if from_version <= r.version <= top]
+        old = [r for r in await self.archived_stream(stream_id, from_version) if r.version <= top]
         left = limit
         if backwards:
             async for record in super().read_stream(
@@ -132,6 +154,17 @@ class ArchivedStore(DelegatingStore):
         categories: Sequence[str] | None = None,
         types: Sequence[str] | None = None,
         limit: int | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        async with self.root.locked(exclusive=False):
+            async for record in self._read_all(from_position, categories, types, limit):
+                yield record
+
+    async def _read_all(
+        self,
+        from_position: int,
+        categories: Sequence[str] | None,
+        types: Sequence[str] | None,
+        limit: int | None,
     ) -> AsyncIterator[RecordedEvent]:
         index = await self.archived()
 
