@@ -38,6 +38,7 @@ class TestEncryptingStoreOverSQLite(
     ChainConformance,
     InspectorConformance,
     SQLConformance,
+    LifecycleConformance,
 ):
     @pytest.fixture
     def open_store(self, tmp_path: Path) -> Any:

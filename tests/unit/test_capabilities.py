@@ -75,7 +75,7 @@ async def test_a_capability_is_what_the_store_declares_not_what_it_has() -> None
 async def test_every_backend_declares_its_capabilities(tmp_path: Path) -> None:
     async with eventfold.connect(f"sqlite:///{tmp_path / 'e.db'}") as sqlite:
         # Everything but reads on replicas (one file has none).
-        assert sqlite.capabilities == frozenset(CAPABILITIES) - {ReplicaReads, StreamLifecycle}
+        assert sqlite.capabilities == frozenset(CAPABILITIES) - {ReplicaReads}
     assert MemoryStore().capabilities == {
         SnapshotStore,
         ChainReader,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import msgspec
@@ -40,12 +40,18 @@ MAX_ARCHIVE = 1000
 """Longest archive location a cut records (characters)."""
 
 
-def _micros(at: datetime) -> int:
-    at = at.astimezone(UTC)
-    return (at - datetime(1970, 1, 1, tzinfo=UTC)) // _MICROSECOND
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-_MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+def micros(at: datetime) -> int:
+    """``at`` as UTC microseconds since the Unix epoch (how a cut's time is
+    signed, and stored by SQLite)."""
+    return (at.astimezone(UTC) - _EPOCH) // _MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    return _EPOCH + value * _MICROSECOND
 
 
 class Cut(msgspec.Struct, frozen=True):
@@ -68,7 +74,7 @@ class Cut(msgspec.Struct, frozen=True):
                 self.before_version,
                 self.anchor.hex(),
                 self.reason,
-                _micros(self.at),
+                micros(self.at),
                 self.archive,
             ]
         )
