@@ -470,3 +470,23 @@ async def test_a_read_under_way_misses_nothing_an_archive_run_moves(
     outcome = await asyncio.wait_for(run, 60)
     assert outcome.events == 24
     assert await _answers(archived) == answers
+
+
+async def test_a_stream_cut_by_something_else_meanwhile_is_left_alone(tmp_path: Path) -> None:
+    store = MemoryStore()
+    await _fill(store)
+
+    class Interrupted(ArchiveRoot):
+        def write(self, location: str, header: Any, events: Any) -> None:
+            super().write(location, header, events)
+            # something else (a scavenge) truncates order-1 before the run
+            # truncates: it runs at the run's next await, before the lock
+            asyncio.get_running_loop().create_task(store.truncate_stream("order-1", 5))
+
+    root = Interrupted(tmp_path / "archive")
+    outcome = await Archiver(store, root).run(Selection(streams=("order-1", "order-2")))
+    assert outcome.streams == 1  # order-2; order-1 was cut meanwhile
+    archived = ArchivedStore(store, root)
+    assert [r.version async for r in archived.read_stream("order-1")] == list(range(5, 13))
+    assert [r.version async for r in archived.read_stream("order-2")] == list(range(1, 13))
+    assert (await verify_archive(store, root)).clean and (await verify(store)).clean

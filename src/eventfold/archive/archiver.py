@@ -217,7 +217,9 @@ class Archiver:
         self.root.write(location, header, events)
         outcome.segments.append(location)
         async with self.root.locked(exclusive=True):
-            for move, _, _ in batch:
+            for move, anchor, _ in batch:
+                if await floor_of(self.lifecycle, move.stream_id) != (move.first, anchor):
+                    continue  # cut meanwhile by something else: this part stays unread
                 await self._truncate(move.stream_id, move.before, location)
                 outcome.streams += 1
                 outcome.events += move.events
