@@ -18,17 +18,13 @@ from eventfold.cli.common import (
     JsonOption,
     add_row,
     console,
-    load_object,
     parse_time,
     print_json,
     run,
     table,
 )
-from eventfold.cli.stores import RegistryOption, StoreOption, keys_for
+from eventfold.cli.stores import RegistryOption, StoreOption, chain_key, keys_for, load_registry
 from eventfold.compliance.chain import verify
-from eventfold.domain.events import EventRegistry
-from eventfold.errors import ConfigurationError
-from eventfold.security.secrets import read_secret
 from eventfold.serialization.crypto import EncryptingStore
 from eventfold.store.api import RecordedEvent
 from eventfold.store.capabilities import ChainReader, StreamLifecycle, require
@@ -50,15 +46,6 @@ KeyEnvOption = Annotated[
 ]
 
 
-def _key(env: str | None) -> bytes | None:
-    if env is None:
-        return None
-    value = read_secret(env=env)
-    if not value:
-        raise ConfigurationError(f"{env} is empty or not set", setting=env)
-    return value.encode()
-
-
 def _moment(value: str | None, option: str) -> datetime | None:
     return None if value is None else parse_time(value, option)
 
@@ -67,9 +54,7 @@ def _moment(value: str | None, option: str) -> datetime | None:
 async def _opened(url: str, root: Path, registry: str | None = None) -> AsyncIterator[Any]:
     """The existing store at ``url`` with its archive read back (and personal
     fields decrypted, with ``registry``)."""
-    events = None if registry is None else load_object(registry, "--registry")
-    if events is not None and not isinstance(events, EventRegistry):
-        raise typer.BadParameter(f"{registry} is not an EventRegistry", param_hint="--registry")
+    events = load_registry(registry)
     async with connect(url, create=False) as store:
         archived = ArchivedStore(store, ArchiveRoot(root))
         if events is None:
@@ -114,7 +99,7 @@ def run_command(
     )
 
     async def main() -> dict[str, Any]:
-        key = _key(key_env)
+        key = chain_key(key_env)
         async with connect(store, create=False) as opened:
             archiver = Archiver(opened, ArchiveRoot(root), key=key, segment_events=segment_events)
             moves = await archiver.plan(selection)
@@ -244,7 +229,7 @@ def verify_command(
     each event edited, missing or out of place."""
 
     async def main() -> dict[str, Any]:
-        key = _key(key_env)
+        key = chain_key(key_env)
         async with connect(store, create=False) as opened:
             live = await verify(require(opened, ChainReader), key=key)
             cold = await verify_archive(

@@ -4,6 +4,7 @@ is to be decrypted."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from typing import Annotated, Protocol, cast
 
@@ -11,6 +12,7 @@ import typer
 
 from eventfold.cli.common import load_object
 from eventfold.domain.events import EventRegistry
+from eventfold.errors import ConfigurationError
 from eventfold.security.secrets import hex_key, read_secret
 from eventfold.serialization.crypto import EncryptingStore
 from eventfold.serialization.keys import KeyStore, open_key_store
@@ -73,6 +75,25 @@ def master_key(env: str) -> bytes | None:
     return hex_key(read_secret(env=env), env)
 
 
+def chain_key(env: str | None) -> bytes | None:
+    """The chain key (signing checkpoints and cuts) from environment variable
+    ``env``, never from the command line; None if no variable is named."""
+    if env is None:
+        return None
+    value = os.environ.get(env)
+    if not value:
+        raise ConfigurationError(f"{env} is empty or not set", setting=env)
+    return value.encode()
+
+
+def load_registry(registry: str | None) -> EventRegistry | None:
+    """The ``--registry`` named as module:attribute, checked to be an EventRegistry."""
+    events = None if registry is None else load_object(registry, "--registry")
+    if events is not None and not isinstance(events, EventRegistry):
+        raise typer.BadParameter(f"{registry} is not an EventRegistry", param_hint="--registry")
+    return events
+
+
 def keys_for(url: str, env: str = "EVENTFOLD_MASTER_KEY") -> KeyStore:
     return open_key_store(url, master_key=master_key(env))
 
@@ -84,9 +105,7 @@ async def open_store(
     """The existing store at ``url`` (a missing one raises StoreNotFound and
     is not created: these commands only read it); with ``registry``, wrapped
     so that personal fields are decrypted."""
-    events = None if registry is None else load_object(registry, "--registry")
-    if events is not None and not isinstance(events, EventRegistry):
-        raise typer.BadParameter(f"{registry} is not an EventRegistry", param_hint="--registry")
+    events = load_registry(registry)
     async with connect(url, create=False) as store:
         if events is None:
             yield store
