@@ -50,10 +50,6 @@ def micros(at: datetime) -> int:
     return (at.astimezone(UTC) - _EPOCH) // _MICROSECOND
 
 
-def from_micros(value: int) -> datetime:
-    return _EPOCH + value * _MICROSECOND
-
-
 class Cut(msgspec.Struct, frozen=True):
     """A removal from one stream, as recorded beside the events."""
 

@@ -18,7 +18,7 @@ from psycopg import sql
 from eventfold.errors import NotAnEventStore, SchemaVersionError, StoreNotFound
 from eventfold.store.postgres import functions
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """The newest schema version this code knows. Bump it (with a migration, even
 an empty one) whenever functions.py changes: the functions are reinstalled
 whenever migrations run."""
@@ -39,6 +39,7 @@ class Names:
         self.streams = sql.Identifier(schema, "streams")
         self.snapshots = sql.Identifier(schema, "snapshots")
         self.event_tags = sql.Identifier(schema, "event_tags")
+        self.stream_cuts = sql.Identifier(schema, "stream_cuts")
         self.settings = sql.Identifier(schema, "settings")
         self.versions = sql.Identifier(schema, "schema_version")
         self.append = sql.Identifier(schema, "append_batch")
@@ -73,6 +74,7 @@ class Names:
             streams=self.streams,
             snapshots=self.snapshots,
             event_tags=self.event_tags,
+            stream_cuts=self.stream_cuts,
             settings=self.settings,
             versions=self.versions,
             append=self.append,
@@ -184,6 +186,32 @@ _MIGRATION_7: list[Step] = [
     functions.install,
 ]
 
+# 8: stream lifecycle (eventfold.store.postgres.lifecycle). A stream's row
+# keeps its version and chain head when its events are removed, and learns
+# the first version still stored and whether it was deleted for good (a
+# tombstone of a stream never written has version 0); stream_cuts keeps
+# every cut. The append functions refuse tombstoned streams.
+_MIGRATION_8: list[Step] = [
+    "ALTER TABLE {streams} ADD COLUMN first_version bigint NOT NULL DEFAULT 1,"
+    " ADD COLUMN tombstoned boolean NOT NULL DEFAULT false",
+    "ALTER TABLE {streams} DROP CONSTRAINT IF EXISTS streams_version_check",
+    "ALTER TABLE {streams} ADD CONSTRAINT streams_version_check CHECK (version > 0 OR tombstoned)",
+    """
+    CREATE TABLE {stream_cuts} (
+        seq bigserial PRIMARY KEY,
+        stream_id text COLLATE "C" NOT NULL,
+        before_version bigint NOT NULL,
+        anchor bytea NOT NULL,
+        reason text NOT NULL,
+        at timestamptz NOT NULL,
+        archive text NOT NULL,
+        signature text NOT NULL
+    )
+    """,
+    "CREATE INDEX stream_cuts_stream ON {stream_cuts} (stream_id, seq)",
+    functions.install,
+]
+
 MIGRATIONS: dict[int, Sequence[Step]] = {
     1: _MIGRATION_1,
     2: _MIGRATION_2,
@@ -192,6 +220,7 @@ MIGRATIONS: dict[int, Sequence[Step]] = {
     5: _MIGRATION_5,
     6: _MIGRATION_6,
     7: _MIGRATION_7,
+    8: _MIGRATION_8,
 }
 
 

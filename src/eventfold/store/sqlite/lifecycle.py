@@ -15,7 +15,8 @@ import sqlite3
 from typing import Any
 
 from eventfold.store.chain import GENESIS
-from eventfold.store.cuts import Cut, CutReason, cut_time, from_micros, micros, plan_truncate
+from eventfold.store.cuts import Cut, CutReason, cut_time, micros, plan_truncate
+from eventfold.store.lazy import time_of
 from eventfold.store.sqlite.rows import LAST_SQL, LATEST_CUT_SQL
 from eventfold.store.sqlite.writer import Request, _Transaction
 
@@ -108,6 +109,6 @@ class CutRequest(Request):
 
 def list_cuts(con: sqlite3.Connection, stream_id: str | None) -> list[Cut]:
     return [
-        Cut(r[0], r[1], bytes(r[2]), r[3], from_micros(r[4]), r[5], r[6])
+        Cut(r[0], r[1], bytes(r[2]), r[3], time_of(r[4]), r[5], r[6])
         for r in con.execute(_CUTS, (stream_id, stream_id))
     ]
