@@ -1,4 +1,4 @@
-"""Archiving on every backend that offers stream lifecycle: events move to
+"""Archiving on every backend (memory, SQLite, PostgreSQL): events move to
 segment files and read back (read_stream, read_all, loads) exactly as the
 backend returned them before; the chain verifies across the boundary;
 forget redacts archived personal fields; the store's own reads no longer
@@ -39,7 +39,7 @@ class Noted(msgspec.Struct, frozen=True):
 codec = Codec(registry)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
         return str(request.getfixturevalue("pg_url"))
