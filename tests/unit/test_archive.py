@@ -358,8 +358,12 @@ async def test_a_run_stopped_between_write_and_truncate_resumes(
         await _CrashingArchiver(store, root, segment_events=20, after=after).run(selection)
     # In between, readers of the store with its archive see each event once.
     assert await _answers(ArchivedStore(store, root)) == before
-    outcome = await Archiver(store, root, segment_events=20).run(selection)
+    told: list[int] = []
+    outcome = await Archiver(store, root, segment_events=20).run(selection, told.append)
     assert outcome.resumed == resumed
+    assert outcome.resumed_events == 12 * resumed
+    # progress counts what this run's own segments move, stream by stream
+    assert told == [12 * n for n in range(1, outcome.streams + 1)]
     assert outcome.streams == (2 if after < 2 else 0)
     assert await _answers(ArchivedStore(store, root)) == before
     assert [r async for r in store.read_all()] == []

@@ -75,17 +75,19 @@ class Selection(msgspec.Struct, frozen=True):
 
 
 class Outcome(msgspec.Struct):
-    """What a run did: segments written, streams truncated (also those a
-    crashed run had left), events moved."""
+    """What a run did: segments written, streams truncated into them and
+    their events; ``resumed`` streams (``resumed_events`` events) truncated
+    into segments a crashed run had written. ``events`` counts both."""
 
     segments: list[str] = []
     streams: int = 0
     events: int = 0
     resumed: int = 0
+    resumed_events: int = 0
 
 
 Progress = Callable[[int], None]
-"""Told how many events were moved so far."""
+"""Told how many events this run's own segments moved so far."""
 
 
 async def floor_of(lifecycle: StreamLifecycle, stream_id: str) -> tuple[int, bytes]:
@@ -224,7 +226,7 @@ class Archiver:
                 outcome.streams += 1
                 outcome.events += move.events
                 if progress is not None:
-                    progress(outcome.events)
+                    progress(outcome.events - outcome.resumed_events)
 
     async def _truncate(self, stream_id: str, before: int, location: str) -> Cut | None:
         return await self.lifecycle.truncate_stream(
@@ -255,5 +257,6 @@ class Archiver:
                         continue  # those events went another way: this part stays unread
                     await self._truncate(stream_id, part.last + 1, location)
                     outcome.resumed += 1
+                    outcome.resumed_events += part.last - part.first + 1
                     outcome.events += part.last - part.first + 1
         return outcome

@@ -46,9 +46,10 @@ class Archived:
         self.visible = visible
 
     @classmethod
-    async def load(cls, lifecycle: StreamLifecycle) -> Archived:
+    async def load(cls, lifecycle: StreamLifecycle, stream_id: str | None = None) -> Archived:
+        """From the cuts recorded (of one stream, or all)."""
         visible: dict[str, dict[str, int]] = {}
-        async for cut in lifecycle.read_cuts():
+        async for cut in lifecycle.read_cuts(stream_id):
             if cut.reason == "archived" and cut.archive:
                 streams = visible.setdefault(cut.archive, {})
                 streams[cut.stream_id] = max(streams.get(cut.stream_id, 0), cut.before_version)
@@ -83,15 +84,15 @@ class ArchivedStore(DelegatingStore):
         self.root = root
         self.lifecycle = require(inner, StreamLifecycle)
 
-    async def archived(self) -> Archived:
-        """Which archived events are readable now."""
+    async def archived(self, stream_id: str | None = None) -> Archived:
+        """Which archived events (of one stream, or all) are readable now."""
         self.check_open()
-        return await Archived.load(self.lifecycle)
+        return await Archived.load(self.lifecycle, stream_id)
 
     async def archived_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
         """The stream's archived events from ``from_version`` on, by version
         (no segment is opened if none holds any)."""
-        index = await self.archived()
+        index = await self.archived(stream_id)
         found = [
             event.record()
             for location in index.of(stream_id, from_version)
