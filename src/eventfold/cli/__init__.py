@@ -8,7 +8,17 @@ import typing
 import typer
 
 from eventfold import __version__
-from eventfold.cli import archive, compliance, dev, init, log, projections, serve, tenants
+from eventfold.cli import (
+    archive,
+    compliance,
+    dev,
+    init,
+    lifecycle,
+    log,
+    projections,
+    serve,
+    tenants,
+)
 
 _HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
@@ -48,6 +58,7 @@ app.command("serve")(serve.serve)
 app.command("init")(init.init)
 app.registered_commands += log.app.registered_commands
 app.registered_commands += compliance.app.registered_commands
+app.registered_commands += lifecycle.app.registered_commands
 
 
 def main() -> None:

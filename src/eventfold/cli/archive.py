@@ -23,7 +23,8 @@ from eventfold.cli.common import (
     run,
     table,
 )
-from eventfold.cli.stores import RegistryOption, StoreOption, chain_key, keys_for, load_registry
+from eventfold.cli.compliance import secret_from_env
+from eventfold.cli.stores import RegistryOption, StoreOption, keys_for, load_registry
 from eventfold.compliance.chain import verify
 from eventfold.serialization.crypto import EncryptingStore
 from eventfold.store.api import RecordedEvent
@@ -99,7 +100,7 @@ def run_command(
     )
 
     async def main() -> dict[str, Any]:
-        key = chain_key(key_env)
+        key = secret_from_env(key_env)
         async with connect(store, create=False) as opened:
             archiver = Archiver(opened, ArchiveRoot(root), key=key, segment_events=segment_events)
             moves = await archiver.plan(selection)
@@ -229,7 +230,7 @@ def verify_command(
     each event edited, missing or out of place."""
 
     async def main() -> dict[str, Any]:
-        key = chain_key(key_env)
+        key = secret_from_env(key_env)
         async with connect(store, create=False) as opened:
             live = await verify(require(opened, ChainReader), key=key)
             cold = await verify_archive(

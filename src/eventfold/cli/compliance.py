@@ -3,6 +3,7 @@ forget a data subject."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,6 @@ from eventfold.cli.stores import (
     MaybeStoreOption,
     ReadFromOption,
     RegistryOption,
-    chain_key,
     keys_for,
     open_reader,
     open_store,
@@ -38,6 +38,17 @@ def _read_checkpoint(path: Path) -> Heads:
         raise ConfigurationError(f"cannot read the checkpoint {path}: {exc.strerror}") from None
     except NOT_JSON as exc:  # a ValidationError is a DecodeError too
         raise ConfigurationError(f"{path} is not a checkpoint of chain heads: {exc}") from None
+
+
+def secret_from_env(env: str | None) -> bytes | None:
+    """The secret in environment variable ``env`` (None if ``env`` is);
+    ConfigurationError if it is empty or not set."""
+    if env is None:
+        return None
+    value = os.environ.get(env)
+    if not value:
+        raise ConfigurationError(f"{env} is empty or not set", setting=env)
+    return value.encode()
 
 
 @app.command("verify")
@@ -64,7 +75,7 @@ def verify_command(
     url = store_of(store, tenant, tenants)
 
     async def main() -> bool:
-        key = chain_key(key_env)
+        key = secret_from_env(key_env)
         heads = None if checkpoint is None else _read_checkpoint(checkpoint)
         async with open_reader(url, read_from=read_from) as opened:
             report = await verify(require(opened, ChainReader), checkpoint=heads, key=key)

@@ -4,7 +4,6 @@ is to be decrypted."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from typing import Annotated, Protocol, cast
 
@@ -12,7 +11,6 @@ import typer
 
 from eventfold.cli.common import load_object
 from eventfold.domain.events import EventRegistry
-from eventfold.errors import ConfigurationError
 from eventfold.security.secrets import hex_key, read_secret
 from eventfold.serialization.crypto import EncryptingStore
 from eventfold.serialization.keys import KeyStore, open_key_store
@@ -73,17 +71,6 @@ def read_route(value: str) -> Route:
 
 def master_key(env: str) -> bytes | None:
     return hex_key(read_secret(env=env), env)
-
-
-def chain_key(env: str | None) -> bytes | None:
-    """The chain key (signing checkpoints and cuts) from environment variable
-    ``env``, never from the command line; None if no variable is named."""
-    if env is None:
-        return None
-    value = os.environ.get(env)
-    if not value:
-        raise ConfigurationError(f"{env} is empty or not set", setting=env)
-    return value.encode()
 
 
 def load_registry(registry: str | None) -> EventRegistry | None:

@@ -157,8 +157,7 @@ class PostgresLifecycle(Lifecycle):
         else:
             await conn.execute(
                 names.format(
-                    "UPDATE {streams} SET first_version = %s, tombstoned = %s "
-                    "WHERE stream_id = %s"
+                    "UPDATE {streams} SET first_version = %s, tombstoned = %s WHERE stream_id = %s"
                 ),
                 [before, reason == "tombstoned", stream_id],
             )
