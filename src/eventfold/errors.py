@@ -40,6 +40,9 @@ also re-export the ones they raised before they lived here.
     |   +-- StoreNotFound
     |   +-- StoreTimeout
     |   +-- StoreClosed
+    |   +-- ArchiveError
+    |       +-- UnsafeArchivePath
+    |       +-- NotAnArchive
     +-- ReadOnlyViolation
     +-- SubscriptionFailed
     |   +-- ProjectionFailed
@@ -76,6 +79,7 @@ if TYPE_CHECKING:
     from eventfold.messaging.api import PublishAck
 
 __all__ = [
+    "ArchiveError",
     "AuthenticationFailed",
     "BusError",
     "BusUnavailable",
@@ -97,6 +101,7 @@ __all__ = [
     "MissingAuditMetadata",
     "NatsServerError",
     "NoStateView",
+    "NotAnArchive",
     "NotAnEventStore",
     "NotFound",
     "NotParked",
@@ -127,6 +132,7 @@ __all__ = [
     "UnknownProjection",
     "UnknownQuery",
     "UnknownTenant",
+    "UnsafeArchivePath",
     "UnsupportedCapability",
     "WrongExpectedVersion",
 ]
@@ -474,6 +480,29 @@ class StoreTimeout(StoreError):
 
 class StoreClosed(StoreError):
     """The store was used after close()."""
+
+
+class ArchiveError(StoreError):
+    """An archive of removed events (``eventfold.archive``) cannot be used.
+    ``location`` names the archive file or root; nothing was read from
+    outside the archive root and nothing in the store was changed."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(f"archive {location!r}: {reason}")
+        self.location = location
+        self.reason = reason
+
+
+class UnsafeArchivePath(ArchiveError):
+    """An archive location leaves the archive root (``..``, an absolute
+    path, a separator), or names a symbolic link or something other than a
+    regular file: it is refused before anything is opened."""
+
+
+class NotAnArchive(ArchiveError):
+    """A file in the archive root is not a readable archive: not zstd,
+    truncated, corrupt (its checksum fails), a header of another format or
+    format version, or a record that does not decode."""
 
 
 class ReadOnlyViolation(EventfoldError):

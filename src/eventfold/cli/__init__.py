@@ -8,7 +8,17 @@ import typing
 import typer
 
 from eventfold import __version__
-from eventfold.cli import compliance, dev, init, lifecycle, log, projections, serve, tenants
+from eventfold.cli import (
+    archive,
+    compliance,
+    dev,
+    init,
+    lifecycle,
+    log,
+    projections,
+    serve,
+    tenants,
+)
 
 _HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
@@ -41,6 +51,7 @@ def _root(
 
 app.add_typer(projections.app, name="projections")
 app.add_typer(dev.app, name="dev")
+app.add_typer(archive.app, name="archive")
 app.add_typer(tenants.tenants_app, name="tenants")
 app.add_typer(tenants.keys_app, name="keys")
 app.command("serve")(serve.serve)

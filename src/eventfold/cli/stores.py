@@ -73,6 +73,14 @@ def master_key(env: str) -> bytes | None:
     return hex_key(read_secret(env=env), env)
 
 
+def load_registry(registry: str | None) -> EventRegistry | None:
+    """The ``--registry`` named as module:attribute, checked to be an EventRegistry."""
+    events = None if registry is None else load_object(registry, "--registry")
+    if events is not None and not isinstance(events, EventRegistry):
+        raise typer.BadParameter(f"{registry} is not an EventRegistry", param_hint="--registry")
+    return events
+
+
 def keys_for(url: str, env: str = "EVENTFOLD_MASTER_KEY") -> KeyStore:
     return open_key_store(url, master_key=master_key(env))
 
@@ -84,9 +92,7 @@ async def open_store(
     """The existing store at ``url`` (a missing one raises StoreNotFound and
     is not created: these commands only read it); with ``registry``, wrapped
     so that personal fields are decrypted."""
-    events = None if registry is None else load_object(registry, "--registry")
-    if events is not None and not isinstance(events, EventRegistry):
-        raise typer.BadParameter(f"{registry} is not an EventRegistry", param_hint="--registry")
+    events = load_registry(registry)
     async with connect(url, create=False) as store:
         if events is None:
             yield store
