@@ -149,6 +149,29 @@ async def single_probe(store: EventStore, state: Log, plan: Plan, seed: int) -> 
     return {"appends": plan.singles, "appends_per_s": rate, **probes.percentiles(h)}
 
 
+async def partition_sizes(url: str) -> list[dict[str, Any]]:
+    """The partitions of the events table, their rows and their indexes' size."""
+    import psycopg
+
+    from eventfold.store.postgres import PostgresStore
+    from eventfold.store.postgres.partitions import list_partitions
+
+    async with await PostgresStore.open(url) as store:
+        found = await list_partitions(store)
+        schema = store._names.schema_name
+    out = []
+    async with await psycopg.AsyncConnection.connect(url.split("?")[0]) as conn:
+        for p in found:
+            cur = await conn.execute(
+                "SELECT pg_indexes_size(c.oid) FROM pg_class c JOIN pg_namespace n"
+                " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+                [schema, p.name],
+            )
+            row = await cur.fetchone()
+            out.append({"name": p.name, "events": p.events, "index_bytes": row[0] if row else 0})
+    return out
+
+
 def database_bytes(backend: Backend, url: str, schema: str, path: str) -> int:
     if backend.kind == "sqlite":
         return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
@@ -189,6 +212,8 @@ async def measure_size(
     out["catch_up"]["events_per_s"] = state.events / out["catch_up"]["seconds"]
     log(f"  catch-up {out['catch_up']['events_per_s']:,.0f} ev/s")
     out["export"] = probes.run_in_child(probes.export, url, work + ".jsonl")
+    if backend.kind == "postgres":
+        out["partitions"] = await partition_sizes(url)
     db = database_bytes(backend, url, schema, path)
     out["database"] = {"bytes": db, "bytes_per_event": db / state.events}
     log(f"  {db / state.events:,.0f} bytes/event; export {out['export']['events_per_s']:,.0f} ev/s")
@@ -221,8 +246,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--pg-url", default=os.environ.get("EVENTFOLD_POSTGRES_URL", ""))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--pg-partition-xids",
+        type=int,
+        default=0,
+        help="transactions per partition of the events table (default: the store's)",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.pg_partition_xids:
+        from eventfold.store.postgres import partitions
+
+        partitions.PARTITION_XIDS = args.pg_partition_xids
     if args.sizes:
         plan.sizes = tuple(int(s) for s in args.sizes.split(","))
     if args.streams:
