@@ -154,7 +154,11 @@ async def partition_sizes(url: str) -> list[dict[str, Any]]:
     import psycopg
 
     from eventfold.store.postgres import PostgresStore
-    from eventfold.store.postgres.partitions import list_partitions
+
+    try:
+        from eventfold.store.postgres.partitions import list_partitions
+    except ImportError:  # eventfold before schema 9 (a comparison run): one table
+        return []
 
     async with await PostgresStore.open(url) as store:
         found = await list_partitions(store)
@@ -257,7 +261,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.pg_partition_xids:
         from eventfold.store.postgres import partitions
 
-        partitions.PARTITION_XIDS = args.pg_partition_xids
+        partitions.PARTITION_XIDS = args.pg_partition_xids  # before the store is made
     if args.sizes:
         plan.sizes = tuple(int(s) for s in args.sizes.split(","))
     if args.streams:
