@@ -188,7 +188,7 @@ _MIGRATION_7: list[Step] = [
     functions.install,
 ]
 
-# 8: the stream lifecycle's migration (its own change).
+# 8: no change here; the number belongs to the stream lifecycle's tables.
 _MIGRATION_8: list[Step] = []
 
 
