@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import eventfold
+from bench import scale_bounds
 from bench import scale_probes as probes
 from bench.backends import Backend, make_tmpdir
 from bench.common import NOTE, Deposited
@@ -218,6 +219,7 @@ async def measure_size(
     out["export"] = probes.run_in_child(probes.export, url, work + ".jsonl")
     if backend.kind == "postgres":
         out["partitions"] = await partition_sizes(url)
+    out["bounds"] = scale_bounds.bounds(url)
     db = database_bytes(backend, url, schema, path)
     out["database"] = {"bytes": db, "bytes_per_event": db / state.events}
     log(f"  {db / state.events:,.0f} bytes/event; export {out['export']['events_per_s']:,.0f} ev/s")
