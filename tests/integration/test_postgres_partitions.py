@@ -54,12 +54,23 @@ def holding(parts: list[partitions.Partition], position: int) -> partitions.Part
     return found
 
 
-async def test_appends_land_in_partitions_made_ahead_of_them(pg_url: str, narrow: None) -> None:
+async def test_appends_land_in_partitions_made_ahead_of_them(
+    pg_url: str, pg_schema: str, narrow: None
+) -> None:
     async with await PostgresStore.open(pg_url) as store:
         await fill(store, 30, 3)
         everything = await collect(store.read_all())
         parts = await list_partitions(store)
         head = await store.head_position()
+    async with await raw(pg_url) as conn:
+        cur = await conn.execute(
+            sql.SQL("SELECT value FROM {} WHERE key = 'partition_mark'").format(
+                sql.Identifier(pg_schema, "settings")
+            )
+        )
+        # the mark is the newest partition's low bound: appends below it
+        # (all of them but the one that reaches it) make nothing and lock nothing
+        assert await cur.fetchall() == [(max(p.low for p in parts),)]
     assert numbers(everything) == list(range(30))
     assert sum(p.events for p in parts) == 30
     assert len([p for p in parts if p.events]) >= 5  # the log spans many partitions

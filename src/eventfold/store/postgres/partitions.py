@@ -98,8 +98,8 @@ BEGIN
             VALUES (part, lo << {bits}, (lo + width) << {bits});
         END IF;
     END LOOP;
-    UPDATE {settings} SET value = greatest(value, (lo - width) << {bits})
-     WHERE key = 'partition_mark';
+    -- lo is now the newest partition's: the next is made when a position reaches it
+    UPDATE {settings} SET value = greatest(value, lo << {bits}) WHERE key = 'partition_mark';
 END
 $f$
 """
