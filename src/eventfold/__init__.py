@@ -30,6 +30,7 @@ from eventfold.errors import (
     StoreError,
     StoreNotFound,
     StoreTimeout,
+    StreamDeleted,
     UnknownEventType,
     WrongExpectedVersion,
 )
@@ -123,6 +124,7 @@ __all__ = [
     "StoreNotFound",
     "StoreTimeout",
     "StreamAppend",
+    "StreamDeleted",
     "Subscription",
     "SubscriptionFailed",
     "Tx",

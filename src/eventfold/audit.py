@@ -19,6 +19,7 @@ from eventfold.store.capabilities import (
     SnapshotStore,
     SQLReader,
     StreamDataReader,
+    StreamLifecycle,
 )
 from eventfold.store.dcb import AppendCondition, validate_append
 from eventfold.store.wrapper import DelegatingStore
@@ -47,6 +48,7 @@ class AuditingStore(DelegatingStore):
             SQLReader,
             DCBStore,
             ReplicaReads,
+            StreamLifecycle,
         }
     )
 

@@ -23,6 +23,7 @@ also re-export the ones they raised before they lived here.
     +-- ConcurrencyError
     |   +-- WrongExpectedVersion
     |   +-- ConditionFailed
+    |   +-- StreamDeleted
     +-- DuplicateEventId
     +-- InvalidDecision (TypeError)
     +-- CommandRejected
@@ -116,6 +117,7 @@ __all__ = [
     "StoreError",
     "StoreNotFound",
     "StoreTimeout",
+    "StreamDeleted",
     "SubscriptionFailed",
     "TenantExists",
     "TestServerError",
@@ -308,6 +310,18 @@ class ConditionFailed(ConcurrencyError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.query, self.after, self.position))
+
+
+class StreamDeleted(ConcurrencyError):
+    """The stream was deleted for good (a tombstone): nothing can be
+    appended to it again. Nothing was written."""
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(f"stream {stream_id!r} was deleted for good and cannot be written")
+        self.stream_id = stream_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.stream_id,))
 
 
 class DuplicateEventId(EventfoldError):

@@ -142,6 +142,10 @@ class Repository(Generic[C, E, S]):
                     break
                 state = evolve(state, decode(record))
                 current = record.version
+        if current == 0 and version is None and as_of is None:
+            # No event stored: a new stream, or one whose events were all
+            # removed (a soft delete): it goes on from its version.
+            current = await self.store.stream_version(stream_id)
         if (
             self.snapshots is not None
             and version is None

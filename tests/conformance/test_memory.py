@@ -7,13 +7,19 @@ from eventfold.testing import (
     ChainConformance,
     DCBConformance,
     InspectorConformance,
+    LifecycleConformance,
     SnapshotConformance,
     StoreConformance,
 )
 
 
 class TestMemoryStore(
-    StoreConformance, SnapshotConformance, ChainConformance, InspectorConformance, DCBConformance
+    StoreConformance,
+    SnapshotConformance,
+    ChainConformance,
+    InspectorConformance,
+    DCBConformance,
+    LifecycleConformance,
 ):
     @pytest.fixture
     def store_url(self) -> str:

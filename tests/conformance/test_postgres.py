@@ -8,6 +8,7 @@ from eventfold.testing import (
     ChainConformance,
     DCBConformance,
     InspectorConformance,
+    LifecycleConformance,
     ReplicaReadsConformance,
     SnapshotConformance,
     SQLConformance,
@@ -26,6 +27,7 @@ class TestPostgresStore(
     SQLConformance,
     DCBConformance,
     ReplicaReadsConformance,
+    LifecycleConformance,
 ):
     @pytest.fixture
     def store_url(self, pg_url: str) -> str:

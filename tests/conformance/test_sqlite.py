@@ -12,6 +12,7 @@ from eventfold.testing import (
     ChainConformance,
     DCBConformance,
     InspectorConformance,
+    LifecycleConformance,
     SnapshotConformance,
     SQLConformance,
     StoreConformance,
@@ -27,6 +28,7 @@ class SQLiteConformance(
     InspectorConformance,
     SQLConformance,
     DCBConformance,
+    LifecycleConformance,
 ):
     @pytest.fixture
     def store_url(self, tmp_path: Path) -> str:

@@ -22,6 +22,7 @@ from eventfold.testing import (
     ChainConformance,
     DCBConformance,
     InspectorConformance,
+    LifecycleConformance,
     Opening,
     SnapshotConformance,
     SQLConformance,
@@ -37,6 +38,7 @@ class TestEncryptingStoreOverSQLite(
     ChainConformance,
     InspectorConformance,
     SQLConformance,
+    LifecycleConformance,
 ):
     @pytest.fixture
     def open_store(self, tmp_path: Path) -> Any:
@@ -48,7 +50,12 @@ class TestEncryptingStoreOverSQLite(
 
 
 class TestAuditingStoreOverMemory(
-    StoreConformance, SnapshotConformance, ChainConformance, InspectorConformance, DCBConformance
+    StoreConformance,
+    SnapshotConformance,
+    ChainConformance,
+    InspectorConformance,
+    DCBConformance,
+    LifecycleConformance,
 ):
     @pytest.fixture
     def open_store(self) -> Any:

@@ -25,11 +25,31 @@ from eventfold.store.capabilities import DataRow, ReplicaReads, StreamDataReader
 from eventfold.store.lazy import StoredEvent
 from eventfold.store.postgres import PostgresStore
 from eventfold.store.postgres.options import parse, replica_conninfo
+from eventfold.store.routing import ReplicaHealth, poll_until
 from eventfold.subscriptions import ProjectionRunner
 from eventfold.subscriptions.readmodel_postgres import PostgresReadModel
 from eventfold.testing.pgserver import free_port
 from tests.conftest import Replication
 from tests.unit.test_projection import TALLY_SQL, add, codec, tallies
+
+BOUND = 60.0
+"""Seconds a test waits for a condition (a replica's state) at most."""
+
+
+async def settled(reader: Any) -> list[ReplicaHealth]:
+    """``reader.replica_health()`` once every replica is up. A replica's state
+    is the monitor's latest check: on a loaded machine one probe can time out
+    (down) or find replay a moment behind (lagging) while reads still use it,
+    so a test that means "healthy" waits for the state, within BOUND."""
+    found: list[ReplicaHealth] = []
+
+    async def up() -> bool:
+        nonlocal found
+        found = await reader.replica_health()
+        return bool(found) and all(health.state == "up" for health in found)
+
+    assert await poll_until(up, BOUND, longest=0.1), f"replicas not up: {found}"
+    return found
 
 
 def standby_name(replication: Replication) -> str:
@@ -99,9 +119,9 @@ async def test_routed_reads_go_to_the_standby_and_say_so(
         assert not view.served.fell_back and not view.served.stale
         rows = [p async for p in require(view, StreamDataReader).read_stream_data("order-1")]
         assert [len(page[1]) for page in rows] == [3]
-        (health,) = await store.replica_health()
+        (health,) = await settled(store)
         assert health.name == standby_name(replication)
-        assert health.state == "up" and not health.replay_paused
+        assert not health.replay_paused
         assert health.lag_seconds is not None and health.lag_bytes is not None
 
         primary = store.reads("primary")
@@ -204,7 +224,7 @@ async def test_queries_run_on_the_read_model_standby_and_their_waits_check_it(
         found = await runner.query("tallies", TALLY_SQL, min_position=first, timeout=30.0)
         assert found.rows == [("acct-1", 2, 3)]
         assert found.served is not None and found.served.source == standby
-        assert (await reads.replica_health())[0].state == "up"
+        assert [health.name for health in await settled(reads)] == [standby]
 
         async with replay_paused(replication):
             later = await add(store, "acct-1", 4)
@@ -230,6 +250,39 @@ async def test_queries_run_on_the_read_model_standby_and_their_waits_check_it(
         assert answer.freshness.served.source == standby
 
 
+async def test_concurrent_first_reads_of_a_tokened_mirror_view_see_the_write(
+    replication: Replication, pg_schema: str
+) -> None:
+    """The query side's mirror on a read model with a standby: reads that
+    start together on a fresh view with a position token all wait for the
+    token to be resolved; none reads the standby that cannot see the write."""
+    from eventfold.messaging import MirrorStore
+    from tests.conformance.test_mirror import FedMirror
+
+    reads = PostgresReadModel.from_url(
+        replication.primary_url, schema=f"{pg_schema}_mirror", replicas=standby_name(replication)
+    )
+    mirror = MirrorStore(reads, poll_interval=0.01)
+    await mirror.setup()
+    fed = FedMirror(mirror, await eventfold.connect("memory://"))
+    try:
+        await fed.append("order-1", [codec.encode(x) for x in _added(1)])
+        async with replay_paused(replication):
+            written = await fed.append("order-1", [codec.encode(x) for x in _added(1)])
+            view = mirror.reads("replica", min_position=written.position, wait=0.3)
+
+            async def last_position() -> int:
+                return [r.position async for r in view.read_stream("order-1")][-1]
+
+            seen = await asyncio.wait_for(
+                asyncio.gather(*(last_position() for _ in range(8))), BOUND
+            )
+            assert seen == [written.position] * 8
+            assert view.served is not None and view.served.source == "primary"
+    finally:
+        await fed.close()
+
+
 async def test_status_shows_each_replicas_health(replication: Replication, pg_schema: str) -> None:
     reads = PostgresReadModel.from_url(
         f"{replication.primary_url}?schema={pg_schema}_reads"
@@ -240,10 +293,15 @@ async def test_status_shows_each_replicas_health(replication: Replication, pg_sc
         service = QueryService(runner, store, Queries())
         status = await service.status()
         assert [h.name for h in status.replicas] == [standby_name(replication)]
-        assert status.replicas[0].state == "up"
+
+        async def up() -> bool:
+            nonlocal status
+            status = await service.status()
+            return [h.state for h in status.replicas] == ["up"]
+
+        assert await poll_until(up, BOUND, longest=0.1), status.replicas
         encoded = msgspec.json.decode(msgspec.json.encode(status))
         assert encoded["replicas"][0]["lag_seconds"] is not None
-        assert [h.state for h in await reads.replica_health()] == ["up"]
 
 
 async def test_metrics_show_each_replicas_state_and_lag(
@@ -259,11 +317,18 @@ async def test_metrics_show_each_replicas_state_and_lag(
     )
     name = standby_name(replication)
     async with Runtime(service, settings) as runtime:
-        samples = {
-            s.name: s
-            for s in await measure(runtime)
-            if s.name.startswith("replica_") and s.labels["side"] == "store"
-        }
+        samples: dict[str, Any] = {}
+
+        async def up() -> bool:
+            nonlocal samples
+            samples = {
+                s.name: s
+                for s in await measure(runtime)
+                if s.name.startswith("replica_") and s.labels["side"] == "store"
+            }
+            return "replica_up" in samples and samples["replica_up"].value == 1.0
+
+        assert await poll_until(up, BOUND, longest=0.1), samples
         assert sorted(samples) == ["replica_lag_bytes", "replica_lag_seconds", "replica_up"]
         assert samples["replica_up"].value == 1.0
         assert samples["replica_up"].labels["replica"] == name

@@ -23,6 +23,7 @@ from eventfold.errors import (
     StoreClosed,
     StoreError,
     StoreTimeout,
+    StreamDeleted,
     WrongExpectedVersion,
 )
 from eventfold.store.api import NO_STREAM, NewEvent, Snapshot, StreamAppend
@@ -247,8 +248,20 @@ async def test_upgrade_from_schema_version_1_fills_the_hash_chain(
         assert (await verify(store)).clean
 
 
+async def _undo_lifecycle(conn: Any, pg_schema: str) -> None:
+    """Take a store back to what schema version 7 stored: no stream cuts."""
+    for statement in (
+        "DROP TABLE {}.stream_cuts",
+        "ALTER TABLE {}.streams DROP CONSTRAINT streams_version_check",
+        "ALTER TABLE {}.streams DROP COLUMN first_version, DROP COLUMN tombstoned",
+        "ALTER TABLE {}.streams ADD CONSTRAINT streams_version_check CHECK (version > 0)",
+    ):
+        await conn.execute(sql.SQL(statement).format(sql.Identifier(pg_schema)))
+
+
 async def _undo_tags(conn: Any, pg_schema: str) -> None:
     """Take a store back to what schema version 6 stored: no tags, no DCB."""
+    await _undo_lifecycle(conn, pg_schema)
     for statement in (
         "DROP TABLE {}.event_tags",
         "DROP INDEX {}.events_type_position",
@@ -281,6 +294,38 @@ async def test_upgrade_from_schema_version_6_adds_tags_and_dcb(pg_url: str, pg_s
         )
         assert (await verify(store)).clean
         assert [r.tags async for r in store.read(Query.of(QueryItem(tags=("x",))))] == [("x",)]
+
+
+async def test_upgrade_from_schema_version_7_adds_stream_lifecycle(
+    pg_url: str, pg_schema: str
+) -> None:
+    """A store from before stream lifecycle: its streams can be truncated and
+    deleted after the upgrade, the append functions refuse a tombstone, and
+    the chain verifies."""
+    async with await open_store(pg_url) as store:
+        await store.append("a-1", numbered(3))
+        await store.append("b-1", numbered(2))
+    async with await raw(pg_url.split("?")[0]) as conn:
+        await unpartition(conn, pg_schema)
+        await _undo_lifecycle(conn, pg_schema)
+        await conn.execute(
+            sql.SQL("DELETE FROM {}.schema_version WHERE version > 7").format(
+                sql.Identifier(pg_schema)
+            )
+        )
+    async with await open_store(pg_url) as store:
+        cut = await store.truncate_stream("a-1", 3, key=b"k")
+        assert cut is not None and [r.version async for r in store.read_stream("a-1")] == [3]
+        await store.delete_stream("b-1", hard=True)
+        with pytest.raises(StreamDeleted):
+            await store.append("b-1", numbered(1))
+        with pytest.raises(StreamDeleted):  # the batch function too
+            await store.append_many(
+                [StreamAppend("a-1", numbered(1)), StreamAppend("b-1", numbered(1))]
+            )
+        assert (await store.append("a-1", numbered(1), 3)).version == 4
+        assert (await verify(store, key=b"k")).clean is False  # b-1's cut is unsigned
+        assert (await verify(store)).clean
 
 
 async def test_tampering_in_sql_shows_in_the_chain(pg_url: str, pg_schema: str) -> None:

@@ -31,6 +31,7 @@ from eventfold.errors import (
     StoreClosed,
     StoreError,
     StoreTimeout,
+    StreamDeleted,
     WrongExpectedVersion,
 )
 from eventfold.store.api import (
@@ -650,6 +651,7 @@ async def test_a_schema_1_store_is_upgraded_to_tags_and_dcb(tmp_path: Path) -> N
         raw.execute("DROP TABLE event_tags")
         raw.execute("DROP INDEX events_type")
         raw.execute("ALTER TABLE events DROP COLUMN tags")
+        raw.execute("DROP TABLE stream_cuts")
         raw.execute("UPDATE eventfold_schema SET version = 1")
     raw.close()
     async with eventfold.connect(url_of(path)) as store:
@@ -664,6 +666,31 @@ async def test_a_schema_1_store_is_upgraded_to_tags_and_dcb(tmp_path: Path) -> N
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT version FROM eventfold_schema").fetchall() == [(SCHEMA_VERSION,)]
         assert raw.execute("SELECT tag FROM event_tags").fetchall() == [("x",)]
+    raw.close()
+
+
+async def test_a_schema_2_store_is_upgraded_to_stream_cuts(tmp_path: Path) -> None:
+    """A file written before stream lifecycle existed: opened, it gains the
+    cut table; its streams can be truncated and deleted, and verify."""
+    path = tmp_path / "old.db"
+    async with eventfold.connect(url_of(path)) as store:
+        await store.append("a-1", numbered(3))
+        await store.append("b-1", numbered(2))
+    with sqlite3.connect(path) as raw:  # back to what schema version 2 stored
+        raw.execute("DROP TABLE stream_cuts")
+        raw.execute("UPDATE eventfold_schema SET version = 2")
+    raw.close()
+    async with eventfold.connect(url_of(path)) as store:
+        cut = await store.truncate_stream("a-1", 3, key=b"k")
+        assert cut is not None and cut.before_version == 3
+        await store.delete_stream("b-1", hard=True)
+        assert [r.version async for r in store.read_stream("a-1")] == [3]
+        with pytest.raises(StreamDeleted):
+            await store.append("b-1", numbered(1))
+        assert (await verify(store)).clean
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT version FROM eventfold_schema").fetchall() == [(SCHEMA_VERSION,)]
+        assert raw.execute("SELECT count(*) FROM stream_cuts").fetchone() == (2,)
     raw.close()
 
 

@@ -32,6 +32,7 @@ from eventfold.store import (
     SnapshotStore,
     SQLReader,
     StreamDataReader,
+    StreamLifecycle,
     capability,
     require,
 )
@@ -75,7 +76,13 @@ async def test_every_backend_declares_its_capabilities(tmp_path: Path) -> None:
     async with eventfold.connect(f"sqlite:///{tmp_path / 'e.db'}") as sqlite:
         # Everything but reads on replicas (one file has none).
         assert sqlite.capabilities == frozenset(CAPABILITIES) - {ReplicaReads}
-    assert MemoryStore().capabilities == {SnapshotStore, ChainReader, Inspector, DCBStore}
+    assert MemoryStore().capabilities == {
+        SnapshotStore,
+        ChainReader,
+        Inspector,
+        DCBStore,
+        StreamLifecycle,
+    }
 
 
 async def test_a_wrapper_passes_exactly_its_inner_stores_capabilities(tmp_path: Path) -> None:
@@ -107,7 +114,7 @@ async def test_a_wrapper_passes_only_what_it_lists() -> None:
         passes = frozenset(CAPABILITIES) - {ChainReader}
 
     store = NoChain(MemoryStore())
-    assert store.capabilities == {SnapshotStore, Inspector, DCBStore}
+    assert store.capabilities == {SnapshotStore, Inspector, DCBStore, StreamLifecycle}
     with pytest.raises(UnsupportedCapability):
         [link async for link in store.read_chain()]
     assert await store.stats() is not None

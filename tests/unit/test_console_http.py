@@ -220,7 +220,10 @@ async def test_metrics_parse_counters_move_and_lag_falls_to_zero_after_catch_up(
             during, "eventfold_commands_total", command="ReceiveStock", status="succeeded"
         ) - value(before, "eventfold_commands_total", command="ReceiveStock", status="succeeded")
         assert handled == 3
-        assert value(during, "eventfold_events_read_total", backend="eventfold.mirror") > 0
+        read = value(during, "eventfold_events_read_total", backend="eventfold.mirror") - value(
+            before, "eventfold_events_read_total", backend="eventfold.mirror"
+        )
+        assert read > 0
         lag = {"tenant": "", "projection": "stock_levels"}
         assert value(during, "eventfold_projection_lag_events", **lag) == 3
         assert value(during, "eventfold_projection_state", **lag, state="paused") == 1

@@ -8,7 +8,7 @@ import typing
 import typer
 
 from eventfold import __version__
-from eventfold.cli import compliance, dev, init, log, projections, serve, tenants
+from eventfold.cli import compliance, dev, init, lifecycle, log, projections, serve, tenants
 
 _HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
@@ -47,6 +47,7 @@ app.command("serve")(serve.serve)
 app.command("init")(init.init)
 app.registered_commands += log.app.registered_commands
 app.registered_commands += compliance.app.registered_commands
+app.registered_commands += lifecycle.app.registered_commands
 
 
 def main() -> None:

@@ -40,7 +40,9 @@ def _read_checkpoint(path: Path) -> Heads:
         raise ConfigurationError(f"{path} is not a checkpoint of chain heads: {exc}") from None
 
 
-def _secret(env: str | None) -> bytes | None:
+def secret_from_env(env: str | None) -> bytes | None:
+    """The secret in environment variable ``env`` (None if ``env`` is);
+    ConfigurationError if it is empty or not set."""
     if env is None:
         return None
     value = os.environ.get(env)
@@ -73,7 +75,7 @@ def verify_command(
     url = store_of(store, tenant, tenants)
 
     async def main() -> bool:
-        key = _secret(key_env)
+        key = secret_from_env(key_env)
         heads = None if checkpoint is None else _read_checkpoint(checkpoint)
         async with open_reader(url, read_from=read_from) as opened:
             report = await verify(require(opened, ChainReader), checkpoint=heads, key=key)

@@ -77,7 +77,7 @@ def _server(folder: Path, port: int | None = None) -> PostgresServer:
             "remove the folder to start afresh on another"
         )
     chosen = kept.port if kept is not None else (port or free_port())
-    server = PostgresServer(folder.resolve() / "data", port=chosen)
+    server = PostgresServer(folder.resolve() / "data", port=chosen, outlive=True)
     if kept is None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / SETTINGS).write_bytes(msgspec.json.encode(Settings(chosen)))

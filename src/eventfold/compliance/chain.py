@@ -8,16 +8,19 @@ crypto-shredding keeps the chain valid); the format is defined once, in
 (``eventfold.store.capabilities``). ``verify``
 recomputes every chain and names each event modified, removed, inserted or
 reordered; a signed checkpoint of chain heads also catches whole streams
-truncated or deleted.
+truncated or deleted. A stream whose early events were removed on purpose
+(``eventfold.store.cuts``) has its chain checked from its latest cut: version
+``before_version``, previous hash ``anchor``; with a key, every cut's
+signature is checked too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
 
@@ -25,18 +28,23 @@ from eventfold.errors import InvalidArgument
 from eventfold.store.api import NO_STREAM_ID
 from eventfold.store.capabilities import ChainLink as ChainLink
 from eventfold.store.capabilities import ChainReader as ChainReader
+from eventfold.store.capabilities import StreamLifecycle
 from eventfold.store.chain import GENESIS as GENESIS
 from eventfold.store.chain import link_hash as link_hash
 from eventfold.store.chain import link_message as link_message
+from eventfold.store.cuts import Cut
 
 PROGRESS_EVERY = 1000
 """``verify`` reports its progress every this many events."""
 
-Problem = Literal["altered", "missing", "duplicate", "reordered", "truncated", "rewritten"]
+Problem = Literal[
+    "altered", "missing", "duplicate", "reordered", "truncated", "rewritten", "forged"
+]
 """altered: the stored hash does not match the content (edited, or forged);
-missing: versions absent; duplicate: a version twice; reordered: an intact
-event out of its place; truncated / rewritten: against a checkpoint, a stream
-lost its tail or its history differs."""
+missing: versions absent (and no cut records their removal); duplicate: a
+version twice; reordered: an intact event out of its place; truncated /
+rewritten: against a checkpoint, a stream lost its tail or its history
+differs; forged: a cut marker whose signature does not match the key."""
 
 
 class Finding(msgspec.Struct, frozen=True):
@@ -103,13 +111,24 @@ def _check_loose(links: list[ChainLink], report: Report) -> None:
             )
 
 
-def _check_stream(stream_id: str, links: list[ChainLink], report: Report, keep: int | None) -> None:
+def _check_stream(
+    stream_id: str, links: list[ChainLink], report: Report, keep: int | None, cut: Cut | None
+) -> None:
     if stream_id == NO_STREAM_ID:
         _check_loose(links, report)
         return
-    prev = GENESIS
-    expected_version = 1
+    prev, expected_version = (GENESIS, 1) if cut is None else (cut.anchor, cut.before_version)
     for index, link in enumerate(links):
+        if cut is not None and link.version < cut.before_version:
+            report.findings.append(
+                Finding(
+                    stream_id,
+                    link.version,
+                    "altered",
+                    f"stored although a cut removed the versions before {cut.before_version}",
+                )
+            )
+            continue
         if link.version > expected_version:
             gap = f"{expected_version}..{link.version - 1}"
             report.findings.append(
@@ -148,20 +167,46 @@ def _check_stream(stream_id: str, links: list[ChainLink], report: Report, keep: 
             )
 
 
+def latest_cuts(cuts: Sequence[Cut]) -> dict[str, Cut]:
+    """Each stream's latest cut: its highest ``before_version``, the later
+    made of equals (``cuts`` in the order they were made)."""
+    latest: dict[str, Cut] = {}
+    for cut in cuts:
+        seen = latest.get(cut.stream_id)
+        if seen is None or cut.before_version >= seen.before_version:
+            latest[cut.stream_id] = cut
+    return latest
+
+
 async def verify(
     reader: ChainReader,
     *,
     checkpoint: Heads | None = None,
     key: bytes | None = None,
     progress: Callable[[int], None] | None = None,
+    cuts: Sequence[Cut] | None = None,
 ) -> Report:
     """Check every chain; with ``checkpoint``, also that no stream it lists was
     truncated or deleted since (and, with ``key``, that it is authentic).
+    A stream with cuts is checked from its latest one; with ``key``, a cut
+    whose signature does not match is a finding. ``cuts`` are read from
+    the reader if it declares ``StreamLifecycle`` and none are given.
     ``progress(events)`` is told how many events were checked, every
     ``PROGRESS_EVERY`` events and at the end."""
     if checkpoint is not None and key is not None and not checkpoint.check_signature(key):
         raise InvalidArgument("the checkpoint's signature does not match", argument="checkpoint")
+    if cuts is None:
+        declared: frozenset[type] = getattr(reader, "capabilities", frozenset())
+        lifecycle = cast(StreamLifecycle, reader) if StreamLifecycle in declared else None
+        cuts = [] if lifecycle is None else [cut async for cut in lifecycle.read_cuts()]
+    latest = latest_cuts(cuts)
     report = Report()
+    if key is not None:
+        for cut in cuts:
+            if not cut.check_signature(key):
+                what = f"the {cut.reason} cut before version {cut.before_version}"
+                detail = f"{what} is not signed by the key"
+                report.findings.append(Finding(cut.stream_id, cut.before_version, "forged", detail))
     keep = {} if checkpoint is None else {s: v for s, (v, _) in checkpoint.heads.items()}
     current: str | None = None
     links: list[ChainLink] = []
@@ -171,22 +216,30 @@ async def verify(
             progress(report.events)
         if link.stream_id != current:
             if current is not None:
-                _check_stream(current, links, report, keep.get(current))
+                _check_stream(current, links, report, keep.get(current), latest.get(current))
                 report.streams += 1
             current, links = link.stream_id, []
         links.append(link)
     if current is not None:
-        _check_stream(current, links, report, keep.get(current))
+        _check_stream(current, links, report, keep.get(current), latest.get(current))
         report.streams += 1
     if checkpoint is not None:
-        _compare_heads(checkpoint, report)
+        _compare_heads(checkpoint, report, latest)
     if progress is not None:
         progress(report.events)
     return report
 
 
-def _compare_heads(checkpoint: Heads, report: Report) -> None:
+def _compare_heads(checkpoint: Heads, report: Report, cuts: dict[str, Cut]) -> None:
     for stream_id, (version, head) in sorted(checkpoint.heads.items()):
+        cut = cuts.get(stream_id)
+        if cut is not None and version < cut.before_version:
+            # removed since, on record: only the anchor is left to compare
+            if version == cut.before_version - 1 and cut.anchor.hex() != head:
+                report.findings.append(
+                    Finding(stream_id, version, "rewritten", "history differs from the checkpoint")
+                )
+            continue
         now, then = report.at_checkpoint.get(stream_id, (0, ""))
         if now < version:
             report.findings.append(

@@ -32,9 +32,7 @@ import asyncio
 import base64
 import contextlib
 import functools
-import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, ClassVar, Self
 
 import msgspec
@@ -49,13 +47,21 @@ from eventfold.messaging.intake import (
     mirror_headers,
     take_in,
 )
+from eventfold.messaging.mirror_rows import (
+    HEAD,
+    STREAM,
+    STREAM_BACK,
+    VERSION,
+    fetch,
+    log_rows,
+    record,
+)
 from eventfold.messaging.parking import Retried
 from eventfold.store.api import (
     ANY,
     AppendResult,
     ExpectedVersion,
     NewEvent,
-    RecordedEvent,
     StreamAppend,
 )
 from eventfold.store.base import LogReader
@@ -92,56 +98,6 @@ __all__ = [
 ]
 
 _PAGE = 500
-
-# Each statement written out in full: no SQL is assembled from pieces.
-_ALL = (
-    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at, tags FROM eventfold_mirror_event WHERE position >= ? ORDER BY position LIMIT ?"
-)
-_ALL_CATEGORIES_SQLITE = (
-    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at, tags FROM eventfold_mirror_event WHERE position >= ? "
-    "AND category IN (SELECT value FROM json_each(?)) ORDER BY position LIMIT ?"
-)
-_ALL_TYPES_SQLITE = (
-    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at, tags FROM eventfold_mirror_event WHERE position >= ? "
-    "AND type IN (SELECT value FROM json_each(?)) ORDER BY position LIMIT ?"
-)
-_ALL_BOTH_SQLITE = (
-    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at, tags FROM eventfold_mirror_event WHERE position >= ? "
-    "AND category IN (SELECT value FROM json_each(?)) "
-    "AND type IN (SELECT value FROM json_each(?)) ORDER BY position LIMIT ?"
-)
-_ALL_CATEGORIES_PG = (
-    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at, tags FROM eventfold_mirror_event WHERE position >= ? AND category = ANY(?) "
-    "ORDER BY position LIMIT ?"
-)
-_ALL_TYPES_PG = (
-    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at, tags FROM eventfold_mirror_event WHERE position >= ? AND type = ANY(?) "
-    "ORDER BY position LIMIT ?"
-)
-_ALL_BOTH_PG = (
-    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at, tags FROM eventfold_mirror_event WHERE position >= ? AND category = ANY(?) "
-    "AND type = ANY(?) ORDER BY position LIMIT ?"
-)
-_STREAM = (
-    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at, tags FROM eventfold_mirror_event WHERE stream_id = ? AND version >= ? "
-    "AND version <= ? ORDER BY version LIMIT ?"
-)
-_STREAM_BACK = (
-    "SELECT stream_id, version, position, event_id, type, schema_version, data, metadata, "
-    "recorded_at, tags FROM eventfold_mirror_event WHERE stream_id = ? AND version >= ? "
-    "AND version <= ? ORDER BY version DESC LIMIT ?"
-)
-
-_HEAD = "SELECT COALESCE(MAX(position), 0) FROM eventfold_mirror_event"
-_VERSION = "SELECT COALESCE(MAX(version), 0) FROM eventfold_mirror_event WHERE stream_id = ?"
 
 
 class Parked(msgspec.Struct, frozen=True):
@@ -183,21 +139,6 @@ class SourceState(msgspec.Struct, frozen=True):
     next_waiting: int | None = None
 
 
-def _record(row: Any) -> RecordedEvent:
-    return RecordedEvent(
-        stream_id=row[0],
-        version=int(row[1]),
-        position=int(row[2]),
-        event_id=uuid.UUID(row[3]),
-        type=row[4],
-        schema_version=int(row[5]),
-        data=row[6],
-        metadata=row[7],
-        recorded_at=datetime.fromisoformat(row[8]),
-        tags=() if row[9] is None else tuple(row[9].split(" ")),
-    )
-
-
 class MirrorStore(LogReader):
     """The mirror in ``read_model`` (see the module docstring). It is an
     ``EventStore`` that can only be read: hand it to a ``ProjectionRunner``
@@ -222,6 +163,7 @@ class MirrorStore(LogReader):
         self._wait = 0.0
         self._on_lag: OnLag = "primary"
         self._resolved = True
+        self._resolving = asyncio.Lock()
         self._to_primary = False
         self._stale = False
         self._floor = 0
@@ -239,11 +181,14 @@ class MirrorStore(LogReader):
             self.served = Served(route=self.route, source="primary", min_position=self._token)
             return result
         if not self._resolved:
-            await self._resolve()
+            async with self._resolving:  # reads that start together resolve once
+                if not self._resolved:
+                    await self._resolve()
+                    self._resolved = True
         floor, stale = self._floor, self._stale
 
         def read(conn: Connection) -> tuple[int, Any]:
-            return int(conn.execute(_HEAD).fetchone()[0]), fn(conn)
+            return int(conn.execute(HEAD).fetchone()[0]), fn(conn)
 
         found = await self.read_model.read_routed(
             read,
@@ -296,7 +241,6 @@ class MirrorStore(LogReader):
     async def _resolve(self) -> None:
         """A position token's first read: wait up to ``wait`` for a replica
         whose mirror reaches it; past that, read the primary or answer stale."""
-        self._resolved = True
         token = self._token
         assert token is not None
         answered = False
@@ -304,7 +248,7 @@ class MirrorStore(LogReader):
         async def reached() -> bool:
             nonlocal answered
             found = await self.read_model.read_routed(
-                functools.partial(_fetch, _HEAD, ()), route="replica", primary=False
+                functools.partial(fetch, HEAD, ()), route="replica", primary=False
             )
             answered = answered or found is not None
             return found is not None and int(found[0][0][0]) >= token
@@ -346,7 +290,7 @@ class MirrorStore(LogReader):
             parked = conn.execute(
                 "SELECT COUNT(*) FROM eventfold_parked WHERE name = ?", (name,)
             ).fetchone()[0]
-            head = conn.execute(_HEAD).fetchone()[0]
+            head = conn.execute(HEAD).fetchone()[0]
             first = None if waiting[1] is None else int(waiting[1])
             return SourceState(
                 name, row[0], int(row[1]), int(waiting[0]), int(head), int(parked), first
@@ -472,9 +416,9 @@ class MirrorStore(LogReader):
     async def _stream_page(
         self, stream_id: str, low: int, high: int, backwards: bool, want: int
     ) -> Page:
-        sql = _STREAM_BACK if backwards else _STREAM
-        rows = await self._read(functools.partial(_fetch, sql, (stream_id, low, high, want)))
-        records = [_record(row) for row in rows]
+        sql = STREAM_BACK if backwards else STREAM
+        rows = await self._read(functools.partial(fetch, sql, (stream_id, low, high, want)))
+        records = [record(row) for row in rows]
         if records:
             self._floor = max(self._floor, records[0].position, records[-1].position)
         return records, len(rows) < want
@@ -486,18 +430,18 @@ class MirrorStore(LogReader):
         types: tuple[str, ...] | None,
         want: int,
     ) -> Page:
-        rows = await self._read(functools.partial(_log_rows, position, categories, types, want))
-        records = [_record(row) for row in rows]
+        rows = await self._read(functools.partial(log_rows, position, categories, types, want))
+        records = [record(row) for row in rows]
         if records:
             self._floor = max(self._floor, records[-1].position)
         return records, len(rows) < want
 
     async def _stream_version(self, stream_id: str) -> int:
-        rows = await self._read(functools.partial(_fetch, _VERSION, (stream_id,)))
+        rows = await self._read(functools.partial(fetch, VERSION, (stream_id,)))
         return int(rows[0][0])
 
     async def _head_position(self) -> int:
-        rows = await self._read(functools.partial(_fetch, _HEAD, ()))
+        rows = await self._read(functools.partial(fetch, HEAD, ()))
         head = int(rows[0][0])
         self._floor = max(self._floor, head)
         return head
@@ -539,43 +483,6 @@ class MirrorStore(LogReader):
     async def __aenter__(self) -> Self:
         await self.setup()
         return self
-
-
-def _fetch(sql: str, params: tuple[Any, ...], conn: Connection) -> list[Any]:
-    return list(conn.execute(sql, params).fetchall())
-
-
-# The log's statement by (filtered by category, filtered by type), per dialect.
-_LOG = {
-    "postgresql": {
-        (False, False): _ALL,
-        (True, False): _ALL_CATEGORIES_PG,
-        (False, True): _ALL_TYPES_PG,
-        (True, True): _ALL_BOTH_PG,
-    },
-    "sqlite": {
-        (False, False): _ALL,
-        (True, False): _ALL_CATEGORIES_SQLITE,
-        (False, True): _ALL_TYPES_SQLITE,
-        (True, True): _ALL_BOTH_SQLITE,
-    },
-}
-
-
-def _log_rows(
-    at: int,
-    categories: tuple[str, ...] | None,
-    types: tuple[str, ...] | None,
-    page: int,
-    conn: Connection,
-) -> list[Any]:
-    sql = _LOG[conn.dialect][categories is not None, types is not None]
-    lists = [n for n in (categories, types) if n is not None]
-    if conn.dialect == "postgresql":
-        filters: list[Any] = [list(n) for n in lists]
-    else:  # SQLite takes a list as a JSON array
-        filters = [msgspec.json.encode(n).decode() for n in lists]
-    return list(conn.execute(sql, (at, *filters, page)).fetchall())
 
 
 class MirrorCheckpoints:

@@ -36,9 +36,9 @@ from eventfold.store.api import (
     RecordedEvent,
     StreamAppend,
 )
-from eventfold.store.capabilities import DataPage, DCBStore, StreamDataReader
+from eventfold.store.capabilities import DataPage, DCBStore
 from eventfold.store.checks import category_of
-from eventfold.store.dcb import AppendCondition, Query
+from eventfold.store.dcb import AppendCondition
 from eventfold.store.wrapper import DelegatingStore
 
 _OPERATIONS = (
@@ -201,42 +201,13 @@ class InstrumentedStore(DelegatingStore):
 
     # --- reading ----------------------------------------------------------------------
 
-    def read_stream(
-        self,
-        stream_id: str,
-        *,
-        from_version: int = 1,
-        to_version: int | None = None,
-        backwards: bool = False,
-        limit: int | None = None,
+    def read_through(
+        self, operation: str, records: AsyncIterator[RecordedEvent], about: dict[str, Any]
     ) -> AsyncIterator[RecordedEvent]:
-        records = self.inner.read_stream(
-            stream_id,
-            from_version=from_version,
-            to_version=to_version,
-            backwards=backwards,
-            limit=limit,
-        )
-        attributes = self._attributes("read_stream", **{"eventfold.stream_id": stream_id})
-        return self._counted("read_stream", records, attributes)
-
-    def read_all(
-        self,
-        *,
-        from_position: int = 0,
-        categories: Sequence[str] | None = None,
-        types: Sequence[str] | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
-        records = self.inner.read_all(
-            from_position=from_position, categories=categories, types=types, limit=limit
-        )
-        more: dict[str, Any] = {"eventfold.from_position": from_position}
-        if categories is not None:
-            more["eventfold.category"] = list(categories)
-        if types is not None:
-            more["eventfold.event.types"] = list(types)
-        return self._counted("read_all", records, self._attributes("read_all", **more))
+        """Every whole read, through this store or a routed view of it
+        (``reads()``), spanned, timed and counted."""
+        records = super().read_through(operation, records, about)
+        return self._counted(operation, records, self._attributes(operation, **about))
 
     async def _counted(
         self,
@@ -265,28 +236,12 @@ class InstrumentedStore(DelegatingStore):
                 span.set_attribute("eventfold.event.count", count)
                 span.end()
 
-    def read(
-        self,
-        query: Query,
-        *,
-        from_position: int | None = None,
-        backwards: bool = False,
-        limit: int | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
-        records = self._inner(DCBStore).read(
-            query, from_position=from_position, backwards=backwards, limit=limit
-        )
-        more: dict[str, Any] = {"eventfold.query.items": len(query.items)}
-        if from_position is not None:
-            more["eventfold.from_position"] = from_position
-        return self._counted("read", records, self._attributes("read", **more))
-
-    async def read_stream_data(
-        self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
+    async def pages_through(
+        self, stream_id: str, pages: AsyncIterator[DataPage]
     ) -> AsyncIterator[DataPage]:
-        pages = self._inner(StreamDataReader).read_stream_data(
-            stream_id, from_version=from_version, to_version=to_version
-        )
+        """Every fast fold read, through this store or a routed view of it,
+        spanned, timed and counted."""
+        pages = super().pages_through(stream_id, pages)
         attributes = self._attributes("read_stream_data", **{"eventfold.stream_id": stream_id})
         span = tracing.start_span(
             f"read_stream_data {self.backend}", kind="client", attributes=attributes

@@ -52,6 +52,7 @@ from eventfold.store.capabilities import (
     SnapshotStore,
     SQLReader,
     StreamDataReader,
+    StreamLifecycle,
 )
 from eventfold.store.checks import validate_snapshot
 from eventfold.store.wrapper import DelegatingStore
@@ -92,7 +93,15 @@ class EncryptingStore(DelegatingStore):
     the data as stored (ciphertext)."""
 
     passes = frozenset(
-        {SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader, ReplicaReads}
+        {
+            SnapshotStore,
+            StreamDataReader,
+            ChainReader,
+            Inspector,
+            SQLReader,
+            ReplicaReads,
+            StreamLifecycle,
+        }
     )
 
     def __init__(

@@ -28,23 +28,35 @@ class PostgresKeyStore:
         self._wrapper = _Wrapper(master_key)
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lock = asyncio.Lock()
+        self._ready = False
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
             try:
                 conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-                await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._schema))
-                await conn.execute(
-                    sql.SQL(
-                        "CREATE TABLE IF NOT EXISTS {} ("
-                        " key_id text PRIMARY KEY, subject text NOT NULL, key bytea NOT NULL,"
-                        " created_at timestamptz NOT NULL DEFAULT clock_timestamp())"
-                    ).format(self._table)
-                )
+                if not self._ready:
+                    await self._ensure_table(conn)
+                    self._ready = True
             except psycopg.Error as exc:
                 raise StoreError(f"cannot open the key store: {exc}") from None
             self._conn = conn
         return self._conn
+
+    async def _ensure_table(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Create the table if it is not there; DDL (and its privileges) only then,
+        so a role that may only read and write the table opens it too."""
+        cur = await conn.execute("SELECT to_regclass(%s)", [self._table.as_string(conn)])
+        row = await cur.fetchone()
+        if row is not None and row[0] is not None:
+            return
+        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._schema))
+        await conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                " key_id text PRIMARY KEY, subject text NOT NULL, key bytea NOT NULL,"
+                " created_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+            ).format(self._table)
+        )
 
     async def _query(self, query: sql.Composed, params: list[Any]) -> list[tuple[Any, ...]]:
         async with self._lock:

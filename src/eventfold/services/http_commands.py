@@ -281,6 +281,11 @@ def command_app(
         require(security, request, command_permission(found.outcome.command))
         return outcome_response(found.outcome, status=200 if found.outcome.done else 202)
 
+    # The commands and their JSON Schemas, built once: they are fixed when the app is.
+    catalogue = [
+        {"name": r.name, "description": r.description, "schema": r.schema()} for r in known
+    ]
+
     @get(
         "/commands",
         operation_id="commands",
@@ -289,7 +294,7 @@ def command_app(
         opt=permission(None),
     )
     async def list_commands() -> list[dict[str, Any]]:
-        return [{"name": r.name, "description": r.description, "schema": r.schema()} for r in known]
+        return catalogue
 
     @get("/health", operation_id="health", include_in_schema=False, opt=PUBLIC)
     async def health() -> dict[str, str]:

@@ -38,10 +38,12 @@ from eventfold.store.capabilities import (
     StoreStats,
     StreamDataReader,
     StreamInfo,
+    StreamLifecycle,
     capability,
     require,
 )
 from eventfold.store.checks import category_of, validate_stream_id
+from eventfold.store.cuts import Cut, CutReason
 from eventfold.store.dcb import AppendCondition, Query, QueryItem
 from eventfold.store.memory import MemoryStore
 from eventfold.store.routing import (
@@ -67,6 +69,8 @@ __all__ = [
     "CategoryInfo",
     "ChainLink",
     "ChainReader",
+    "Cut",
+    "CutReason",
     "DCBStore",
     "DataPage",
     "DataRow",
@@ -96,6 +100,7 @@ __all__ = [
     "StreamAppend",
     "StreamDataReader",
     "StreamInfo",
+    "StreamLifecycle",
     "StreamState",
     "Tags",
     "capability",

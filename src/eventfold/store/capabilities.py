@@ -26,6 +26,7 @@ import msgspec
 
 from eventfold.errors import UnsupportedCapability
 from eventfold.store.api import JsonText, NewEvent, RecordedEvent, Snapshot
+from eventfold.store.cuts import Cut, CutReason
 from eventfold.store.dcb import AppendCondition, Query
 from eventfold.store.routing import OnLag, ReplicaHealth, Route, RoutedReader
 
@@ -223,6 +224,43 @@ class DCBStore(Protocol):
         ...
 
 
+# --- stream lifecycle -------------------------------------------------------------
+
+
+@runtime_checkable
+class StreamLifecycle(Protocol):
+    """Removing events: truncation, soft and hard deletion. Each removal
+    records a ``Cut`` (``eventfold.store.cuts``) in the same transaction, so
+    the hash chain stays verifiable; see docs/lifecycle.md."""
+
+    async def truncate_stream(
+        self,
+        stream_id: str,
+        before_version: int,
+        *,
+        reason: CutReason = "truncated",
+        archive: str = "",
+        key: bytes | None = None,
+    ) -> Cut | None:
+        """Remove the stream's events before ``before_version`` (at most its
+        version + 1: every event) and record the cut, signed with ``key``.
+        None if they are gone already (a repeated call is a no-op)."""
+        ...
+
+    async def delete_stream(
+        self, stream_id: str, *, hard: bool = False, key: bytes | None = None
+    ) -> Cut | None:
+        """Remove every event of the stream. Soft (``hard=False``): it may be
+        written again, its versions going on. Hard: every later append to it
+        raises ``StreamDeleted``. None if there was nothing left to do."""
+        ...
+
+    def read_cuts(self, stream_id: str | None = None) -> AsyncIterator[Cut]:
+        """The cuts recorded (of one stream, or all), by stream, then in
+        the order they were made."""
+        ...
+
+
 # --- asking for one ---------------------------------------------------------------
 
 CAPABILITIES: tuple[type, ...] = (
@@ -233,6 +271,7 @@ CAPABILITIES: tuple[type, ...] = (
     SQLReader,
     ReplicaReads,
     DCBStore,
+    StreamLifecycle,
 )
 """Every capability eventfold defines, in the order the docs list them."""
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from eventfold.errors import ConditionFailed
+from eventfold.errors import ConditionFailed, StreamDeleted
 from eventfold.store.api import (
     NO_STREAM_ID,
     AppendResult,
@@ -32,6 +32,7 @@ from eventfold.store.capabilities import (
     SnapshotStore,
     StoreStats,
     StreamInfo,
+    StreamLifecycle,
 )
 from eventfold.store.chain import GENESIS, chain
 from eventfold.store.checks import (
@@ -39,6 +40,15 @@ from eventfold.store.checks import (
     check_expected,
     replayed_result,
     validate_snapshot,
+    validate_stream_id,
+)
+from eventfold.store.cuts import (
+    Cut,
+    CutReason,
+    check_key,
+    check_truncate,
+    cut_time,
+    plan_truncate,
 )
 from eventfold.store.dcb import AppendCondition, Arm, Query, arms, replayed_position
 from eventfold.store.paging import Page
@@ -48,13 +58,19 @@ class MemoryStore(LogReader, LogWriter, DCBPages):
     """An event store held in memory; ``connect("memory://")`` opens a new, empty one."""
 
     capabilities: ClassVar[Capabilities] = frozenset(
-        {SnapshotStore, ChainReader, Inspector, DCBStore}
+        {SnapshotStore, ChainReader, Inspector, DCBStore, StreamLifecycle}
     )
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
-        self._log: list[RecordedEvent] = []
+        # a removed event leaves None at its place: positions never move or repeat
+        self._log: list[RecordedEvent | None] = []
+        self._last_at: datetime | None = None
+        # each stream's events still stored, and its (version, last position, last hash)
         self._streams: dict[str, list[RecordedEvent]] = {}
+        self._heads: dict[str, tuple[int, int, bytes]] = {}
+        self._tombstones: set[str] = set()
+        self._cuts: list[Cut] = []
         self._ids: dict[uuid.UUID, RecordedEvent] = {}
         self._snapshots: dict[tuple[str, str], Snapshot] = {}
         self._hashes: dict[int, bytes] = {}
@@ -78,28 +94,30 @@ class MemoryStore(LogReader, LogWriter, DCBPages):
             }
             replay = replayed_result(item, stored)
             if replay is None:
-                stream = self._streams.get(item.stream_id, [])
-                check_expected(item.stream_id, item.expected_version, len(stream))
+                if item.stream_id in self._tombstones:
+                    raise StreamDeleted(item.stream_id)
+                version = self._heads.get(item.stream_id, (0, 0, GENESIS))[0]
+                check_expected(item.stream_id, item.expected_version, version)
             results.append(replay)
         now = datetime.now(UTC)
-        if self._log and self._log[-1].recorded_at > now:  # the clock was set back
-            now = self._log[-1].recorded_at
+        if self._last_at is not None and self._last_at > now:  # the clock was set back
+            now = self._last_at
         out: list[AppendResult] = []
         for item, replay in zip(appends, results, strict=True):
             if replay is not None:
                 out.append(replay)
                 continue
-            stream = self._streams.setdefault(item.stream_id, [])
-            prev = self._hashes[stream[-1].position] if stream else GENESIS
-            digests = chain(prev, item.stream_id, len(stream) + 1, item.events)
-            for event, digest in zip(item.events, digests, strict=True):
-                record = self._record(item.stream_id, len(stream) + 1, event, now, digest)
-                stream.append(record)
-            if not stream:
-                del self._streams[item.stream_id]
-            out.append(
-                AppendResult(item.stream_id, len(stream), stream[-1].position if stream else 0)
-            )
+            version, position, prev = self._heads.get(item.stream_id, (0, 0, GENESIS))
+            if item.events:
+                stream = self._streams.setdefault(item.stream_id, [])
+                digests = chain(prev, item.stream_id, version + 1, item.events)
+                for event, digest in zip(item.events, digests, strict=True):
+                    version += 1
+                    record = self._record(item.stream_id, version, event, now, digest)
+                    stream.append(record)
+                position = record.position
+                self._heads[item.stream_id] = (version, position, digests[-1])
+            out.append(AppendResult(item.stream_id, version, position))
         self._wake()
         return out
 
@@ -121,6 +139,7 @@ class MemoryStore(LogReader, LogWriter, DCBPages):
             tags=tuple(event.tags),
         )
         self._log.append(record)
+        self._last_at = now
         self._ids[event.event_id] = record
         self._hashes[position] = digest
         self._by_type.setdefault(event.type, []).append(position)
@@ -144,6 +163,8 @@ class MemoryStore(LogReader, LogWriter, DCBPages):
             if first is not None:
                 raise ConditionFailed(condition.query, condition.after, first)
         now = datetime.now(UTC)
+        if self._last_at is not None and self._last_at > now:
+            now = self._last_at
         record = None
         for event in events:
             position = len(self._log) + 1
@@ -165,6 +186,8 @@ class MemoryStore(LogReader, LogWriter, DCBPages):
             candidates = (positions[i] for i in range(at, len(positions)))
         for position in candidates:
             record = log[position - 1]
+            if record is None:
+                continue
             if arm.types and record.type not in arm.types:
                 continue
             if arm.tags and not set(arm.tags) <= set(record.tags):
@@ -175,11 +198,12 @@ class MemoryStore(LogReader, LogWriter, DCBPages):
         """Positions of events matching ``query`` from ``start`` on (down, if
         ``backwards``), each once, in order."""
         if query.match_all:
-            top = len(self._log)
+            top, log = len(self._log), self._log
             if backwards:
-                yield from range(min(start, top), 0, -1)
+                everything = range(min(start, top), 0, -1)
             else:
-                yield from range(max(start, 1), top + 1)
+                everything = range(max(start, 1), top + 1)
+            yield from (at for at in everything if log[at - 1] is not None)
             return
         scans = [self._arm_positions(arm, start, backwards) for arm in arms(query)]
         merged = heapq.merge(*scans, reverse=backwards)
@@ -193,7 +217,9 @@ class MemoryStore(LogReader, LogWriter, DCBPages):
         found: list[RecordedEvent] = []
         matches = self._matches(query, position, backwards)
         for at in matches:
-            found.append(self._log[at - 1])
+            record = self._log[at - 1]
+            assert record is not None  # _matches skips removed events
+            found.append(record)
             if len(found) == want:
                 return found, next(matches, None) is None
         return found, True
@@ -204,13 +230,15 @@ class MemoryStore(LogReader, LogWriter, DCBPages):
         self, stream_id: str, low: int, high: int, backwards: bool, want: int
     ) -> Page:
         stream = self._streams.get(stream_id, [])
-        high = min(high, len(stream))
+        if not stream:
+            return [], True
+        first = stream[0].version  # the versions before it were removed
+        low, high = max(low, first) - first, min(high, stream[-1].version) - first + 1
         if backwards:
-            start = max(low - 1, high - want)
-            page = stream[start:high][::-1]
-            return page, start <= low - 1
-        stop = min(high, low - 1 + want)
-        return stream[low - 1 : stop], stop >= high
+            start = max(low, high - want)
+            return stream[start:high][::-1], start <= low
+        stop = min(high, low + want)
+        return stream[low:stop], stop >= high
 
     async def _log_page(
         self,
@@ -220,12 +248,12 @@ class MemoryStore(LogReader, LogWriter, DCBPages):
         want: int,
     ) -> Page:
         log, index = self._log, max(position, 1) - 1
-        if categories is None and types is None:
-            return log[index : index + want], index + want >= len(log)
         page: list[RecordedEvent] = []
         while index < len(log) and len(page) < want:
             record = log[index]
             index += 1
+            if record is None:
+                continue
             if categories is not None and category_of(record.stream_id) not in categories:
                 continue
             if types is not None and record.type not in types:
@@ -234,7 +262,7 @@ class MemoryStore(LogReader, LogWriter, DCBPages):
         return page, index >= len(log)
 
     async def _stream_version(self, stream_id: str) -> int:
-        return len(self._streams.get(stream_id, ()))
+        return self._heads.get(stream_id, (0, 0, GENESIS))[0]
 
     async def _head_position(self) -> int:
         return len(self._log)
@@ -264,7 +292,7 @@ class MemoryStore(LogReader, LogWriter, DCBPages):
         """Every event with its chain hash, by stream then version (events
         without a stream first, by position)."""
         self.check_open()
-        loose = [r for r in self._log if r.stream_id == NO_STREAM_ID]
+        loose = [r for r in self._log if r is not None and r.stream_id == NO_STREAM_ID]
         for records in [loose] + [self._streams[s] for s in sorted(self._streams)]:
             for r in records:
                 yield ChainLink(
@@ -305,13 +333,14 @@ class MemoryStore(LogReader, LogWriter, DCBPages):
 
     async def stats(self) -> StoreStats:
         self.check_open()
-        types = Counter(r.type for r in self._log)
+        log = [r for r in self._log if r is not None]
+        types = Counter(r.type for r in log)
         return StoreStats(
-            events=len(self._log),
+            events=len(log),
             streams=len(self._streams),
             head_position=len(self._log),
-            first_recorded_at=self._log[0].recorded_at if self._log else None,
-            last_recorded_at=self._log[-1].recorded_at if self._log else None,
+            first_recorded_at=log[0].recorded_at if log else None,
+            last_recorded_at=log[-1].recorded_at if log else None,
             types=dict(types.most_common()),
             size_bytes=None,
         )
@@ -326,3 +355,73 @@ class MemoryStore(LogReader, LogWriter, DCBPages):
     async def load_snapshot(self, stream_id: str, name: str) -> Snapshot | None:
         self.check_open()
         return self._snapshots.get((stream_id, name))
+
+    # --- stream lifecycle (StreamLifecycle) -----------------------------------------
+
+    async def truncate_stream(
+        self,
+        stream_id: str,
+        before_version: int,
+        *,
+        reason: CutReason = "truncated",
+        archive: str = "",
+        key: bytes | None = None,
+    ) -> Cut | None:
+        stream_id, before_version, reason, archive = check_truncate(
+            stream_id, before_version, reason, archive
+        )
+        key = check_key(key)
+        self.check_open()
+        version, floor = self._extent(stream_id)
+        tombstoned = stream_id in self._tombstones
+        if not plan_truncate(stream_id, before_version, version, floor, tombstoned):
+            return None
+        return self._remove(stream_id, before_version, reason, archive, key)
+
+    async def delete_stream(
+        self, stream_id: str, *, hard: bool = False, key: bytes | None = None
+    ) -> Cut | None:
+        validate_stream_id(stream_id)
+        key = check_key(key)
+        self.check_open()
+        version, floor = self._extent(stream_id)
+        if stream_id in self._tombstones or (not hard and floor > version):
+            return None
+        return self._remove(stream_id, version + 1, "tombstoned" if hard else "deleted", "", key)
+
+    async def read_cuts(self, stream_id: str | None = None) -> AsyncIterator[Cut]:
+        self.check_open()
+        if stream_id is not None:
+            validate_stream_id(stream_id)
+        cuts = [c for c in self._cuts if stream_id is None or c.stream_id == stream_id]
+        for cut in sorted(cuts, key=lambda c: c.stream_id):  # stable: in the order made
+            yield cut
+
+    def _extent(self, stream_id: str) -> tuple[int, int]:
+        """The stream's version and the first version still stored (version
+        + 1 if none is)."""
+        version = self._heads.get(stream_id, (0, 0, GENESIS))[0]
+        return version, version - len(self._streams.get(stream_id, ())) + 1
+
+    def _remove(
+        self, stream_id: str, before: int, reason: CutReason, archive: str, key: bytes | None
+    ) -> Cut:
+        """Remove the stream's events before ``before`` and record the cut:
+        no await in here, so nothing interleaves."""
+        version, _, head = self._heads.get(stream_id, (0, 0, GENESIS))
+        stream = self._streams.get(stream_id, [])
+        gone = [r for r in stream if r.version < before]
+        anchor = head if before == version + 1 else self._hashes[gone[-1].position]
+        for record in gone:
+            self._log[record.position - 1] = None
+            del self._hashes[record.position]
+            del self._ids[record.event_id]
+        if len(gone) == len(stream):
+            self._streams.pop(stream_id, None)
+        else:
+            self._streams[stream_id] = stream[len(gone) :]
+        if reason == "tombstoned":
+            self._tombstones.add(stream_id)
+        cut = Cut(stream_id, before, anchor, reason, cut_time(), archive).signed(key)
+        self._cuts.append(cut)
+        return cut

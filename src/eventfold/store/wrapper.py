@@ -33,12 +33,39 @@ from eventfold.store.capabilities import (
     StoreStats,
     StreamDataReader,
     StreamInfo,
+    StreamLifecycle,
     require,
 )
+from eventfold.store.cuts import Cut, CutReason
 from eventfold.store.dcb import AppendCondition, Query
 from eventfold.store.routing import OnLag, ReplicaHealth, Route, RoutedReader, Served
 
 C = TypeVar("C")
+
+
+def stream_about(stream_id: str) -> dict[str, Any]:
+    """What a ``read_stream`` asked for, as ``read_through`` is told it."""
+    return {"eventfold.stream_id": stream_id}
+
+
+def all_about(
+    from_position: int, categories: Sequence[str] | None, types: Sequence[str] | None
+) -> dict[str, Any]:
+    """What a ``read_all`` asked for, as ``read_through`` is told it."""
+    about: dict[str, Any] = {"eventfold.from_position": from_position}
+    if categories is not None:
+        about["eventfold.category"] = list(categories)
+    if types is not None:
+        about["eventfold.event.types"] = list(types)
+    return about
+
+
+def query_about(query: Query, from_position: int | None) -> dict[str, Any]:
+    """What a DCB ``read`` asked for, as ``read_through`` is told it."""
+    about: dict[str, Any] = {"eventfold.query.items": len(query.items)}
+    if from_position is not None:
+        about["eventfold.from_position"] = from_position
+    return about
 
 
 class DelegatingStore(LogWriter):
@@ -92,7 +119,7 @@ class DelegatingStore(LogWriter):
         """Write validated appends; here: let the inner store write them."""
         return await self.inner.append_many(appends)
 
-    async def read_stream(
+    def read_stream(
         self,
         stream_id: str,
         *,
@@ -101,16 +128,16 @@ class DelegatingStore(LogWriter):
         backwards: bool = False,
         limit: int | None = None,
     ) -> AsyncIterator[RecordedEvent]:
-        async for record in self.inner.read_stream(
+        records = self.inner.read_stream(
             stream_id,
             from_version=from_version,
             to_version=to_version,
             backwards=backwards,
             limit=limit,
-        ):
-            yield await self.on_read(record)
+        )
+        return self.read_through("read_stream", records, stream_about(stream_id))
 
-    async def read_all(
+    def read_all(
         self,
         *,
         from_position: int = 0,
@@ -118,9 +145,26 @@ class DelegatingStore(LogWriter):
         types: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[RecordedEvent]:
-        async for record in self.inner.read_all(
+        records = self.inner.read_all(
             from_position=from_position, categories=categories, types=types, limit=limit
-        ):
+        )
+        return self.read_through("read_all", records, all_about(from_position, categories, types))
+
+    def read_through(
+        self, operation: str, records: AsyncIterator[RecordedEvent], about: dict[str, Any]
+    ) -> AsyncIterator[RecordedEvent]:
+        """Hook around a whole read (``read_stream``, ``read_all``, DCB's
+        ``read``), through this store or a routed view of it (``reads()``):
+        ``about`` names what was asked (``eventfold.*`` attributes). Here:
+        each record through ``on_read``."""
+        if type(self).on_read is DelegatingStore.on_read:
+            return records
+        return self._each_on_read(records)
+
+    async def _each_on_read(
+        self, records: AsyncIterator[RecordedEvent]
+    ) -> AsyncIterator[RecordedEvent]:
+        async for record in records:
             yield await self.on_read(record)
 
     async def on_read(self, record: RecordedEvent) -> RecordedEvent:
@@ -138,12 +182,19 @@ class DelegatingStore(LogWriter):
 
     # --- StreamDataReader -------------------------------------------------------------
 
-    async def read_stream_data(
+    def read_stream_data(
         self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
     ) -> AsyncIterator[DataPage]:
         pages = self._inner(StreamDataReader).read_stream_data(
             stream_id, from_version=from_version, to_version=to_version
         )
+        return self.pages_through(stream_id, pages)
+
+    async def pages_through(
+        self, stream_id: str, pages: AsyncIterator[DataPage]
+    ) -> AsyncIterator[DataPage]:
+        """Hook around a whole fast fold read, through this store or a routed
+        view of it. Here: each page through ``on_read_data``."""
         async for first, rows in pages:
             yield first, await self.on_read_data(stream_id, first, rows)
 
@@ -188,7 +239,7 @@ class DelegatingStore(LogWriter):
 
     # --- DCBStore ---------------------------------------------------------------------
 
-    async def read(
+    def read(
         self,
         query: Query,
         *,
@@ -199,14 +250,39 @@ class DelegatingStore(LogWriter):
         records = self._inner(DCBStore).read(
             query, from_position=from_position, backwards=backwards, limit=limit
         )
-        async for record in records:
-            yield await self.on_read(record)
+        return self.read_through("read", records, query_about(query, from_position))
 
     async def append_events(
         self, events: Sequence[NewEvent], condition: AppendCondition | None = None
     ) -> int:
         self.check_open()
         return await self._inner(DCBStore).append_events(events, condition)
+
+    # --- StreamLifecycle --------------------------------------------------------------
+
+    async def truncate_stream(
+        self,
+        stream_id: str,
+        before_version: int,
+        *,
+        reason: CutReason = "truncated",
+        archive: str = "",
+        key: bytes | None = None,
+    ) -> Cut | None:
+        self.check_open()
+        return await self._inner(StreamLifecycle).truncate_stream(
+            stream_id, before_version, reason=reason, archive=archive, key=key
+        )
+
+    async def delete_stream(
+        self, stream_id: str, *, hard: bool = False, key: bytes | None = None
+    ) -> Cut | None:
+        self.check_open()
+        return await self._inner(StreamLifecycle).delete_stream(stream_id, hard=hard, key=key)
+
+    async def read_cuts(self, stream_id: str | None = None) -> AsyncIterator[Cut]:
+        async for cut in self._inner(StreamLifecycle).read_cuts(stream_id):
+            yield cut
 
     # --- ReplicaReads -----------------------------------------------------------------
 
@@ -248,7 +324,7 @@ class DelegatedReads:
         require(self, kind)
         return require(self.view, kind)
 
-    async def read_stream(
+    def read_stream(
         self,
         stream_id: str,
         *,
@@ -257,16 +333,16 @@ class DelegatedReads:
         backwards: bool = False,
         limit: int | None = None,
     ) -> AsyncIterator[RecordedEvent]:
-        async for record in self.view.read_stream(
+        records = self.view.read_stream(
             stream_id,
             from_version=from_version,
             to_version=to_version,
             backwards=backwards,
             limit=limit,
-        ):
-            yield await self.outer.on_read(record)
+        )
+        return self.outer.read_through("read_stream", records, stream_about(stream_id))
 
-    async def read_all(
+    def read_all(
         self,
         *,
         from_position: int = 0,
@@ -274,10 +350,12 @@ class DelegatedReads:
         types: Sequence[str] | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[RecordedEvent]:
-        async for record in self.view.read_all(
+        records = self.view.read_all(
             from_position=from_position, categories=categories, types=types, limit=limit
-        ):
-            yield await self.outer.on_read(record)
+        )
+        return self.outer.read_through(
+            "read_all", records, all_about(from_position, categories, types)
+        )
 
     async def stream_version(self, stream_id: str) -> int:
         return await self.view.stream_version(stream_id)
@@ -288,14 +366,13 @@ class DelegatedReads:
     async def wait_for_events(self, after_position: int, timeout: float) -> bool:
         return await self.view.wait_for_events(after_position, timeout)
 
-    async def read_stream_data(
+    def read_stream_data(
         self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
     ) -> AsyncIterator[DataPage]:
         pages = self._view(StreamDataReader).read_stream_data(
             stream_id, from_version=from_version, to_version=to_version
         )
-        async for first, rows in pages:
-            yield first, await self.outer.on_read_data(stream_id, first, rows)
+        return self.outer.pages_through(stream_id, pages)
 
     async def read_chain(self) -> AsyncIterator[ChainLink]:
         async for link in self._view(ChainReader).read_chain():

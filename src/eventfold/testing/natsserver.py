@@ -38,6 +38,7 @@ from types import TracebackType
 
 from eventfold.errors import NatsServerError
 from eventfold.testing.pgserver import free_port
+from eventfold.testing.watchdog import Watchdog
 
 __all__ = [
     "NatsCluster",
@@ -120,6 +121,7 @@ class NatsServer:
         self.config_file = self.store_dir.parent / f"{name}.conf"
         self.log_file = self.store_dir.parent / f"{name}.log"
         self._proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: Watchdog | None = None
 
     @property
     def _root(self) -> Path:
@@ -191,6 +193,12 @@ class NatsServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        # Stops the server if this process ends without stopping it (a killed test run).
+        if self._watchdog is not None:
+            self._watchdog.disarm()
+        self._watchdog = Watchdog(
+            [sys.executable, "-c", f"import os; os.kill({self._proc.pid}, {int(signal.SIGKILL)})"]
+        )
 
     def start(self) -> str:
         """Start (or restart, on the same directory and ports) and wait until
@@ -239,6 +247,9 @@ class NatsServer:
         self._signal(signal.SIGTERM)
 
     def _signal(self, sig: int) -> None:
+        if self._watchdog is not None:
+            self._watchdog.disarm()
+            self._watchdog = None
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return

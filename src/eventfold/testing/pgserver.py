@@ -48,6 +48,7 @@ from types import TracebackType
 from typing import Literal
 
 from eventfold.errors import PostgresServerError
+from eventfold.testing.watchdog import Watchdog
 
 __all__ = ["PostgresServer", "PostgresServerError", "external_url", "find_bin_dir"]
 
@@ -124,6 +125,9 @@ class PostgresServer:
     ``data_dir=None`` makes a temporary directory that :meth:`cleanup` (or
     leaving the ``with`` block) removes. ``settings`` are added to, or
     override, :data:`DEFAULT_SETTINGS` (``postgresql.conf`` names).
+    The server is stopped if the process that started it ends without
+    stopping it (a killed test run), unless ``outlive`` (a server that is
+    meant to keep running, as ``eventfold dev postgres`` starts).
     """
 
     def __init__(
@@ -133,8 +137,10 @@ class PostgresServer:
         port: int | None = None,
         settings: Mapping[str, str] | None = None,
         start_timeout: float = 30.0,
+        outlive: bool = False,
     ) -> None:
         self._owns_dir = data_dir is None
+        self.outlive = outlive
         self._root = Path(tempfile.mkdtemp(prefix="eventfold-pg-")) if data_dir is None else None
         self.data_dir = Path(data_dir) if data_dir is not None else self._root_dir / "data"
         self.port = port if port is not None else free_port()
@@ -148,6 +154,7 @@ class PostgresServer:
         self.primary: PostgresServer | None = None
         """The server this one is a standby of (``standby()``), else None."""
         self.slot: str | None = None
+        self._watchdog: Watchdog | None = None
         """Its replication slot on the primary."""
 
     @property
@@ -210,10 +217,25 @@ class PostgresServer:
                 f"{self._log_tail()}"
             )
         self._wait_ready()
+        if not self.outlive:
+            self._arm()
         return self.url()
+
+    def _arm(self) -> None:
+        """A watchdog that stops the server if this process ends without
+        stopping it (killed test run)."""
+        if self._watchdog is not None:
+            self._watchdog.disarm()
+        self._watchdog = Watchdog(
+            [str(self.bin_dir / "pg_ctl"), "stop", "-m", "immediate", "-D", str(self.data_dir)],
+            user=None if self._user is None else (self._user.pw_uid, self._user.pw_gid),
+        )
 
     def stop(self, mode: StopMode = "fast") -> None:
         """Stop the server. ``immediate`` is a crash: no checkpoint, recovery on start."""
+        if self._watchdog is not None:
+            self._watchdog.disarm()
+            self._watchdog = None
         if not self.initialized or not self.is_running():
             return
         result = self._run(

@@ -12,7 +12,7 @@ from typing import Any, TypeAlias
 
 import msgspec
 
-from eventfold.errors import InvalidArgument, StoreError, WrongExpectedVersion
+from eventfold.errors import InvalidArgument, StoreError, StreamDeleted, WrongExpectedVersion
 from eventfold.store.api import (
     ANY,
     NO_STREAM,
@@ -301,6 +301,8 @@ def decode(batch: Sequence[Request], rows: list[tuple[Any, ...]]) -> list[Outcom
                 )
         elif status == 2:
             replays.add(number)
+        elif status == 4:
+            failures[number] = StreamDeleted(item.stream_id)
     for number in range(len(batch)):
         if number in replays:
             continue

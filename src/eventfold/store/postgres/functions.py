@@ -115,7 +115,8 @@ END
 # version and last position after it), 1 = wrong expected version (r_version =
 # the actual version), 2 = some event ids of the request are already stored
 # (nothing written; the client decides whether it is a retry), 3 = not written
-# because another item of the same request failed.
+# because another item of the same request failed, 4 = the stream was
+# deleted for good (a tombstone: never written again).
 #
 # Order: writers of one stream are serialised by transaction-level advisory
 # locks, taken (in one order, so groups never deadlock) BEFORE the transaction
@@ -163,6 +164,8 @@ DECLARE
     l_v bigint[];
     l_p bigint[];
     l_h bytea[];
+    l_dead boolean[];
+    dead boolean[];
     cur_h bytea[];
     ev_hash bytea[];
     j_data jsonb[];
@@ -217,10 +220,12 @@ BEGIN
        FROM (SELECT DISTINCT hashtext(x) AS h FROM unnest(st_ids) AS x ORDER BY 1) AS k;
     {lock_keys}
 
-    SELECT array_agg(u.i), array_agg(s.version), array_agg(s.position), array_agg(s.hash)
-      INTO l_slot, l_v, l_p, l_h
+    SELECT array_agg(u.i), array_agg(s.version), array_agg(s.position), array_agg(s.hash),
+           array_agg(s.tombstoned)
+      INTO l_slot, l_v, l_p, l_h, l_dead
       FROM unnest(st_ids) WITH ORDINALITY AS u(id, i)
       JOIN {streams} s ON s.stream_id = u.id;
+    dead := array_fill(false, ARRAY[m]);
     cur_v := array_fill(0::bigint, ARRAY[m]);
     cur_p := array_fill(0::bigint, ARRAY[m]);
     cur_h := array_fill({genesis}::bytea, ARRAY[m]);
@@ -229,6 +234,7 @@ BEGIN
         cur_v[l_slot[j]] := l_v[j];
         cur_p[l_slot[j]] := l_p[j];
         cur_h[l_slot[j]] := l_h[j];
+        dead[l_slot[j]] := l_dead[j];
     END LOOP;
     was_v := cur_v;
 
@@ -256,7 +262,7 @@ BEGIN
             FOR k IN lo..hi LOOP
                 v := cur_v[it_slot[k]];
                 expect := it_expected[k];
-                IF NOT (expect = -1 OR (expect = -2 AND v = 0)
+                IF dead[it_slot[k]] OR NOT (expect = -1 OR (expect = -2 AND v = 0)
                         OR (expect = -3 AND v > 0) OR expect = v) THEN
                     bad := k;
                     EXIT;
@@ -265,7 +271,8 @@ BEGIN
         END IF;
         IF dup OR bad > 0 THEN
             FOR k IN lo..hi LOOP
-                o_status[k] := CASE WHEN dup THEN 2 WHEN k = bad THEN 1 ELSE 3 END;
+                o_status[k] := CASE WHEN dup THEN 2 WHEN k <> bad THEN 3
+                                    WHEN dead[it_slot[k]] THEN 4 ELSE 1 END;
                 o_version[k] := cur_v[it_slot[k]];
                 o_position[k] := cur_p[it_slot[k]];
                 o_rel[k] := rel_p[it_slot[k]];
@@ -437,6 +444,7 @@ DECLARE
     j_data jsonb[];
     j_meta jsonb[];
     g integer;
+    dead boolean;
     at timestamptz;
     at_us bigint;
 BEGIN
@@ -449,12 +457,15 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock({lock_space}, hashtext(p_stream));
     {lock_keys}
-    SELECT s.version, s.position, s.hash INTO v, p, h
+    SELECT s.version, s.position, s.hash, s.tombstoned INTO v, p, h, dead
       FROM {streams} s WHERE s.stream_id = p_stream;
     IF NOT FOUND THEN
         v := 0;
         p := 0;
         h := {genesis}::bytea;
+    ELSIF dead THEN
+        RETURN QUERY SELECT 1, 4, v, p;
+        RETURN;
     END IF;
     IF n > 0 AND EXISTS (SELECT 1 FROM {event_ids} e WHERE e.event_id = ANY (ev_id)) THEN
         RETURN QUERY SELECT 1, 2, v, p;

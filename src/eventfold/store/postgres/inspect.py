@@ -39,8 +39,9 @@ async def list_streams(
 async def list_categories(conn: Conn, names: Names) -> list[CategoryInfo]:
     cur = await conn.execute(
         names.format(
-            "SELECT split_part(stream_id, '-', 1) AS category, count(*), sum(version) "
-            "FROM {streams} GROUP BY 1 ORDER BY 3 DESC, 1"
+            "SELECT split_part(stream_id, '-', 1) AS category, count(*), "
+            "sum(version - first_version + 1) "
+            "FROM {streams} WHERE version >= first_version GROUP BY 1 ORDER BY 3 DESC, 1"
         )
     )
     return [CategoryInfo(r[0], int(r[1]), int(r[2])) for r in await cur.fetchall()]
@@ -50,7 +51,7 @@ async def stats(conn: Conn, names: Names, head: int) -> StoreStats:
     cur = await conn.execute(
         names.format(
             "SELECT count(*), min(recorded_at), max(recorded_at), "
-            "(SELECT count(*) FROM {streams}), "
+            "(SELECT count(*) FROM {streams} WHERE version >= first_version), "
             "(SELECT coalesce(sum(pg_total_relation_size(relid)), 0)"
             " FROM pg_partition_tree('{schema}.events'::regclass)) "
             "+ pg_total_relation_size('{schema}.event_ids'::regclass) "

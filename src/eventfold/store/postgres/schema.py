@@ -39,6 +39,7 @@ class Names:
         self.streams = sql.Identifier(schema, "streams")
         self.snapshots = sql.Identifier(schema, "snapshots")
         self.event_tags = sql.Identifier(schema, "event_tags")
+        self.stream_cuts = sql.Identifier(schema, "stream_cuts")
         self.settings = sql.Identifier(schema, "settings")
         self.event_ids = sql.Identifier(schema, "event_ids")
         self.ensure_partitions = sql.Identifier(schema, "ensure_partitions")
@@ -75,6 +76,7 @@ class Names:
             streams=self.streams,
             snapshots=self.snapshots,
             event_tags=self.event_tags,
+            stream_cuts=self.stream_cuts,
             settings=self.settings,
             event_ids=self.event_ids,
             ensure_partitions=self.ensure_partitions,
@@ -188,8 +190,31 @@ _MIGRATION_7: list[Step] = [
     functions.install,
 ]
 
-# 8: no change here; the number belongs to the stream lifecycle's tables.
-_MIGRATION_8: list[Step] = []
+# 8: stream lifecycle (eventfold.store.postgres.lifecycle). A stream's row
+# keeps its version and chain head when its events are removed, and learns
+# the first version still stored and whether it was deleted for good (a
+# tombstone of a stream never written has version 0); stream_cuts keeps
+# every cut. The append functions refuse tombstoned streams.
+_MIGRATION_8: list[Step] = [
+    "ALTER TABLE {streams} ADD COLUMN first_version bigint NOT NULL DEFAULT 1,"
+    " ADD COLUMN tombstoned boolean NOT NULL DEFAULT false",
+    "ALTER TABLE {streams} DROP CONSTRAINT IF EXISTS streams_version_check",
+    "ALTER TABLE {streams} ADD CONSTRAINT streams_version_check CHECK (version > 0 OR tombstoned)",
+    """
+    CREATE TABLE {stream_cuts} (
+        seq bigserial PRIMARY KEY,
+        stream_id text COLLATE "C" NOT NULL,
+        before_version bigint NOT NULL,
+        anchor bytea NOT NULL,
+        reason text NOT NULL,
+        at timestamptz NOT NULL,
+        archive text NOT NULL,
+        signature text NOT NULL
+    )
+    """,
+    "CREATE INDEX stream_cuts_stream ON {stream_cuts} (stream_id, seq)",
+    functions.install,
+]
 
 
 async def _partition_events(conn: psycopg.AsyncConnection[Any], names: Names) -> None:

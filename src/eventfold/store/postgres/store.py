@@ -36,6 +36,7 @@ from eventfold.store.capabilities import (
     SnapshotStore,
     SQLReader,
     StreamDataReader,
+    StreamLifecycle,
 )
 from eventfold.store.checks import (
     replayed_result,
@@ -67,6 +68,7 @@ from eventfold.store.postgres.errors import (
     unknown_outcome,
 )
 from eventfold.store.postgres.groupcommit import GroupCommitter
+from eventfold.store.postgres.lifecycle import PostgresLifecycle
 from eventfold.store.postgres.notify import Listener
 from eventfold.store.postgres.queries import Queries, configurer, describe
 from eventfold.store.postgres.reads import Conn, PostgresReads
@@ -81,7 +83,7 @@ def _connect_timeout(settings: _options.PostgresOptions) -> int:
     return max(1, round(settings.connect_timeout))  # libpq counts whole seconds
 
 
-class PostgresStore(PostgresReads, LogWriter, PostgresDCB):
+class PostgresStore(PostgresReads, LogWriter, PostgresDCB, PostgresLifecycle):
     """An event store in a PostgreSQL schema; open with
     ``await connect("postgresql://user@host/db", schema="eventfold")``.
     With ``replicas=[...]`` (hot standbys), ``reads("replica")`` reads there."""
@@ -95,6 +97,7 @@ class PostgresStore(PostgresReads, LogWriter, PostgresDCB):
             SQLReader,
             DCBStore,
             ReplicaReads,
+            StreamLifecycle,
         }
     )
 

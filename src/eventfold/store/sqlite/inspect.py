@@ -12,6 +12,7 @@ from typing import Any
 
 from eventfold.errors import InvalidArgument, ReadOnlyViolation
 from eventfold.store.capabilities import CategoryInfo, SQLResult, StoreStats, StreamInfo
+from eventfold.store.sqlite.rows import head_position
 
 _ALLOWED = {
     sqlite3.SQLITE_SELECT,
@@ -44,10 +45,10 @@ def list_categories(con: sqlite3.Connection) -> list[CategoryInfo]:
 
 
 def stats(con: sqlite3.Connection, path: str) -> StoreStats:
-    events, head, first, last = con.execute(
-        "SELECT count(*), coalesce(max(position), 0), min(recorded_at), max(recorded_at) "
-        "FROM events"
+    events, first, last = con.execute(
+        "SELECT count(*), min(recorded_at), max(recorded_at) FROM events"
     ).fetchone()
+    head = head_position(con)
     streams = con.execute(
         "SELECT count(DISTINCT stream_id) FROM events WHERE stream_id <> ''"
     ).fetchone()[0]

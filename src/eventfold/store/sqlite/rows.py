@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from eventfold.errors import StreamDeleted
 from eventfold.store.api import RecordedEvent, Snapshot
 from eventfold.store.capabilities import ChainLink, DataRow
+from eventfold.store.chain import GENESIS
 from eventfold.store.lazy import StoredEvent
 
 T = TypeVar("T")
@@ -84,7 +86,18 @@ _CHAIN = (
     "CAST(data AS BLOB), CAST(metadata AS BLOB), hash, tags FROM events "
     "WHERE (stream_id, version) > (?, ?) ORDER BY stream_id, version LIMIT ?"
 )
-HEAD_SQL = "SELECT coalesce(max(position), 0) FROM events"
+LATEST_CUT_SQL = (
+    "SELECT before_version, anchor, reason FROM stream_cuts WHERE stream_id = ? "
+    "ORDER BY before_version DESC, seq DESC LIMIT 1"
+)
+# The log's head: its last event, or the head it had when its last cut was
+# made if that is higher (the events at the end were removed): positions
+# are never given twice.
+CUT_HEAD_SQL = "SELECT coalesce((SELECT log_head FROM stream_cuts ORDER BY seq DESC LIMIT 1), 0)"
+HEAD_SQL = (
+    "SELECT max(coalesce((SELECT max(position) FROM events), 0), "
+    "coalesce((SELECT log_head FROM stream_cuts ORDER BY seq DESC LIMIT 1), 0))"
+)
 _BY_EVENT_ID = (
     "SELECT stream_id, version, position, event_id, type, schema_version, "
     "CAST(data AS BLOB), CAST(metadata AS BLOB), recorded_at, tags FROM events WHERE event_id = ?"
@@ -259,7 +272,22 @@ def head_position(con: sqlite3.Connection) -> int:
 
 def stream_version(con: sqlite3.Connection, stream_id: str) -> int:
     row = con.execute(VERSION_SQL, (stream_id,)).fetchone()
-    return 0 if row is None else int(row[0])
+    if row is not None:
+        return int(row[0])
+    cut = con.execute(LATEST_CUT_SQL, (stream_id,)).fetchone()
+    return 0 if cut is None else int(cut[0]) - 1
+
+
+def after_cut(con: sqlite3.Connection, stream_id: str) -> tuple[int, bytes]:
+    """The version and chain head of a stream that has no event stored:
+    where its latest cut left it (``(0, GENESIS)`` if it has none).
+    ``StreamDeleted`` if it was deleted for good."""
+    row = con.execute(LATEST_CUT_SQL, (stream_id,)).fetchone()
+    if row is None:
+        return 0, GENESIS
+    if row[2] == "tombstoned":
+        raise StreamDeleted(stream_id)
+    return row[0] - 1, bytes(row[1])
 
 
 def stored_events(

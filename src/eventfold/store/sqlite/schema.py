@@ -21,7 +21,7 @@ from eventfold.errors import (
 )
 from eventfold.store.sqlite.options import SYNCHRONOUS_LEVELS, SQLiteOptions
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this code writes; a file with a higher number is refused, one
 with a lower number is upgraded when it is opened (``_MIGRATIONS``)."""
 
@@ -38,7 +38,20 @@ with a lower number is upgraded when it is opened (``_MIGRATIONS``)."""
 # file upgraded from schema 1, where ALTER TABLE puts it); ``event_tags``
 # indexes them, one row per tag and event with the event's type, so that a
 # DCB query scans (tag, position) in position order and checks the type
-# without visiting the events.
+# without visiting the events. ``stream_cuts`` (schema 3) records every
+# removal of events (eventfold.store.cuts, eventfold.store.sqlite.lifecycle).
+_CUTS_TABLE = """CREATE TABLE stream_cuts (
+    seq            INTEGER PRIMARY KEY,
+    stream_id      TEXT    NOT NULL,
+    before_version INTEGER NOT NULL,
+    anchor         BLOB    NOT NULL,
+    reason         TEXT    NOT NULL,
+    at             INTEGER NOT NULL,
+    archive        TEXT    NOT NULL,
+    signature      TEXT    NOT NULL,
+    log_head       INTEGER NOT NULL
+)"""
+_CUTS_INDEX = "CREATE INDEX stream_cuts_stream ON stream_cuts (stream_id, before_version)"
 _DDL = (
     "CREATE TABLE eventfold_schema (version INTEGER NOT NULL)",
     """CREATE TABLE events (
@@ -73,6 +86,8 @@ _DDL = (
         state          BLOB    NOT NULL,
         PRIMARY KEY (stream_id, name)
     )""",
+    _CUTS_TABLE,
+    _CUTS_INDEX,
 )
 _REQUIRED_COLUMNS = {
     "events": {
@@ -90,12 +105,29 @@ _REQUIRED_COLUMNS = {
     },
     "snapshots": {"stream_id", "name", "version", "schema_version", "state"},
 }
-_REQUIRED_SINCE = {2: {"events": {"tags"}, "event_tags": {"tag", "position", "type"}}}
+_REQUIRED_SINCE = {
+    2: {"events": {"tags"}, "event_tags": {"tag", "position", "type"}},
+    3: {
+        "stream_cuts": {
+            "seq",
+            "stream_id",
+            "before_version",
+            "anchor",
+            "reason",
+            "at",
+            "archive",
+            "signature",
+            "log_head",
+        }
+    },
+}
 """Columns a schema version added: required of a file at that version or later."""
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 2: tags (DCB): a column, their index table, and the type index DCB
     # queries of types alone scan.
     2: ("ALTER TABLE events ADD COLUMN tags TEXT", _TAGS_TABLE, _TYPE_INDEX),
+    # 3: stream lifecycle: the cut markers.
+    3: (_CUTS_TABLE, _CUTS_INDEX),
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 

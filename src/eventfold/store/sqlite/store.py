@@ -27,11 +27,13 @@ from eventfold.store.capabilities import (
     StoreStats,
     StreamDataReader,
     StreamInfo,
+    StreamLifecycle,
 )
-from eventfold.store.checks import validate_snapshot
+from eventfold.store.checks import validate_snapshot, validate_stream_id
+from eventfold.store.cuts import Cut, CutReason, check_key, check_truncate
 from eventfold.store.dcb import AppendCondition, Query
 from eventfold.store.paging import Page
-from eventfold.store.sqlite import dcb, inspect, rows
+from eventfold.store.sqlite import dcb, inspect, lifecycle, rows
 from eventfold.store.sqlite.options import SQLiteOptions, parse_sqlite_url
 from eventfold.store.sqlite.readers import INLINE_BYTES, INLINE_ROWS, ReadPool
 from eventfold.store.sqlite.schema import open_writer
@@ -65,7 +67,15 @@ class SQLiteStore(LogReader, LogWriter, StreamDataPages, DCBPages):
     """
 
     capabilities: ClassVar[Capabilities] = frozenset(
-        {SnapshotStore, StreamDataReader, ChainReader, Inspector, SQLReader, DCBStore}
+        {
+            SnapshotStore,
+            StreamDataReader,
+            ChainReader,
+            Inspector,
+            SQLReader,
+            DCBStore,
+            StreamLifecycle,
+        }
     )
     page_rows = INLINE_ROWS
 
@@ -143,6 +153,46 @@ class SQLiteStore(LogReader, LogWriter, StreamDataPages, DCBPages):
         self.check_open()
         validate_snapshot(snapshot)
         await self._submit(lambda future: SnapshotRequest(future, snapshot))
+
+    # --- stream lifecycle (StreamLifecycle) -------------------------------------------
+
+    async def truncate_stream(
+        self,
+        stream_id: str,
+        before_version: int,
+        *,
+        reason: CutReason = "truncated",
+        archive: str = "",
+        key: bytes | None = None,
+    ) -> Cut | None:
+        stream_id, before, reason, archive = check_truncate(
+            stream_id, before_version, reason, archive
+        )
+        key = check_key(key)
+        self.check_open()
+        cut: Cut | None = await self._submit(
+            lambda future: lifecycle.CutRequest(future, stream_id, before, reason, archive, key)
+        )
+        return cut
+
+    async def delete_stream(
+        self, stream_id: str, *, hard: bool = False, key: bytes | None = None
+    ) -> Cut | None:
+        validate_stream_id(stream_id)
+        key = check_key(key)
+        self.check_open()
+        reason: CutReason = "tombstoned" if hard else "deleted"
+        cut: Cut | None = await self._submit(
+            lambda future: lifecycle.CutRequest(future, stream_id, None, reason, "", key)
+        )
+        return cut
+
+    async def read_cuts(self, stream_id: str | None = None) -> AsyncIterator[Cut]:
+        self.check_open()
+        if stream_id is not None:
+            validate_stream_id(stream_id)
+        for cut in await self._readers.run(lifecycle.list_cuts, stream_id):
+            yield cut
 
     async def pragma(self, name: str) -> object:
         """The value of a setting of the write connection, e.g. ``synchronous``

@@ -34,7 +34,14 @@ from eventfold.store.chain import GENESIS, chain
 from eventfold.store.checks import category_of, check_expected, replayed_result
 from eventfold.store.dcb import AppendCondition, replayed_position
 from eventfold.store.sqlite.dcb import first_match
-from eventfold.store.sqlite.rows import HEAD_SQL, LAST_SQL, join_tags, stored_events
+from eventfold.store.sqlite.rows import (
+    CUT_HEAD_SQL,
+    HEAD_SQL,
+    LAST_SQL,
+    after_cut,
+    join_tags,
+    stored_events,
+)
 from eventfold.store.sqlite.schema import store_error
 
 _LAST_EVENT_SQL = "SELECT position, recorded_at FROM events ORDER BY position DESC LIMIT 1"
@@ -240,7 +247,10 @@ def _plan(tx: _Transaction, appends: Sequence[StreamAppend], *, lookup: bool) ->
             stored = stored_events(con, [event.event_id for event in item.events])
             replay = replayed_result(item, stored)
         row = con.execute(LAST_SQL, (item.stream_id,)).fetchone()
-        actual, last, chained = (0, 0, GENESIS) if row is None else row
+        if row is None:  # new, or every event removed (StreamDeleted if for good)
+            (actual, chained), last = after_cut(con, item.stream_id), 0
+        else:
+            actual, last, chained = row
         if replay is None and item.expected_version is not ANY:
             try:
                 check_expected(item.stream_id, item.expected_version, actual)
@@ -420,6 +430,7 @@ class GroupWriter:
             doing = "write"
             last = con.execute(_LAST_EVENT_SQL).fetchone()
             head, latest = (0, 0) if last is None else last
+            head = max(head, con.execute(CUT_HEAD_SQL).fetchone()[0])
             # Taken under the write lock, and never before the log's last
             # event (a clock set back): recorded_at never decreases along
             # the log, so along no stream either.

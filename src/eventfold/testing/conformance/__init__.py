@@ -28,6 +28,7 @@ log (a copy of it, such as the bus mirror) runs ``ReaderConformance``, with an
 
 from eventfold.testing.conformance.core import StoreConformance
 from eventfold.testing.conformance.dcb import DCBConformance, tagged, violations
+from eventfold.testing.conformance.lifecycle import LifecycleConformance
 from eventfold.testing.conformance.mixins import (
     ChainConformance,
     InspectorConformance,
@@ -52,6 +53,7 @@ __all__ = [
     "Conformance",
     "DCBConformance",
     "InspectorConformance",
+    "LifecycleConformance",
     "Opening",
     "ReaderConformance",
     "ReplicaReadsConformance",
