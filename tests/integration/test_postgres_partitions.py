@@ -32,6 +32,7 @@ from eventfold.testing.pgserver import PostgresServer
 from tests.partition_helpers import unpartition
 
 WIDTH = 4  # transactions per partition: a new partition every few appends
+KEY = b"cut-signing-key"
 
 
 async def raw(url: str) -> psycopg.AsyncConnection[Any]:
@@ -174,8 +175,19 @@ async def test_detach_read_back_and_drop(pg_url: str, pg_schema: str, narrow: No
         before = await collect(store.read_all())
         parts = await list_partitions(store)
         cut = holding(parts, before[19].position).high
-        names = await detach_before(store, cut)
+        names = await detach_before(store, cut, key=KEY)
         assert names and all(p.high <= cut for p in parts if p.name in names)
+        # every stream cut has a signed cut marker after its last detached
+        # event, and what remains of each chain verifies from there
+        cuts = {c.stream_id: c async for c in store.read_cuts()}
+        gone = [r for r in before if r.position < cut]
+        for stream in {r.stream_id for r in gone}:
+            last = max(r.version for r in gone if r.stream_id == stream)
+            assert cuts[stream].before_version == last + 1
+            assert cuts[stream].reason == "archived" and cuts[stream].check_signature(KEY)
+            assert cuts[stream].archive.startswith(f"postgresql:{pg_schema}.events_")
+        report = await verify(store, key=KEY)
+        assert report.clean, report.findings
         listed = {p.name: p for p in await list_partitions(store)}
         assert all(not listed[n].attached for n in names)
         remaining = await collect(store.read_all())
@@ -194,6 +206,16 @@ async def test_detach_read_back_and_drop(pg_url: str, pg_schema: str, narrow: No
             await collect(read_detached(store, 'events"; DROP TABLE x; --'))
         with pytest.raises(InvalidArgument):  # the cut-off passes what is final
             await detach_before(store, 1 << 62)
+        # tampering with what remains still shows
+        async with await raw(pg_url) as conn:
+            await conn.execute(
+                sql.SQL("UPDATE {} SET data = '{{\"n\": -1}}' WHERE position = %s").format(
+                    sql.Identifier(pg_schema, "events")
+                ),
+                [remaining[0].position],
+            )
+        problems = {(f.stream_id, f.problem) for f in (await verify(store, key=KEY)).findings}
+        assert problems == {(remaining[0].stream_id, "altered")}
         await drop_detached(store, names[0])
         assert names[0] not in {p.name for p in await list_partitions(store)}
         with pytest.raises(InvalidArgument):

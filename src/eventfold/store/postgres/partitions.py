@@ -47,6 +47,7 @@ from psycopg import sql
 
 from eventfold.errors import InvalidArgument
 from eventfold.store.api import RecordedEvent
+from eventfold.store.cuts import Cut, check_key, cut_time
 from eventfold.store.lazy import StoredEvent
 from eventfold.store.postgres.errors import translate
 from eventfold.store.postgres.queries import COLUMNS
@@ -275,12 +276,18 @@ async def list_partitions(store: PostgresStore) -> list[Partition]:
         raise translate(exc, "list partitions") from None
 
 
-async def detach_before(store: PostgresStore, position: int) -> list[str]:
+async def detach_before(
+    store: PostgresStore, position: int, *, key: bytes | None = None
+) -> list[str]:
     """Detach every attached partition whose positions all lie below
     ``position``, in one transaction: their rows leave the log (reads, event
-    ids, tags) and stay, whole, in a table of their own (the archive).
-    ``position`` may not pass the bound below which the log is final (no
-    transaction still running can write there). Returns the names detached."""
+    ids, tags) and stay, whole, in a table of their own (the archive), and
+    every stream they cut gets a cut marker (reason ``archived``, signed with
+    ``key`` if given; ``eventfold.store.cuts``), so that ``verify`` checks
+    what remains of it from there. ``position`` may not pass the bound below
+    which the log is final (no transaction still running can write there).
+    Returns the names detached."""
+    key = check_key(key)
     names = store._names
     n = _Names(names)
     try:
@@ -305,6 +312,7 @@ async def detach_before(store: PostgresStore, position: int) -> list[str]:
                 if not attached or high > position:
                     continue
                 part = _table(names, name)
+                await _record_cuts(conn, names, part, f"postgresql:{names.schema_name}.{name}", key)
                 for step in (
                     "DELETE FROM {event_ids} i USING {part} p WHERE i.event_id = p.event_id",
                     "DELETE FROM {tags} t USING {part} p"
@@ -319,6 +327,53 @@ async def detach_before(store: PostgresStore, position: int) -> list[str]:
             return detached
     except psycopg.Error as exc:
         raise translate(exc, "detach partitions") from None
+
+
+async def _record_cuts(
+    conn: Conn, names: Names, part: sql.Identifier, archive: str, key: bytes | None
+) -> None:
+    """A cut for each stream with events in ``part``: its chain goes on after
+    the last of them (events appended without a stream are chains of their
+    own and need none). A stream already cut at or above that version (by a
+    truncation) keeps its cut."""
+    cur = await conn.execute(
+        names.format(
+            "SELECT DISTINCT ON (p.stream_id) p.stream_id, p.version, p.hash"
+            " FROM {part} p JOIN {streams} s ON s.stream_id = p.stream_id"
+            " WHERE p.stream_id <> '' AND p.version >= s.first_version"
+            " ORDER BY p.stream_id, p.version DESC",
+            part=part,
+        )
+    )
+    at = cut_time()
+    cuts = [
+        Cut(str(r[0]), int(r[1]) + 1, bytes(r[2]), "archived", at, archive).signed(key)
+        for r in await cur.fetchall()
+    ]
+    if not cuts:
+        return
+    await conn.execute(
+        names.format(
+            "INSERT INTO {stream_cuts} (stream_id, before_version, anchor, reason, at, archive,"
+            " signature) SELECT u.s, u.b, u.a, 'archived', %s, %s, u.g"
+            " FROM unnest(%s::text[], %s::bigint[], %s::bytea[], %s::text[]) AS u(s, b, a, g)"
+        ),
+        [
+            at,
+            archive,
+            [c.stream_id for c in cuts],
+            [c.before_version for c in cuts],
+            [c.anchor for c in cuts],
+            [c.signature for c in cuts],
+        ],
+    )
+    await conn.execute(
+        names.format(
+            "UPDATE {streams} s SET first_version = greatest(s.first_version, u.b)"
+            " FROM unnest(%s::text[], %s::bigint[]) AS u(s, b) WHERE s.stream_id = u.s"
+        ),
+        [[c.stream_id for c in cuts], [c.before_version for c in cuts]],
+    )
 
 
 async def _detached(conn: Conn, names: Names, name: str) -> sql.Identifier:
