@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck docs dist unit browser bench bench-quick clean
+.PHONY: demo test lint typecheck docs dist unit browser bench bench-quick bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,12 @@ bench: $(VENV)/.bench
 bench-quick: $(VENV)/.bench
 	$(BIN)/python -m bench.run --quick
 	$(BIN)/python -m bench.replicas --quick
+	$(BIN)/python -m bench.scale --quick
+
+# The scale run (bench/scale.py): 1, 3 and 10 million events over 100,000
+# streams on SQLite and PostgreSQL; hours on a small machine.
+bench-scale: $(VENV)/.bench
+	$(BIN)/python -m bench.scale --out bench/results/scale.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site dist build

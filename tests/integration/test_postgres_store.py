@@ -34,6 +34,7 @@ from eventfold.store.postgres.schema import SCHEMA_VERSION
 from eventfold.store.url import connect
 from eventfold.testing.conformance import collect, new_event, numbered, numbers
 from tests.conftest import with_params
+from tests.partition_helpers import unpartition
 
 
 async def raw(url: str) -> psycopg.AsyncConnection[Any]:
@@ -230,6 +231,7 @@ async def test_upgrade_from_schema_version_1_fills_the_hash_chain(
         before = [link async for link in store.read_chain()]
     schema = sql.Identifier(pg_schema)
     async with await raw(pg_url.split("?")[0]) as conn:  # back to what version 1 stored
+        await unpartition(conn, pg_schema)
         await _undo_tags(conn, pg_schema)
         for table in ("events", "streams"):
             await conn.execute(
@@ -275,6 +277,7 @@ async def test_upgrade_from_schema_version_6_adds_tags_and_dcb(pg_url: str, pg_s
     async with await open_store(pg_url) as store:
         await store.append("a-1", numbered(3))
     async with await raw(pg_url.split("?")[0]) as conn:
+        await unpartition(conn, pg_schema)
         await _undo_tags(conn, pg_schema)
         await conn.execute(
             sql.SQL("DELETE FROM {}.schema_version WHERE version > 6").format(
@@ -303,6 +306,7 @@ async def test_upgrade_from_schema_version_7_adds_stream_lifecycle(
         await store.append("a-1", numbered(3))
         await store.append("b-1", numbered(2))
     async with await raw(pg_url.split("?")[0]) as conn:
+        await unpartition(conn, pg_schema)
         await _undo_lifecycle(conn, pg_schema)
         await conn.execute(
             sql.SQL("DELETE FROM {}.schema_version WHERE version > 7").format(

@@ -238,7 +238,7 @@ BEGIN
     END LOOP;
     was_v := cur_v;
 
-    SELECT array_agg(e.event_id) INTO stored FROM {events} e WHERE e.event_id = ANY (ev_id);
+    SELECT array_agg(e.event_id) INTO stored FROM {event_ids} e WHERE e.event_id = ANY (ev_id);
 
     WHILE lo <= n LOOP
         -- the request: items lo..hi, events ev_lo..ev_hi
@@ -400,6 +400,7 @@ TAKE_POSITION = """
         PERFORM pg_advisory_lock({clock_lock});
         SELECT (pg_current_xact_id()::text::bigint + s.value) << 20 INTO base
           FROM {settings} s WHERE s.key = 'xid_offset';
+        PERFORM {ensure_partitions}(base);
         SELECT greatest(floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint,
                         c.last_value)
           INTO at_us FROM {clock} c;
@@ -466,7 +467,7 @@ BEGIN
         RETURN QUERY SELECT 1, 4, v, p;
         RETURN;
     END IF;
-    IF n > 0 AND EXISTS (SELECT 1 FROM {events} e WHERE e.event_id = ANY (ev_id)) THEN
+    IF n > 0 AND EXISTS (SELECT 1 FROM {event_ids} e WHERE e.event_id = ANY (ev_id)) THEN
         RETURN QUERY SELECT 1, 2, v, p;
         RETURN;
     END IF;
@@ -599,7 +600,7 @@ BEGIN
         ev_hi := ev_lo + rq_count[r] - 1;
         a_hi := a_lo + rq_arms[r] - 1;
         conflict := NULL;
-        IF EXISTS (SELECT 1 FROM {events} e WHERE e.event_id = ANY (ev_id[ev_lo:ev_hi])) THEN
+        IF EXISTS (SELECT 1 FROM {event_ids} e WHERE e.event_id = ANY (ev_id[ev_lo:ev_hi])) THEN
             o_status[r] := 2;
             o_position[r] := 0;
         ELSE

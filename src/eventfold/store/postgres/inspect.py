@@ -52,7 +52,9 @@ async def stats(conn: Conn, names: Names, head: int) -> StoreStats:
         names.format(
             "SELECT count(*), min(recorded_at), max(recorded_at), "
             "(SELECT count(*) FROM {streams} WHERE version >= first_version), "
-            "pg_total_relation_size('{schema}.events'::regclass) "
+            "(SELECT coalesce(sum(pg_total_relation_size(relid)), 0)"
+            " FROM pg_partition_tree('{schema}.events'::regclass)) "
+            "+ pg_total_relation_size('{schema}.event_ids'::regclass) "
             "+ pg_total_relation_size('{schema}.streams'::regclass) "
             "+ pg_total_relation_size('{schema}.snapshots'::regclass) "
             "+ pg_total_relation_size('{schema}.event_tags'::regclass) FROM {events}"

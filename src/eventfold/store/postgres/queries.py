@@ -156,7 +156,10 @@ class Queries:
                 " ORDER BY position DESC LIMIT %s"
             ),
         }
-        self.by_ids = q("SELECT {columns} FROM {events} WHERE event_id = ANY(%s::uuid[])")
+        self.by_ids = q(
+            "SELECT {columns} FROM {events} WHERE position = ANY(ARRAY("
+            "SELECT position FROM {event_ids} WHERE event_id = ANY(%s::uuid[])))"
+        )
         self.stream_forward = q(
             "SELECT {columns} FROM {events}"
             " WHERE stream_id = %s AND version >= %s AND version <= %s"

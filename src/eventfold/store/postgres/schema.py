@@ -18,7 +18,7 @@ from psycopg import sql
 from eventfold.errors import NotAnEventStore, SchemaVersionError, StoreNotFound
 from eventfold.store.postgres import functions
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 """The newest schema version this code knows. Bump it (with a migration, even
 an empty one) whenever functions.py changes: the functions are reinstalled
 whenever migrations run."""
@@ -41,6 +41,8 @@ class Names:
         self.event_tags = sql.Identifier(schema, "event_tags")
         self.stream_cuts = sql.Identifier(schema, "stream_cuts")
         self.settings = sql.Identifier(schema, "settings")
+        self.event_ids = sql.Identifier(schema, "event_ids")
+        self.ensure_partitions = sql.Identifier(schema, "ensure_partitions")
         self.versions = sql.Identifier(schema, "schema_version")
         self.append = sql.Identifier(schema, "append_batch")
         self.append_one = sql.Identifier(schema, "append_one")
@@ -76,6 +78,8 @@ class Names:
             event_tags=self.event_tags,
             stream_cuts=self.stream_cuts,
             settings=self.settings,
+            event_ids=self.event_ids,
+            ensure_partitions=self.ensure_partitions,
             versions=self.versions,
             append=self.append,
             append_one=self.append_one,
@@ -212,6 +216,17 @@ _MIGRATION_8: list[Step] = [
     functions.install,
 ]
 
+
+async def _partition_events(conn: psycopg.AsyncConnection[Any], names: Names) -> None:
+    from eventfold.store.postgres import partitions
+
+    await partitions.partition_events(conn, names)
+
+
+# 9: the events table partitioned by range of position, event ids unique
+# through the event_ids table (eventfold.store.postgres.partitions).
+_MIGRATION_9: list[Step] = [_partition_events, functions.install]
+
 MIGRATIONS: dict[int, Sequence[Step]] = {
     1: _MIGRATION_1,
     2: _MIGRATION_2,
@@ -221,6 +236,7 @@ MIGRATIONS: dict[int, Sequence[Step]] = {
     6: _MIGRATION_6,
     7: _MIGRATION_7,
     8: _MIGRATION_8,
+    9: _MIGRATION_9,
 }
 
 
